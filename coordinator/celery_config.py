@@ -1,0 +1,92 @@
+"""The Celery settings the coordinator starts from, and the app it builds (or adopts) with them.
+
+The module-level names are a valid Celery config module (the top-level `celeryconfig.py`
+re-exports them); `build_app` adds what depends on the prefix and the URLs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from coordinator.errors import ConfigurationError
+from coordinator.keys import KOMBU_PRIORITY_LEVELS, CoordinatorKeys
+from coordinator.settings import Settings, redact_url
+
+log = logging.getLogger(__name__)
+
+# JSON only: a pickle message is refused by the worker, never executed.
+task_serializer = "json"
+result_serializer = "json"
+event_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+# Task events on, so Flower sees jobs and workers.
+worker_send_task_events = True
+task_send_sent_event = True
+# Strict priorities: a worker holds one message per process, so a high-priority job overtakes.
+worker_prefetch_multiplier = 1
+# A job whose worker dies goes back to the broker (and the registry recovers it if it does not).
+task_acks_late = True
+task_reject_on_worker_lost = True
+broker_connection_retry_on_startup = True
+enable_utc = True
+timezone = "UTC"
+# The Redis transport: ten priority lists (0 the highest), always read in priority order.
+broker_transport_options = {
+    "priority_steps": list(KOMBU_PRIORITY_LEVELS),
+    "queue_order_strategy": "priority",
+    "visibility_timeout": 3600,
+}
+
+CELERY_DEFAULTS: dict[str, Any] = {
+    name: value for name, value in dict(globals()).items()
+    if name.islower() and not name.startswith("_") and name not in ("log", "annotations")
+    and not callable(value) and not isinstance(value, type(logging))
+}
+
+UNSAFE_SERIALIZERS = ("pickle", "yaml", "msgpack", "application/x-python-serialize")
+
+
+def build_app(settings: Settings, app: Celery | None = None) -> Celery:
+    """A new Celery app for the coordinator, or the team's own app with the settings it needs."""
+    keys = CoordinatorKeys(settings.prefix)
+    transport = dict(broker_transport_options)
+    if settings.broker_is_redis:
+        transport.update(
+            unacked_key=keys.unacked, unacked_index_key=keys.unacked_index,
+            unacked_mutex_key=keys.unacked_mutex,
+        )
+    prefixed = {
+        "control_exchange": keys.control_exchange,
+        "event_exchange": keys.event_exchange,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"global_keyprefix": f"{settings.prefix}:"},
+    }
+    if app is None:
+        app = Celery(
+            f"coordinator-{settings.prefix}", broker=settings.effective_broker_url,
+            backend=settings.url, set_as_current=False,
+        )
+        app.conf.update(CELERY_DEFAULTS, **prefixed)
+        return app
+    _refuse_unsafe(app)
+    merged = dict(app.conf.broker_transport_options or {})
+    merged.update(transport)
+    app.conf.update(broker_transport_options=merged)
+    log.info("adopted Celery app %r (broker %s)", app.main, redact_url(str(app.conf.broker_url)))
+    return app
+
+
+def _refuse_unsafe(app: Celery) -> None:
+    """Refuse an adopted app that would accept or send pickle: messages could run code."""
+    accepted = set(app.conf.accept_content or []) | set(app.conf.result_accept_content or [])
+    sent = {app.conf.task_serializer, app.conf.result_serializer}
+    unsafe = sorted(name for name in accepted | sent if name in UNSAFE_SERIALIZERS)
+    if unsafe:
+        raise ConfigurationError(
+            f"accept_content / task_serializer: the Celery app allows {unsafe}; the coordinator "
+            "accepts JSON only (set accept_content=['json'], task_serializer='json')"
+        )

@@ -1,0 +1,60 @@
+"""The coordinator's exceptions: one tree, so callers can catch them all.
+
+    CoordinatorError
+    ├── ConfigurationError       bad settings, URL or Celery configuration
+    ├── QueueNotFoundError       a queue that was never created
+    ├── JobNotFoundError         an unknown job id
+    ├── InvalidJobDataError      data that is not plain JSON or is too large
+    ├── WorkerNotFoundError      an unknown managed worker id
+    ├── WorkerStartError         a managed worker did not start consuming in time
+    └── UnrecoverableError       raised by a processor: fail the job now, no retry
+
+Invalid option values raise `pydantic.ValidationError`, which names the field.
+"""
+
+from __future__ import annotations
+
+
+class CoordinatorError(Exception):
+    """Base of every error the coordinator raises on purpose."""
+
+
+class ConfigurationError(CoordinatorError):
+    """The coordinator cannot run with the given settings; the message names the setting."""
+
+
+class QueueNotFoundError(CoordinatorError):
+    """The queue was never created with `create_queue` (or was deleted)."""
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(f"queue {queue!r} does not exist; create it with create_queue()")
+        self.queue = queue
+
+
+class JobNotFoundError(CoordinatorError):
+    """No job with this id exists in the queue."""
+
+    def __init__(self, queue: str, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} not found in queue {queue!r}")
+        self.queue = queue
+        self.job_id = job_id
+
+
+class InvalidJobDataError(CoordinatorError):
+    """Job data (or a result, progress value or log line) is not plain JSON or is too large."""
+
+
+class WorkerNotFoundError(CoordinatorError):
+    """No managed worker with this id is known to this coordinator."""
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(f"worker {worker_id!r} not found")
+        self.worker_id = worker_id
+
+
+class WorkerStartError(CoordinatorError):
+    """A managed worker process exited or did not consume within the start timeout."""
+
+
+class UnrecoverableError(CoordinatorError):
+    """Raised inside a processor to fail the job at once, without retries (BullMQ's name)."""

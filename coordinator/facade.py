@@ -1,0 +1,213 @@
+"""JobQueueCoordinator: the one object users hold; it composes the three managers and the registry.
+
+    JobQueueCoordinator
+    ├── QueueManager   (queues.py)     queues: create, pause, resume, delete, status
+    ├── JobScheduler   (scheduler.py)  jobs: enqueue, schedule, read, retry, cancel, prioritise
+    ├── WorkerManager  (workers/)      managed `celery worker` processes
+    └── Registry       (registry/)     job records and state moves in Redis (Lua)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+import redis
+from celery import Celery
+
+from coordinator.celery_config import build_app
+from coordinator.errors import ConfigurationError
+from coordinator.keys import CoordinatorKeys
+from coordinator.models import (
+    BulkJob,
+    Job,
+    JobOptions,
+    JobState,
+    QueueConfig,
+    QueueInfo,
+    QueueStatus,
+    ScheduleOptions,
+    WorkerOptions,
+    WorkerStatus,
+)
+from coordinator.queues import QueueManager
+from coordinator.registry import Registry
+from coordinator.runtime.locks import LockKeeper
+from coordinator.runtime.maintenance import maintenance_step
+from coordinator.runtime.task import Processor, register_processor_task
+from coordinator.scheduler import JobScheduler
+from coordinator.settings import Settings, settings_from_env
+from coordinator.validation import check_queue_name
+from coordinator.workers import WorkerManager
+
+
+class JobQueueCoordinator:
+    """One typed API over Celery and Redis: queues, jobs, workers, recurring jobs.
+
+    Building one has no side effects beyond creating objects: no connection is opened until the
+    first call, and the Celery app is not made the current app.
+    """
+
+    def __init__(self, url: str, *, broker_url: str | None = None, app: Celery | None = None,
+                 prefix: str = "jqc", max_job_size: int | None = None, **settings: Any) -> None:
+        if max_job_size is not None:
+            settings["max_job_size"] = max_job_size
+        self._init(Settings(url=url, broker_url=broker_url, prefix=prefix, **settings), app)
+
+    @classmethod
+    def from_env(cls, app: Celery | None = None, **overrides: Any) -> JobQueueCoordinator:
+        """Settings from REDIS_URL (or REDIS_HOST/PORT/PASSWORD/DB/TLS), LOG_LEVEL,
+        WORKER_CONCURRENCY, MAX_JOB_RETRIES, JQC_PREFIX and BROKER_URL."""
+        return cls.from_settings(settings_from_env(**overrides), app=app)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, app: Celery | None = None) -> JobQueueCoordinator:
+        coord = cls.__new__(cls)
+        coord._init(settings, app)
+        return coord
+
+    def _init(self, settings: Settings, app: Celery | None) -> None:
+        self.settings = settings
+        self.keys = CoordinatorKeys(settings.prefix)
+        self.redis = redis.Redis.from_url(
+            settings.url, decode_responses=True, socket_timeout=settings.socket_timeout_s,
+            socket_connect_timeout=settings.socket_timeout_s, health_check_interval=30,
+        )
+        self.registry = Registry(self.redis, settings.prefix, settings.events_max_len)
+        self.adopted_app = app is not None
+        self.app = build_app(settings, app)
+        self.app.steps["consumer"].add(maintenance_step(self))
+        self.processors: dict[str, Processor] = {}
+        self.queues = QueueManager(self.registry, settings)
+        self.jobs = JobScheduler(self.registry, self.queues, settings, self.app, self._default_job_name)
+        self.workers = WorkerManager(self)
+        self._lock_keeper: LockKeeper | None = None
+        self._mutex = threading.Lock()
+
+    # ----------------------------------------------------------------------------- processors
+
+    def processor(self, queue: str) -> Callable[[Processor], Processor]:
+        """Decorator: register the queue's one handler. Returns the function unchanged."""
+        check_queue_name(queue)
+
+        def register(handler: Processor) -> Processor:
+            existing = self.processors.get(queue)
+            if existing is not None and existing is not handler:
+                raise ConfigurationError(f"processor: queue {queue!r} already has processor {existing.__name__}")
+            if existing is None:
+                self.processors[queue] = handler
+                register_processor_task(self, queue, handler)
+            return handler
+
+        return register
+
+    def celery_queue(self, name: str) -> str:
+        """The Celery queue that carries the jobs of coordinator queue ``name``."""
+        return self.keys.for_queue(check_queue_name(name)).celery_queue
+
+    def _default_job_name(self, queue: str) -> str:
+        handler = self.processors.get(queue)
+        return handler.__name__ if handler else queue
+
+    @property
+    def lock_keeper(self) -> LockKeeper:
+        with self._mutex:
+            if self._lock_keeper is None:
+                self._lock_keeper = LockKeeper(self.registry, self.settings.lock_duration_ms)
+            return self._lock_keeper
+
+    # ----------------------------------------------------------------------------- queues
+
+    def create_queue(self, config: QueueConfig | str, **fields: Any) -> QueueInfo:
+        return self.queues.create_queue(config, **fields)
+
+    def get_queue(self, name: str) -> QueueInfo:
+        return self.queues.get_queue(name)
+
+    def get_queue_names(self) -> list[str]:
+        return self.queues.get_queue_names()
+
+    def get_queue_status(self, name: str) -> QueueStatus:
+        return self.queues.get_queue_status(name)
+
+    def pause_queue(self, name: str) -> None:
+        self.queues.pause_queue(name)
+
+    def resume_queue(self, name: str) -> None:
+        self.queues.resume_queue(name)
+
+    def delete_queue(self, name: str) -> None:
+        self.queues.delete_queue(name)
+
+    # ----------------------------------------------------------------------------- jobs
+
+    def enqueue_job(self, queue: str, data: Any, options: JobOptions | None = None, *,
+                    name: str | None = None, **option_fields: Any) -> Job:
+        return self.jobs.enqueue_job(queue, data, options, name=name, **option_fields)
+
+    def enqueue_bulk(self, queue: str, jobs: Iterable[BulkJob | dict[str, Any]]) -> list[Job]:
+        return self.jobs.enqueue_bulk(queue, jobs)
+
+    def schedule_job(self, queue: str, job_name: str, data: Any, options: ScheduleOptions | None = None,
+                     **fields: Any) -> Job:
+        return self.jobs.schedule_job(queue, job_name, data, options, **fields)
+
+    def get_job(self, queue: str, job_id: str) -> Job | None:
+        return self.jobs.get_job(queue, job_id)
+
+    def get_jobs(self, queue: str, states: Iterable[JobState | str] | JobState | str, start: int = 0,
+                 end: int = -1, asc: bool = False) -> list[Job]:
+        return self.jobs.get_jobs(queue, states, start, end, asc)
+
+    def get_failed_jobs(self, queue: str, start: int = 0, end: int = -1) -> list[Job]:
+        return self.jobs.get_failed_jobs(queue, start, end)
+
+    def retry_job(self, queue: str, job_id: str) -> bool:
+        return self.jobs.retry_job(queue, job_id)
+
+    def cancel_job(self, queue: str, job_id: str, terminate: bool = False) -> bool:
+        return self.jobs.cancel_job(queue, job_id, terminate)
+
+    def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
+        return self.jobs.update_job_priority(queue, job_id, priority)
+
+    def promote_job(self, queue: str, job_id: str) -> bool:
+        return self.jobs.promote_job(queue, job_id)
+
+    def wait_for_job(self, queue: str, job_id: str, timeout: float) -> Job:
+        return self.jobs.wait_for_job(queue, job_id, timeout)
+
+    # ----------------------------------------------------------------------------- workers
+
+    def register_worker(self, queue: str, processor: Processor | None = None,
+                        options: WorkerOptions | None = None, **fields: Any) -> WorkerStatus:
+        return self.workers.register_worker(queue, processor, options, **fields)
+
+    def close_worker(self, worker_id: str, timeout: float = 30) -> None:
+        self.workers.close_worker(worker_id, timeout)
+
+    def get_worker(self, worker_id: str) -> WorkerStatus:
+        return self.workers.get_worker(worker_id)
+
+    def get_workers_by_queue(self, queue: str) -> list[WorkerStatus]:
+        return self.workers.get_workers_by_queue(queue)
+
+    def get_all_worker_status(self) -> list[WorkerStatus]:
+        return self.workers.get_all_worker_status()
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    def shutdown(self, timeout: float = 30) -> None:
+        """Close every managed worker gracefully, then the connections."""
+        self.workers.shutdown(timeout)
+        self.redis.close()
+        self.redis.connection_pool.disconnect()
+
+    def __enter__(self) -> JobQueueCoordinator:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.shutdown()

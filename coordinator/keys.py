@@ -1,0 +1,158 @@
+"""Every Redis key and Celery queue name the coordinator uses is built here, and only here.
+
+A queue's keys share the hash tag ``{queue}`` so that they live on one Redis Cluster slot and a
+Lua script may touch all of them. The Celery queue (the broker list kombu reads) carries the same
+tag, so the scripts that move a job to waiting can push its Celery message in the same step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: kombu's separator between a queue name and its priority level in the Redis transport.
+KOMBU_PRIORITY_SEP = "\x06\x16"
+#: Priority levels of the Redis transport (0 is the highest); one list per level.
+KOMBU_PRIORITY_LEVELS = tuple(range(10))
+
+#: Job states that have an index of their own (a sorted set per queue).
+STATE_INDEXES = ("waiting", "active", "delayed", "completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """Key names of one coordinator queue."""
+
+    prefix: str
+    queue: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{self.queue}}}"
+
+    @property
+    def celery_queue(self) -> str:
+        """The Celery queue (and routing key) that carries this queue's jobs."""
+        return self.base
+
+    def broker_list(self, kombu_priority: int) -> str:
+        """The kombu Redis list that holds messages of one priority level."""
+        if kombu_priority == 0:
+            return self.celery_queue
+        return f"{self.celery_queue}{KOMBU_PRIORITY_SEP}{kombu_priority}"
+
+    @property
+    def broker_lists(self) -> list[str]:
+        return [self.broker_list(level) for level in KOMBU_PRIORITY_LEVELS]
+
+    @property
+    def meta(self) -> str:
+        """Hash: the queue's config (JSON), paused flag, creation time."""
+        return f"{self.base}:meta"
+
+    def index(self, state: str) -> str:
+        """Sorted set of the job ids in one state, scored by the time they entered it (ms);
+        for ``delayed``, by the time they are due."""
+        return f"{self.base}:{state}"
+
+    @property
+    def parked(self) -> str:
+        """Sorted set of waiting jobs held back while the queue is paused."""
+        return f"{self.base}:parked"
+
+    @property
+    def events(self) -> str:
+        """Capped stream of the queue's job events."""
+        return f"{self.base}:events"
+
+    @property
+    def metrics(self) -> str:
+        """Hash of per-minute counters: ``<minute>:c`` completed, ``:f`` failed, ``:t`` ms."""
+        return f"{self.base}:metrics"
+
+    @property
+    def limiter(self) -> str:
+        """Sorted set of the start times inside the current rate-limit window."""
+        return f"{self.base}:limiter"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.base}:job:{job_id}"
+
+    def lock(self, job_id: str) -> str:
+        """String with a TTL, renewed by the worker running the job; gone means stalled."""
+        return f"{self.base}:lock:{job_id}"
+
+    def logs(self, job_id: str) -> str:
+        return f"{self.base}:logs:{job_id}"
+
+    @property
+    def pattern(self) -> str:
+        """SCAN pattern of every key of this queue except the broker lists."""
+        return f"{self.base}:*"
+
+
+@dataclass(frozen=True)
+class CoordinatorKeys:
+    """Key names shared by all queues of one prefix."""
+
+    prefix: str
+
+    @property
+    def queues(self) -> str:
+        """Set of the queue names that exist."""
+        return f"{self.prefix}:queues"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of worker ids by last heartbeat (ms)."""
+        return f"{self.prefix}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        """Hash: a worker's status, expiring when its heartbeat stops."""
+        return f"{self.prefix}:worker:{worker_id}"
+
+    def worker_paused(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}:paused"
+
+    def for_queue(self, queue: str) -> QueueKeys:
+        return QueueKeys(self.prefix, queue)
+
+    # Celery and kombu keys that would otherwise be shared by everything on one Redis database.
+    @property
+    def unacked(self) -> str:
+        return f"{self.prefix}:unacked"
+
+    @property
+    def unacked_index(self) -> str:
+        return f"{self.prefix}:unacked_index"
+
+    @property
+    def unacked_mutex(self) -> str:
+        return f"{self.prefix}:unacked_mutex"
+
+    @property
+    def control_exchange(self) -> str:
+        return f"{self.prefix}.control"
+
+    @property
+    def event_exchange(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def result_prefix(self) -> str:
+        return f"{self.prefix}:celery-task-meta-"
+
+    @property
+    def beat(self) -> str:
+        """Key prefix of the redbeat schedule."""
+        return f"{self.prefix}:beat"
+
+    def task_name(self, queue: str) -> str:
+        """The Celery task name of a queue's processor."""
+        return f"{self.prefix}.{queue}"
+
+    def queue_of(self, celery_queue: str) -> str | None:
+        """The coordinator queue a Celery queue name carries, or None if it is not one of ours."""
+        head = f"{self.prefix}:{{"
+        if celery_queue.startswith(head) and celery_queue.endswith("}"):
+            return celery_queue[len(head) : -1]
+        return None

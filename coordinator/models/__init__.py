@@ -1,0 +1,57 @@
+"""Pydantic models of the public API: options the caller gives, snapshots the coordinator returns."""
+
+from coordinator.models.job import Event, Job, JobState
+from coordinator.models.options import (
+    Backoff,
+    BulkJob,
+    JobOptions,
+    QueueConfig,
+    RateLimit,
+    RecurringJobOptions,
+    Retention,
+    ScheduleOptions,
+    WorkerOptions,
+)
+from coordinator.models.status import (
+    Health,
+    HealthCheck,
+    HealthStatus,
+    ManagedWorker,
+    QueueCounts,
+    QueueHealth,
+    QueueInfo,
+    QueueMetrics,
+    QueueStatus,
+    RecurringJob,
+    ScalingResult,
+    WorkerState,
+    WorkerStatus,
+)
+
+__all__ = [
+    "Backoff",
+    "BulkJob",
+    "Event",
+    "Health",
+    "HealthCheck",
+    "HealthStatus",
+    "Job",
+    "JobOptions",
+    "JobState",
+    "ManagedWorker",
+    "QueueConfig",
+    "QueueCounts",
+    "QueueHealth",
+    "QueueInfo",
+    "QueueMetrics",
+    "QueueStatus",
+    "RateLimit",
+    "RecurringJob",
+    "RecurringJobOptions",
+    "Retention",
+    "ScalingResult",
+    "ScheduleOptions",
+    "WorkerOptions",
+    "WorkerState",
+    "WorkerStatus",
+]

@@ -1,0 +1,89 @@
+"""The job snapshot, its states, and the events a state change emits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from coordinator.models.options import JobOptions
+
+if TYPE_CHECKING:
+    from coordinator.registry import Registry
+
+
+class JobState(str, Enum):
+    """Where a job is in its life; each state has one index per queue in the registry."""
+
+    WAITING = "waiting"
+    DELAYED = "delayed"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+
+
+class Job(BaseModel):
+    """A snapshot of one job as the registry held it when it was read.
+
+    Inside a processor, `update_progress` and `log` write to the registry for the running attempt.
+    """
+
+    model_config = ConfigDict(frozen=False)
+
+    id: str
+    queue: str
+    name: str
+    data: Any = None
+    options: JobOptions = JobOptions()
+    state: JobState
+    attempts_made: int = 0
+    stalled_count: int = 0
+    progress: Any = 0
+    result: Any = None
+    failed_reason: str | None = None
+    stacktrace: list[str] = []
+    logs: list[str] = []
+    created_at: datetime
+    processed_on: datetime | None = None
+    finished_on: datetime | None = None
+    worker_id: str | None = None
+    trace_id: str | None = None
+    schedule_key: str | None = None
+
+    _registry: Registry | None = PrivateAttr(None)
+    _token: int | None = PrivateAttr(None)
+
+    def update_progress(self, progress: Any) -> None:
+        """Record progress (0..100, or any JSON value) of the running attempt; emits ``progress``."""
+        self._bound().update_progress(self.queue, self.id, self._token, progress)
+        self.progress = progress
+
+    def log(self, line: str) -> None:
+        """Append a line to the job's log."""
+        self._bound().add_log(self.queue, self.id, line)
+        self.logs.append(line)
+
+    def _bound(self) -> Registry:
+        if self._registry is None or self._token is None:
+            from coordinator.errors import CoordinatorError
+
+            raise CoordinatorError("update_progress() and log() work only inside a processor")
+        return self._registry
+
+
+class Event(BaseModel):
+    """One job event of a queue's stream."""
+
+    id: str
+    event: str
+    queue: str
+    job_id: str | None = None
+    timestamp: datetime
+    data: dict[str, Any] = {}

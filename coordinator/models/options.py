@@ -1,0 +1,136 @@
+"""Options the caller passes in. Every model forbids unknown fields, so a typo names the field."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from coordinator.validation import check_job_id, check_queue_name, check_trace_id
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Backoff(_Options):
+    """Wait between attempts: ``fixed`` is always ``delay`` ms; ``exponential`` doubles each time."""
+
+    type: Literal["fixed", "exponential"] = "exponential"
+    delay: int = Field(2000, ge=0, description="ms")
+
+    def delay_ms(self, attempts_made: int) -> int:
+        """The wait before the next attempt, after ``attempts_made`` attempts (1 or more)."""
+        if self.type == "fixed":
+            return self.delay
+        return self.delay * 2 ** max(attempts_made - 1, 0)
+
+
+class RateLimit(_Options):
+    """At most ``max`` jobs of the queue start in any window of ``duration`` ms, across all workers."""
+
+    max: int = Field(..., ge=1)
+    duration: int = Field(..., ge=1, description="ms")
+
+
+Removal = bool | int
+
+
+class JobOptions(_Options):
+    """Per-job options; unset fields fall back to the queue's ``default_job_options``."""
+
+    priority: int = Field(5, ge=1, le=10, description="1 is the highest, 10 the lowest")
+    max_retries: int | None = Field(
+        None, ge=0, le=1000, description="retries after the first attempt; None: MAX_JOB_RETRIES or 3"
+    )
+    backoff: Backoff = Backoff()
+    delay: int = Field(0, ge=0, description="ms before the job may start")
+    job_id: str | None = None
+    timeout: float | None = Field(None, gt=0, description="s; the attempt is stopped and fails")
+    remove_on_complete: Removal = False
+    remove_on_fail: Removal = False
+    trace_id: str | None = None
+
+    _check_job_id = field_validator("job_id")(check_job_id)
+    _check_trace_id = field_validator("trace_id")(check_trace_id)
+
+    @field_validator("remove_on_complete", "remove_on_fail")
+    @classmethod
+    def _non_negative(cls, value: Removal) -> Removal:
+        if not isinstance(value, bool) and value < 0:
+            raise ValueError("must be True, False or a count >= 0")
+        return value
+
+
+class ScheduleOptions(JobOptions):
+    """Options of `schedule_job`: a ``delay`` in ms or a ``run_at`` time, not both."""
+
+    run_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one_of_delay_and_run_at(self) -> ScheduleOptions:
+        if self.run_at is not None and self.delay:
+            raise ValueError("run_at: give either delay or run_at, not both")
+        if self.run_at is not None and self.run_at.tzinfo is None:
+            raise ValueError("run_at: must be timezone-aware")
+        return self
+
+
+class RecurringJobOptions(JobOptions):
+    """Options of `schedule_recurring_job`: ``cron`` (5 fields) or ``every`` (ms), not both."""
+
+    cron: str | None = None
+    every: int | None = Field(None, gt=0, description="ms between runs")
+    tz: str = "UTC"
+    limit: int | None = Field(None, ge=1, description="stop after this many runs")
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    key: str | None = None
+
+    _check_key = field_validator("key")(check_job_id)
+
+
+class Retention(_Options):
+    """How many finished jobs a queue keeps, and for how long (the newest are kept)."""
+
+    completed_count: int = Field(1000, ge=0)
+    completed_age_s: int | None = Field(24 * 3600, ge=1)
+    failed_count: int = Field(10_000, ge=0)
+    failed_age_s: int | None = Field(7 * 24 * 3600, ge=1)
+
+
+class QueueConfig(_Options):
+    """A queue's configuration; `create_queue` with the same name and a new config updates it."""
+
+    name: str
+    default_job_options: JobOptions = JobOptions()
+    limiter: RateLimit | None = None
+    retention: Retention = Retention()
+
+    _check_name = field_validator("name")(check_queue_name)
+
+
+class BulkJob(_Options):
+    """One job of `enqueue_bulk`."""
+
+    data: Any = None
+    name: str | None = None
+    options: JobOptions | None = None
+
+
+class WorkerOptions(_Options):
+    """How a managed `celery worker` process runs."""
+
+    concurrency: int | None = Field(None, ge=1, le=512, description="None: WORKER_CONCURRENCY or 2")
+    autoscale: tuple[int, int] | None = Field(None, description="(max, min) processes, Celery's --autoscale")
+    limiter: RateLimit | None = None
+    pool: Literal["prefork", "threads", "solo"] = "prefork"
+    embed_beat: bool = Field(False, description="run a beat in the worker so recurring jobs fire")
+
+    @field_validator("autoscale")
+    @classmethod
+    def _max_at_least_min(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not (1 <= value[1] <= value[0]):
+            raise ValueError("autoscale: must be (max, min) with 1 <= min <= max")
+        return value

@@ -1,0 +1,131 @@
+"""Read models: what the coordinator reports about queues, workers, schedules and health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel
+
+from coordinator.models.options import QueueConfig, RateLimit
+
+
+class HealthStatus(str, Enum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+
+class QueueInfo(BaseModel):
+    """A queue as created: its config, whether it is paused, when it was created."""
+
+    name: str
+    celery_queue: str
+    config: QueueConfig
+    paused: bool
+    created_at: datetime
+
+
+class QueueCounts(BaseModel):
+    waiting: int = 0
+    active: int = 0
+    delayed: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+class QueueMetrics(BaseModel):
+    throughput: float = 0.0
+    """Jobs finished per minute over the recent window."""
+    error_rate: float = 0.0
+    """Failed / finished over the recent window, 0..1."""
+    average_processing_time: float = 0.0
+    """ms per finished job over the recent window."""
+
+
+class QueueHealth(BaseModel):
+    status: HealthStatus
+    reasons: list[str] = []
+    metrics: QueueMetrics = QueueMetrics()
+
+
+class QueueStatus(BaseModel):
+    name: str
+    paused: bool
+    counts: QueueCounts
+    health: QueueHealth
+    workers: int
+    """Live workers consuming this queue, on any host."""
+
+
+class WorkerState(str, Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+
+
+class WorkerStatus(BaseModel):
+    id: str
+    queue: str
+    node_name: str
+    hostname: str
+    pid: int | None
+    state: WorkerState
+    concurrency: int
+    autoscale: tuple[int, int] | None = None
+    limiter: RateLimit | None = None
+    active_jobs: int = 0
+    processed: int = 0
+    failed: int = 0
+    restarts: int = 0
+    last_heartbeat: datetime | None = None
+    started_at: datetime | None = None
+    uptime_s: float = 0.0
+    memory_rss_bytes: int | None = None
+    log_file: str | None = None
+
+
+#: What `register_worker` returns: the worker's status at the moment it began consuming.
+ManagedWorker = WorkerStatus
+
+
+class ScalingResult(BaseModel):
+    previous: int
+    current: int
+    started: list[str] = []
+    stopped: list[str] = []
+
+
+class RecurringJob(BaseModel):
+    key: str
+    queue: str
+    name: str
+    data: Any = None
+    cron: str | None = None
+    every: int | None = None
+    tz: str = "UTC"
+    limit: int | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    next_run: datetime | None = None
+    last_run: datetime | None = None
+    run_count: int = 0
+
+
+class HealthCheck(BaseModel):
+    name: str
+    status: HealthStatus
+    detail: str = ""
+    data: dict[str, Any] = {}
+
+
+class Health(BaseModel):
+    status: HealthStatus
+    checks: list[HealthCheck] = []
+    reasons: list[str] = []
+    checked_at: datetime

@@ -1,0 +1,139 @@
+"""QueueManager: queue lifecycle (create, read, pause, resume, delete) and queue status."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from coordinator.errors import QueueNotFoundError
+from coordinator.models import (
+    HealthStatus,
+    QueueConfig,
+    QueueCounts,
+    QueueHealth,
+    QueueInfo,
+    QueueMetrics,
+    QueueStatus,
+)
+from coordinator.registry import Registry
+from coordinator.registry.codec import from_ms
+from coordinator.registry.registry import now_ms
+from coordinator.settings import Settings
+
+#: Minutes of per-minute metrics that `get_queue_status` averages over.
+METRICS_WINDOW_MIN = 5
+#: A worker whose heartbeat is older than this is not counted as live.
+WORKER_LIVE_MS = 10_000
+#: Thresholds past which a queue's health is ``degraded``.
+BACKLOG_THRESHOLD = 10_000
+ERROR_RATE_THRESHOLD = 0.5
+
+
+class QueueManager:
+    """Creates and configures queues; reports their counts, metrics and health."""
+
+    def __init__(self, registry: Registry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self._configs: dict[str, tuple[float, QueueConfig]] = {}
+
+    def create_queue(self, config: QueueConfig | str, **fields: Any) -> QueueInfo:
+        """Create a queue, or update its config; idempotent for the same config."""
+        if isinstance(config, str):
+            config = QueueConfig(name=config, **fields)
+        elif fields:
+            config = config.model_copy(update=QueueConfig(name=config.name, **fields).model_dump(exclude_unset=True))
+        self.registry.save_queue(config)
+        self._configs[config.name] = (time.monotonic(), config)
+        return self.get_queue(config.name)
+
+    def get_queue(self, name: str) -> QueueInfo:
+        meta = self.registry.queue_meta(name)
+        config = QueueConfig.model_validate_json(meta["config"])
+        return QueueInfo(
+            name=name, celery_queue=self.registry.queue_keys(name).celery_queue, config=config,
+            paused=meta.get("paused") == "1", created_at=from_ms(meta["created"]),
+        )
+
+    def get_queue_names(self) -> list[str]:
+        return self.registry.queue_names()
+
+    def cached_config(self, name: str) -> QueueConfig:
+        """The queue's config as read at most `config_cache_s` ago (hot paths use this)."""
+        cached = self._configs.get(name)
+        if cached and time.monotonic() - cached[0] < self.settings.config_cache_s:
+            return cached[1]
+        config = QueueConfig.model_validate_json(self.registry.queue_meta(name)["config"])
+        self._configs[name] = (time.monotonic(), config)
+        return config
+
+    def pause_queue(self, name: str) -> None:
+        """No worker, present or future, starts a new job of the queue until `resume_queue`."""
+        self.registry.set_paused(name, True)
+
+    def resume_queue(self, name: str) -> None:
+        """Let the queue's jobs run again; the jobs held while paused are dispatched now."""
+        self.registry.set_paused(name, False)
+        limiter = self.cached_config(name).limiter
+        while self.registry.release_parked(name, limiter) and limiter is None:
+            pass
+
+    def delete_queue(self, name: str) -> None:
+        """Remove the queue with its jobs, events, metrics and keys."""
+        self.registry.queue_meta(name)
+        self.registry.delete_queue(name)
+        self._configs.pop(name, None)
+
+    def get_queue_status(self, name: str) -> QueueStatus:
+        meta = self.registry.queue_meta(name)
+        counts = self.registry.counts(name)
+        metrics = self.metrics(name)
+        workers = self.live_worker_count(name)
+        return QueueStatus(
+            name=name, paused=meta.get("paused") == "1", counts=counts,
+            health=queue_health(counts, metrics, workers), workers=workers,
+        )
+
+    def metrics(self, name: str, window_min: int = METRICS_WINDOW_MIN) -> QueueMetrics:
+        """Throughput, error rate and mean processing time over the last ``window_min`` minutes."""
+        minute = now_ms() // 60_000
+        fields = [f"{m}:{kind}" for m in range(minute - window_min + 1, minute + 1) for kind in "cft"]
+        values = self.registry.client.hmget(self.registry.queue_keys(name).metrics, fields)
+        totals = {"c": 0, "f": 0, "t": 0}
+        for field, value in zip(fields, values):
+            totals[field[-1]] += int(value or 0)
+        finished = totals["c"] + totals["f"]
+        elapsed_min = window_min - 1 + (now_ms() % 60_000) / 60_000
+        return QueueMetrics(
+            throughput=round(finished / elapsed_min, 3) if elapsed_min else 0.0,
+            error_rate=round(totals["f"] / finished, 4) if finished else 0.0,
+            average_processing_time=round(totals["t"] / finished, 3) if finished else 0.0,
+        )
+
+    def live_worker_count(self, name: str) -> int:
+        """Workers on any host whose heartbeat is fresh and that consume this queue."""
+        client = self.registry.client
+        keys = self.registry.keys
+        nodes = client.zrangebyscore(keys.workers, now_ms() - WORKER_LIVE_MS, "+inf")
+        if not nodes:
+            return 0
+        pipe = client.pipeline(transaction=False)
+        for node in nodes:
+            pipe.hget(keys.worker(node), "queues")
+        return sum(1 for queues in pipe.execute() if queues and name in queues.split(","))
+
+
+def queue_health(counts: QueueCounts, metrics: QueueMetrics, workers: int) -> QueueHealth:
+    """Unhealthy when jobs wait and no worker is live; degraded past the thresholds."""
+    reasons = []
+    status = HealthStatus.HEALTHY
+    if counts.waiting and not workers:
+        reasons.append(f"{counts.waiting} jobs waiting and no live worker")
+        status = HealthStatus.UNHEALTHY
+    if counts.waiting > BACKLOG_THRESHOLD:
+        reasons.append(f"backlog of {counts.waiting} waiting jobs over {BACKLOG_THRESHOLD}")
+    if metrics.error_rate > ERROR_RATE_THRESHOLD:
+        reasons.append(f"error rate {metrics.error_rate:.0%} over {ERROR_RATE_THRESHOLD:.0%}")
+    if reasons and status is HealthStatus.HEALTHY:
+        status = HealthStatus.DEGRADED
+    return QueueHealth(status=status, reasons=reasons, metrics=metrics)

@@ -1,0 +1,51 @@
+"""Turns a job's Redis hash into a `Job` snapshot; times are stored as epoch ms."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from coordinator.models import Job, JobOptions, JobState
+
+
+def from_ms(value: str | int | None) -> datetime | None:
+    if value in (None, ""):
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _json(value: str | None, default: Any = None) -> Any:
+    return default if value in (None, "") else json.loads(value)
+
+
+def job_from_hash(queue: str, job_id: str, fields: dict[str, str], logs: list[str] | None = None) -> Job:
+    """Build the snapshot from the fields written by the registry's scripts."""
+    options = JobOptions.model_validate_json(fields["opts"]) if fields.get("opts") else JobOptions()
+    if fields.get("priority") and int(fields["priority"]) != options.priority:
+        options = options.model_copy(update={"priority": int(fields["priority"])})
+    return Job(
+        id=job_id,
+        queue=queue,
+        name=fields["name"],
+        data=_json(fields.get("data")),
+        options=options,
+        state=JobState(fields["state"]),
+        attempts_made=int(fields.get("attempts", 0)),
+        stalled_count=int(fields.get("stalled", 0)),
+        progress=_json(fields.get("progress"), 0),
+        result=_json(fields.get("result")),
+        failed_reason=fields.get("reason") or None,
+        stacktrace=_json(fields.get("stack"), []),
+        logs=logs or [],
+        created_at=from_ms(fields["created"]),
+        processed_on=from_ms(fields.get("processed")),
+        finished_on=from_ms(fields.get("finished")),
+        worker_id=fields.get("worker") or None,
+        trace_id=fields.get("trace") or None,
+        schedule_key=fields.get("schedule") or None,
+    )

@@ -1,0 +1,62 @@
+--[[
+  Shared functions, prepended to every script by registry/scripts.py.
+
+  emit(): appends an event to the queue's capped stream, in the same step as the move.
+  dispatch(): writes the Celery (kombu Redis transport) message of one dispatch of a job onto
+  the list of its priority, so a job becomes waiting and publishable in one atomic step.
+  The message body carries only the queue, job id and dispatch token; the worker reads the job
+  itself from the registry when it starts it.
+]]
+local function emit(eventsKey, maxLen, event, jobId, ...)
+  redis.call("XADD", eventsKey, "MAXLEN", "~", maxLen, "*", "event", event, "job_id", jobId, ...)
+end
+
+local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, token, priority, timeout, traceId)
+  local level = tonumber(priority) - 1
+  local taskId = jobId .. "." .. token
+  local body = '[[],{"queue":"' .. queueName .. '","job_id":"' .. jobId .. '","token":' .. token ..
+    '},{"callbacks":null,"errbacks":null,"chain":null,"chord":null}]'
+  local soft, hard = cjson.null, cjson.null
+  if timeout and timeout ~= "" then
+    soft = tonumber(timeout)
+    hard = soft + 2
+  end
+  local trace = cjson.null
+  if traceId and traceId ~= "" then trace = traceId end
+  local message = cjson.encode({
+    body = body,
+    ["content-encoding"] = "utf-8",
+    ["content-type"] = "application/json",
+    headers = {
+      lang = "py", task = taskName, id = taskId, root_id = taskId, parent_id = cjson.null,
+      group = cjson.null, retries = 0, eta = cjson.null, expires = cjson.null,
+      timelimit = {hard, soft}, argsrepr = "()", kwargsrepr = "{}", origin = "coordinator",
+      ignore_result = true, trace_id = trace
+    },
+    properties = {
+      correlation_id = taskId, reply_to = "", delivery_mode = 2,
+      delivery_info = {exchange = "", routing_key = celeryQueue},
+      priority = level, delivery_tag = celeryQueue .. "/" .. taskId
+    }
+  })
+  redis.call("LPUSH", brokerKeys[level + 1], message)
+end
+
+-- Make a waiting job reachable: push its message, or park it while the queue is paused.
+-- Bumps the dispatch token so that any older message of the job is stale.
+local function makeWaiting(jobKey, parkedKey, paused, now, brokerKeys, taskName, celeryQueue, queueName, jobId)
+  local token = redis.call("HINCRBY", jobKey, "token", 1)
+  if paused then
+    redis.call("ZADD", parkedKey, 0, jobId)
+    return token
+  end
+  local fields = redis.call("HMGET", jobKey, "priority", "timeout", "trace")
+  dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, token, fields[1], fields[2], fields[3])
+  return token
+end
+
+local function sliceKeys(from, count)
+  local out = {}
+  for i = 0, count - 1 do out[i + 1] = KEYS[from + i] end
+  return out
+end

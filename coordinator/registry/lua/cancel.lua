@@ -1,0 +1,29 @@
+--[[
+  Cancel a job that has not started (waiting or delayed), or an active one when allowed
+  (cancel_job(terminate=True): the caller then stops the process running it).
+  The token is bumped, so a message of the job still in the broker, or the late finish of the
+  stopped attempt, is stale and changes nothing.
+
+  KEYS[1] job  KEYS[2] waiting  KEYS[3] delayed  KEYS[4] parked  KEYS[5] active
+  KEYS[6] cancelled  KEYS[7] events  KEYS[8] lock
+
+  ARGV[1] job id  ARGV[2] now (ms)  ARGV[3] "1" to allow an active job  ARGV[4] events max length
+
+  Events: cancelled.
+  Returns: -1 no such job; 0 its state does not allow it; 1 cancelled.
+]]
+local jobKey, jobId = KEYS[1], ARGV[1]
+local state = redis.call("HGET", jobKey, "state")
+if not state then return -1 end
+if state == "active" and ARGV[3] ~= "1" then return 0 end
+if state ~= "waiting" and state ~= "delayed" and state ~= "active" then return 0 end
+redis.call("ZREM", KEYS[2], jobId)
+redis.call("ZREM", KEYS[3], jobId)
+redis.call("ZREM", KEYS[4], jobId)
+redis.call("ZREM", KEYS[5], jobId)
+redis.call("DEL", KEYS[8])
+redis.call("HINCRBY", jobKey, "token", 1)
+redis.call("HSET", jobKey, "state", "cancelled", "finished", ARGV[2])
+redis.call("ZADD", KEYS[6], ARGV[2], jobId)
+emit(KEYS[7], ARGV[4], "cancelled", jobId, "from", state)
+return 1

@@ -1,0 +1,53 @@
+--[[
+  Add one or more new jobs to a queue, atomically: record, state index, event, Celery message.
+
+  KEYS[1]      meta          queue hash (must exist: the queue was created)
+  KEYS[2]      waiting       index
+  KEYS[3]      delayed       index
+  KEYS[4]      parked        waiting jobs held while the queue is paused
+  KEYS[5]      events        stream
+  KEYS[6..15]  broker lists  kombu lists of priority levels 0..9
+  KEYS[16..]   job keys      one per job, in ARGV order
+
+  ARGV[1] now (ms)  ARGV[2] task name  ARGV[3] celery queue  ARGV[4] queue name
+  ARGV[5] events max length
+  then 10 per job: id, name, data, opts, priority, due (ms, 0 = now), timeout (s or ""),
+                   trace id, max retries, schedule key
+
+  Events: waiting or delayed, per job added.
+  Returns: -1 if the queue does not exist; else a list with 1 for each job added and 0 for each
+  job whose id existed already (nothing is written for those).
+]]
+if redis.call("EXISTS", KEYS[1]) == 0 then return -1 end
+local now = tonumber(ARGV[1])
+local maxLen = ARGV[5]
+local paused = redis.call("HGET", KEYS[1], "paused") == "1"
+local brokerKeys = sliceKeys(6, 10)
+local added = {}
+local per = 10
+local count = (#ARGV - 5) / per
+for i = 0, count - 1 do
+  local a = 5 + i * per
+  local jobId, jobKey = ARGV[a + 1], KEYS[16 + i]
+  if redis.call("EXISTS", jobKey) == 1 then
+    added[i + 1] = 0
+  else
+    local due = tonumber(ARGV[a + 6])
+    local state = "waiting"
+    if due > now then state = "delayed" end
+    redis.call("HSET", jobKey, "name", ARGV[a + 2], "data", ARGV[a + 3], "opts", ARGV[a + 4],
+      "priority", ARGV[a + 5], "timeout", ARGV[a + 7], "trace", ARGV[a + 8],
+      "max_retries", ARGV[a + 9], "schedule", ARGV[a + 10], "state", state,
+      "attempts", 0, "stalled", 0, "token", 0, "created", now)
+    if state == "delayed" then
+      redis.call("ZADD", KEYS[3], due, jobId)
+      emit(KEYS[5], maxLen, "delayed", jobId, "due", due)
+    else
+      redis.call("ZADD", KEYS[2], now, jobId)
+      makeWaiting(jobKey, KEYS[4], paused, now, brokerKeys, ARGV[2], ARGV[3], ARGV[4], jobId)
+      emit(KEYS[5], maxLen, "waiting", jobId)
+    end
+    added[i + 1] = 1
+  end
+end
+return added

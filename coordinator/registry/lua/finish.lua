@@ -1,0 +1,55 @@
+--[[
+  End an attempt: completed, failed for good, or failed with a retry after a back-off.
+  Only the current dispatch may finish the job (fencing by token): a late finish of an attempt
+  that stalled, was cancelled or was re-run changes nothing.
+
+  KEYS[1] job  KEYS[2] active  KEYS[3] completed  KEYS[4] failed  KEYS[5] delayed  KEYS[6] events
+  KEYS[7] lock  KEYS[8] metrics  KEYS[9] logs
+
+  ARGV[1] job id  ARGV[2] token  ARGV[3] outcome: completed | failed | retry  ARGV[4] now (ms)
+  ARGV[5] result JSON (completed) or reason (failed, retry)  ARGV[6] stack trace (failed, retry)
+  ARGV[7] due (ms, retry)  ARGV[8] "1" to remove the job at once (remove_on_complete/fail True)
+  ARGV[9] events max length  ARGV[10] minute bucket  ARGV[11] processing time (ms)
+
+  Events: completed | failed | retrying + delayed.
+  Returns: 1 done; 0 stale (this attempt no longer owns the job).
+]]
+local jobKey, jobId, outcome, now = KEYS[1], ARGV[1], ARGV[3], tonumber(ARGV[4])
+local cur = redis.call("HMGET", jobKey, "state", "token")
+if cur[1] ~= "active" or cur[2] ~= ARGV[2] then return 0 end
+redis.call("ZREM", KEYS[2], jobId)
+redis.call("DEL", KEYS[7])
+local minute = ARGV[10]
+if outcome == "completed" then
+  redis.call("HINCRBY", KEYS[8], minute .. ":c", 1)
+  redis.call("HINCRBY", KEYS[8], minute .. ":t", ARGV[11])
+  emit(KEYS[6], ARGV[9], "completed", jobId, "duration_ms", ARGV[11])
+  if ARGV[8] == "1" then
+    redis.call("DEL", jobKey, KEYS[9])
+    return 1
+  end
+  redis.call("HSET", jobKey, "state", "completed", "finished", now, "result", ARGV[5])
+  redis.call("ZADD", KEYS[3], now, jobId)
+  return 1
+end
+local stack = cjson.decode(redis.call("HGET", jobKey, "stack") or "[]")
+table.insert(stack, ARGV[6])
+while #stack > 10 do table.remove(stack, 1) end
+redis.call("HSET", jobKey, "reason", ARGV[5], "stack", cjson.encode(stack))
+if outcome == "retry" then
+  redis.call("HSET", jobKey, "state", "delayed")
+  redis.call("ZADD", KEYS[5], ARGV[7], jobId)
+  emit(KEYS[6], ARGV[9], "retrying", jobId, "reason", ARGV[5], "due", ARGV[7])
+  emit(KEYS[6], ARGV[9], "delayed", jobId, "due", ARGV[7])
+  return 1
+end
+redis.call("HINCRBY", KEYS[8], minute .. ":f", 1)
+redis.call("HINCRBY", KEYS[8], minute .. ":t", ARGV[11])
+emit(KEYS[6], ARGV[9], "failed", jobId, "reason", ARGV[5])
+if ARGV[8] == "1" then
+  redis.call("DEL", jobKey, KEYS[9])
+  return 1
+end
+redis.call("HSET", jobKey, "state", "failed", "finished", now)
+redis.call("ZADD", KEYS[4], now, jobId)
+return 1

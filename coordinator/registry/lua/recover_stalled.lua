@@ -1,0 +1,41 @@
+--[[
+  Recover active jobs whose lock expired (their worker died or lost Redis): back to waiting with
+  a new dispatch, or failed after more than max_stalled_count stalls.
+
+  KEYS[1] active  KEYS[2] waiting  KEYS[3] failed  KEYS[4] parked  KEYS[5] meta  KEYS[6] events
+  KEYS[7] metrics  KEYS[8..17] broker lists  then per candidate: job key, lock key
+
+  ARGV[1] now (ms)  ARGV[2] max stalled count  ARGV[3] task name  ARGV[4] celery queue
+  ARGV[5] queue name  ARGV[6] events max length  ARGV[7] minute bucket  ARGV[8..] candidate ids
+
+  Events: stalled, then waiting or failed, per job recovered.
+  Returns: the number of jobs recovered.
+]]
+local now, maxStalled = tonumber(ARGV[1]), tonumber(ARGV[2])
+local paused = redis.call("HGET", KEYS[5], "paused") == "1"
+local brokerKeys = sliceKeys(8, 10)
+local recovered = 0
+for i = 8, #ARGV do
+  local jobId = ARGV[i]
+  local jobKey, lockKey = KEYS[18 + (i - 8) * 2], KEYS[19 + (i - 8) * 2]
+  if redis.call("EXISTS", lockKey) == 0 and redis.call("HGET", jobKey, "state") == "active" then
+    redis.call("ZREM", KEYS[1], jobId)
+    local stalled = redis.call("HINCRBY", jobKey, "stalled", 1)
+    emit(KEYS[6], ARGV[6], "stalled", jobId, "count", stalled)
+    if stalled > maxStalled then
+      local reason = "job stalled more than allowable limit"
+      redis.call("HINCRBY", jobKey, "token", 1)
+      redis.call("HSET", jobKey, "state", "failed", "finished", now, "reason", reason)
+      redis.call("ZADD", KEYS[3], now, jobId)
+      redis.call("HINCRBY", KEYS[7], ARGV[7] .. ":f", 1)
+      emit(KEYS[6], ARGV[6], "failed", jobId, "reason", reason)
+    else
+      redis.call("HSET", jobKey, "state", "waiting")
+      redis.call("ZADD", KEYS[2], now, jobId)
+      makeWaiting(jobKey, KEYS[4], paused, now, brokerKeys, ARGV[3], ARGV[4], ARGV[5], jobId)
+      emit(KEYS[6], ARGV[6], "waiting", jobId)
+    end
+    recovered = recovered + 1
+  end
+end
+return recovered

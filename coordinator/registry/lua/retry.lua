@@ -1,0 +1,25 @@
+--[[
+  Run a failed or cancelled job again, with a fresh set of retries.
+
+  KEYS[1] job  KEYS[2] failed  KEYS[3] cancelled  KEYS[4] waiting  KEYS[5] parked  KEYS[6] meta
+  KEYS[7] events  KEYS[8..17] broker lists
+
+  ARGV[1] job id  ARGV[2] now (ms)  ARGV[3] task name  ARGV[4] celery queue  ARGV[5] queue name
+  ARGV[6] events max length
+
+  Events: waiting.
+  Returns: -1 no such job; 0 its state does not allow it; 1 waiting again.
+]]
+local jobKey, jobId = KEYS[1], ARGV[1]
+local state = redis.call("HGET", jobKey, "state")
+if not state then return -1 end
+if state ~= "failed" and state ~= "cancelled" then return 0 end
+redis.call("ZREM", KEYS[2], jobId)
+redis.call("ZREM", KEYS[3], jobId)
+redis.call("HSET", jobKey, "state", "waiting", "attempts", 0, "stalled", 0)
+redis.call("HDEL", jobKey, "finished", "reason", "result", "processed", "worker")
+redis.call("ZADD", KEYS[4], ARGV[2], jobId)
+local paused = redis.call("HGET", KEYS[6], "paused") == "1"
+makeWaiting(jobKey, KEYS[5], paused, ARGV[2], sliceKeys(8, 10), ARGV[3], ARGV[4], ARGV[5], jobId)
+emit(KEYS[7], ARGV[6], "waiting", jobId, "retried", "1")
+return 1

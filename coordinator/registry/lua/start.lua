@@ -1,0 +1,45 @@
+--[[
+  A worker received a job's message: make the job active if this dispatch may run now.
+
+  KEYS[1] job  KEYS[2] waiting  KEYS[3] active  KEYS[4] parked  KEYS[5] meta  KEYS[6] events
+  KEYS[7] lock  KEYS[8] limiter
+
+  ARGV[1] job id  ARGV[2] token of the message  ARGV[3] now (ms)  ARGV[4] worker id
+  ARGV[5] lock TTL (ms)  ARGV[6] events max length  ARGV[7] limiter max (0: none)
+  ARGV[8] limiter duration (ms)  ARGV[9] hostname
+
+  Events: active.
+  Returns: {"active", <job fields...>} to run it;
+           {"missing"} no such job; {"stale"} the message is not the job's current dispatch
+           (cancelled, re-prioritised, already run); {"paused"} the queue is paused and the job
+           is parked; {"limited", due} over the rate limit, parked until due.
+]]
+local jobKey = KEYS[1]
+if redis.call("EXISTS", jobKey) == 0 then return {"missing"} end
+local cur = redis.call("HMGET", jobKey, "state", "token")
+if cur[1] ~= "waiting" or cur[2] ~= ARGV[2] then return {"stale"} end
+local jobId, now = ARGV[1], tonumber(ARGV[3])
+if redis.call("HGET", KEYS[5], "paused") == "1" then
+  redis.call("ZADD", KEYS[4], 0, jobId)
+  return {"paused"}
+end
+local limitMax = tonumber(ARGV[7])
+if limitMax > 0 then
+  local duration = tonumber(ARGV[8])
+  redis.call("ZREMRANGEBYSCORE", KEYS[8], "-inf", now - duration)
+  if redis.call("ZCARD", KEYS[8]) >= limitMax then
+    local oldest = redis.call("ZRANGE", KEYS[8], 0, 0, "WITHSCORES")
+    local due = tonumber(oldest[2]) + duration
+    redis.call("ZADD", KEYS[4], due, jobId)
+    return {"limited", tostring(due)}
+  end
+  redis.call("ZADD", KEYS[8], now, jobId .. ":" .. ARGV[2])
+  redis.call("PEXPIRE", KEYS[8], duration * 2)
+end
+redis.call("ZREM", KEYS[2], jobId)
+redis.call("ZADD", KEYS[3], now, jobId)
+local attempts = redis.call("HINCRBY", jobKey, "attempts", 1)
+redis.call("HSET", jobKey, "state", "active", "processed", now, "worker", ARGV[4], "host", ARGV[9])
+redis.call("SET", KEYS[7], ARGV[2], "PX", ARGV[5])
+emit(KEYS[6], ARGV[6], "active", jobId, "attempt", attempts, "worker", ARGV[4])
+return {"active", unpack(redis.call("HGETALL", jobKey))}

@@ -1,0 +1,380 @@
+"""The job registry in Redis: one hash per job, one sorted set per state, a stream of events.
+
+Every state move is one Lua script (see `lua/`), so a crash at any point leaves each job in
+exactly one state index. Reads are plain commands, pipelined into one round trip where possible.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from coordinator.errors import JobNotFoundError, QueueNotFoundError
+from coordinator.keys import STATE_INDEXES, CoordinatorKeys, QueueKeys
+from coordinator.models import Job, JobOptions, JobState, QueueConfig, QueueCounts, RateLimit, Retention
+from coordinator.registry.codec import job_from_hash
+from coordinator.registry.scripts import Scripts
+from coordinator.validation import MAX_LOG_LINE, MAX_LOG_LINES, MAX_PROGRESS_SIZE, encode_json
+
+#: Jobs per script call in `enqueue` (bulk) and in the workers' sweeps.
+BATCH_SIZE = 500
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job ready to be written: id chosen, data encoded, options resolved."""
+
+    id: str
+    name: str
+    data_json: str
+    options: JobOptions
+    due_ms: int = 0
+    schedule_key: str = ""
+
+
+@dataclass(frozen=True)
+class StartResult:
+    """What `Registry.start` decided for one received message."""
+
+    status: str
+    """``active`` (run it), ``missing``, ``stale``, ``paused`` or ``limited``."""
+    job: Job | None = None
+
+
+class Registry:
+    """Reads and atomic writes of the job registry of one prefix."""
+
+    def __init__(self, client: redis.Redis, prefix: str, events_max_len: int = 10_000) -> None:
+        self.client = client
+        self.keys = CoordinatorKeys(prefix)
+        self.events_max_len = events_max_len
+        self.scripts = Scripts(client)
+
+    def queue_keys(self, queue: str) -> QueueKeys:
+        return self.keys.for_queue(queue)
+
+    def _dispatch_args(self, queue: str) -> list[str]:
+        """ARGV the dispatching scripts share: task name, Celery queue, queue name."""
+        return [self.keys.task_name(queue), self.queue_keys(queue).celery_queue, queue]
+
+    # ----------------------------------------------------------------------------- queues
+
+    def save_queue(self, config: QueueConfig) -> bool:
+        """Create or update a queue; True if it was created."""
+        qk = self.queue_keys(config.name)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(qk.meta, "config", config.model_dump_json())
+        pipe.hsetnx(qk.meta, "created", now_ms())
+        pipe.hsetnx(qk.meta, "paused", "0")
+        pipe.sadd(self.keys.queues, config.name)
+        _, created, _, _ = pipe.execute()
+        return bool(created)
+
+    def queue_meta(self, queue: str) -> dict[str, str]:
+        """The queue's meta hash; QueueNotFoundError if it was never created."""
+        meta = self.client.hgetall(self.queue_keys(queue).meta)
+        if not meta:
+            raise QueueNotFoundError(queue)
+        return meta
+
+    def queue_names(self) -> list[str]:
+        return sorted(self.client.smembers(self.keys.queues))
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        qk = self.queue_keys(queue)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.exists(qk.meta)
+        pipe.hset(qk.meta, "paused", "1" if paused else "0")
+        pipe.xadd(qk.events, {"event": "paused" if paused else "resumed", "job_id": ""},
+                  maxlen=self.events_max_len, approximate=True)
+        exists, _, _ = pipe.execute()
+        if not exists:
+            self.client.delete(qk.meta)
+            raise QueueNotFoundError(queue)
+
+    def delete_queue(self, queue: str) -> None:
+        """Remove the queue's jobs, indexes, events, metrics, broker lists and meta."""
+        qk = self.queue_keys(queue)
+        self.client.srem(self.keys.queues, queue)
+        self.client.delete(qk.meta)  # first: nothing new can be enqueued
+        batch: list[str] = []
+        for key in self.client.scan_iter(match=qk.pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                self.client.unlink(*batch)
+                batch.clear()
+        self.client.unlink(*batch, *qk.broker_lists)
+
+    # ----------------------------------------------------------------------------- jobs in
+
+    def enqueue(self, queue: str, jobs: list[NewJob]) -> list[bool]:
+        """Add jobs (each batch of BATCH_SIZE in one round trip); True per job added, False
+        where a job with that id existed and nothing was written."""
+        added: list[bool] = []
+        for start in range(0, len(jobs), BATCH_SIZE):
+            added.extend(self._enqueue_batch(queue, jobs[start : start + BATCH_SIZE]))
+        return added
+
+    def _enqueue_batch(self, queue: str, jobs: list[NewJob]) -> list[bool]:
+        qk = self.queue_keys(queue)
+        keys = [qk.meta, qk.index("waiting"), qk.index("delayed"), qk.parked, qk.events, *qk.broker_lists]
+        args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
+        for job in jobs:
+            opts = job.options
+            keys.append(qk.job(job.id))
+            args += [
+                job.id, job.name, job.data_json, opts.model_dump_json(exclude_defaults=True),
+                opts.priority, job.due_ms, "" if opts.timeout is None else opts.timeout,
+                opts.trace_id or "", opts.max_retries, job.schedule_key,
+            ]
+        result = self.scripts.enqueue(keys=keys, args=args)
+        if result == -1:
+            raise QueueNotFoundError(queue)
+        return [flag == 1 for flag in result]
+
+    # ----------------------------------------------------------------------------- worker side
+
+    def start(self, queue: str, job_id: str, token: int, worker_id: str, hostname: str,
+              lock_ms: int, limiter: RateLimit | None) -> StartResult:
+        """Claim a received dispatch of a job; see `lua/start.lua` for the outcomes."""
+        qk = self.queue_keys(queue)
+        reply = self.scripts.start(
+            keys=[qk.job(job_id), qk.index("waiting"), qk.index("active"), qk.parked, qk.meta,
+                  qk.events, qk.lock(job_id), qk.limiter],
+            args=[job_id, token, now_ms(), worker_id, lock_ms, self.events_max_len,
+                  limiter.max if limiter else 0, limiter.duration if limiter else 0, hostname],
+        )
+        if reply[0] != "active":
+            return StartResult(reply[0])
+        fields = dict(zip(reply[1::2], reply[2::2]))
+        job = job_from_hash(queue, job_id, fields)
+        job._registry = self
+        job._token = token
+        return StartResult("active", job)
+
+    def renew_locks(self, locks: Iterable[tuple[str, str]], lock_ms: int) -> None:
+        """Extend the locks of running jobs, given as (queue, job id)."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue, job_id in locks:
+            pipe.pexpire(self.queue_keys(queue).lock(job_id), lock_ms)
+        pipe.execute()
+
+    def finish(self, queue: str, job_id: str, token: int, outcome: str, *, payload: str = "",
+               stack: str = "", due_ms: int = 0, remove: bool = False, duration_ms: int = 0) -> bool:
+        """End an attempt: ``completed`` (payload = result JSON), ``failed`` or ``retry``
+        (payload = reason). False when this attempt no longer owns the job."""
+        qk = self.queue_keys(queue)
+        now = now_ms()
+        done = self.scripts.finish(
+            keys=[qk.job(job_id), qk.index("active"), qk.index("completed"), qk.index("failed"),
+                  qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id)],
+            args=[job_id, token, outcome, now, payload, stack, due_ms, "1" if remove else "0",
+                  self.events_max_len, now // 60_000, duration_ms],
+        )
+        return done == 1
+
+    def update_progress(self, queue: str, job_id: str, token: int | None, progress: Any) -> bool:
+        qk = self.queue_keys(queue)
+        encoded = encode_json(progress, "progress", MAX_PROGRESS_SIZE)
+        return self.scripts.progress(
+            keys=[qk.job(job_id), qk.events], args=[job_id, token, encoded, self.events_max_len]
+        ) == 1
+
+    def add_log(self, queue: str, job_id: str, line: str) -> None:
+        qk = self.queue_keys(queue)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.rpush(qk.logs(job_id), str(line)[:MAX_LOG_LINE])
+        pipe.ltrim(qk.logs(job_id), -MAX_LOG_LINES, -1)
+        pipe.execute()
+
+    # ----------------------------------------------------------------------------- job control
+
+    def _checked(self, queue: str, job_id: str, reply: int) -> bool:
+        if reply == -1:
+            raise JobNotFoundError(queue, job_id)
+        return reply == 1
+
+    def cancel(self, queue: str, job_id: str, allow_active: bool = False) -> bool:
+        qk = self.queue_keys(queue)
+        reply = self.scripts.cancel(
+            keys=[qk.job(job_id), qk.index("waiting"), qk.index("delayed"), qk.parked,
+                  qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id)],
+            args=[job_id, now_ms(), "1" if allow_active else "0", self.events_max_len],
+        )
+        return self._checked(queue, job_id, reply)
+
+    def retry(self, queue: str, job_id: str) -> bool:
+        qk = self.queue_keys(queue)
+        reply = self.scripts.retry(
+            keys=[qk.job(job_id), qk.index("failed"), qk.index("cancelled"), qk.index("waiting"),
+                  qk.parked, qk.meta, qk.events, *qk.broker_lists],
+            args=[job_id, now_ms(), *self._dispatch_args(queue), self.events_max_len],
+        )
+        return self._checked(queue, job_id, reply)
+
+    def change_priority(self, queue: str, job_id: str, priority: int) -> bool:
+        qk = self.queue_keys(queue)
+        reply = self.scripts.change_priority(
+            keys=[qk.job(job_id), qk.parked, qk.meta, qk.events, *qk.broker_lists],
+            args=[job_id, priority, now_ms(), *self._dispatch_args(queue), self.events_max_len],
+        )
+        return self._checked(queue, job_id, reply)
+
+    def promote(self, queue: str, job_id: str) -> bool:
+        """Move one delayed job to waiting now."""
+        if not self.client.exists(self.queue_keys(queue).job(job_id)):
+            raise JobNotFoundError(queue, job_id)
+        return self._promote(queue, [job_id], force=True) == 1
+
+    def _promote(self, queue: str, job_ids: list[str], force: bool) -> int:
+        qk = self.queue_keys(queue)
+        return self.scripts.promote(
+            keys=[qk.index("delayed"), qk.index("waiting"), qk.parked, qk.meta, qk.events,
+                  *qk.broker_lists, *(qk.job(job_id) for job_id in job_ids)],
+            args=[now_ms(), "1" if force else "0", *self._dispatch_args(queue),
+                  self.events_max_len, *job_ids],
+        )
+
+    # ----------------------------------------------------------------------------- sweeps
+
+    def promote_due(self, queue: str) -> int:
+        """Move delayed jobs that are due to waiting (a worker's periodic sweep)."""
+        due = self.client.zrangebyscore(self.queue_keys(queue).index("delayed"), "-inf", now_ms(),
+                                        start=0, num=BATCH_SIZE)
+        return self._promote(queue, due, force=False) if due else 0
+
+    def release_parked(self, queue: str, limiter: RateLimit | None) -> int:
+        """Dispatch parked jobs whose hold is over (queue resumed, rate-limit window passed)."""
+        qk = self.queue_keys(queue)
+        count = BATCH_SIZE if limiter is None else min(BATCH_SIZE, limiter.max)
+        due = self.client.zrangebyscore(qk.parked, "-inf", now_ms(), start=0, num=count)
+        if not due:
+            return 0
+        return self.scripts.release(
+            keys=[qk.parked, qk.meta, qk.limiter, *qk.broker_lists, *(qk.job(job_id) for job_id in due)],
+            args=[now_ms(), *self._dispatch_args(queue), limiter.max if limiter else 0,
+                  limiter.duration if limiter else 0, *due],
+        )
+
+    def recover_stalled(self, queue: str, max_stalled_count: int) -> int:
+        """Send active jobs whose lock expired back to waiting (or fail them); see the script."""
+        qk = self.queue_keys(queue)
+        active = self.client.zrange(qk.index("active"), 0, -1)
+        if not active:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in active:
+            pipe.exists(qk.lock(job_id))
+        stalled = [job_id for job_id, locked in zip(active, pipe.execute()) if not locked]
+        recovered = 0
+        for start in range(0, len(stalled), BATCH_SIZE):
+            batch = stalled[start : start + BATCH_SIZE]
+            keys = [qk.index("active"), qk.index("waiting"), qk.index("failed"), qk.parked, qk.meta,
+                    qk.events, qk.metrics, *qk.broker_lists]
+            for job_id in batch:
+                keys += [qk.job(job_id), qk.lock(job_id)]
+            recovered += self.scripts.recover_stalled(
+                keys=keys,
+                args=[now_ms(), max_stalled_count, *self._dispatch_args(queue), self.events_max_len,
+                      now_ms() // 60_000, *batch],
+            )
+        return recovered
+
+    def trim(self, queue: str, retention: Retention, keep_completed: int | None = None) -> int:
+        """Remove finished jobs beyond the queue's retention (count and age), oldest first."""
+        qk = self.queue_keys(queue)
+        now = now_ms()
+        removed = 0
+        rules = (
+            ("completed", retention.completed_count if keep_completed is None else keep_completed,
+             retention.completed_age_s),
+            ("failed", retention.failed_count, retention.failed_age_s),
+            ("cancelled", retention.failed_count, retention.failed_age_s),
+        )
+        for state, keep, age_s in rules:
+            index = qk.index(state)
+            excess = self.client.zcard(index) - keep
+            victims: list[str] = self.client.zrange(index, 0, min(excess, BATCH_SIZE) - 1) if excess > 0 else []
+            if age_s is not None:
+                victims += self.client.zrangebyscore(index, "-inf", now - age_s * 1000, start=0, num=BATCH_SIZE)
+            victims = list(dict.fromkeys(victims))
+            if victims:
+                keys = [index]
+                for job_id in victims:
+                    keys += [qk.job(job_id), qk.logs(job_id)]
+                removed += self.scripts.remove_finished(keys=keys, args=victims)
+        return removed
+
+    def trim_metrics(self, queue: str, keep_minutes: int = 24 * 60) -> None:
+        key = self.queue_keys(queue).metrics
+        oldest = now_ms() // 60_000 - keep_minutes
+        stale = [field for field in self.client.hkeys(key) if int(field.split(":")[0]) < oldest]
+        if stale:
+            self.client.hdel(key, *stale)
+
+    # ----------------------------------------------------------------------------- reads
+
+    def get_job(self, queue: str, job_id: str) -> Job | None:
+        qk = self.queue_keys(queue)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(qk.job(job_id))
+        pipe.lrange(qk.logs(job_id), 0, -1)
+        fields, logs = pipe.execute()
+        if not fields:
+            return None
+        return job_from_hash(queue, job_id, fields, logs)
+
+    def get_jobs(self, queue: str, states: Iterable[JobState | str], start: int = 0, end: int = -1,
+                 asc: bool = False) -> list[Job]:
+        """Jobs in the given states, newest first (or oldest first), sliced like a Redis range."""
+        qk = self.queue_keys(queue)
+        states = [JobState(state).value for state in states]
+        if len(states) == 1:
+            index = qk.index(states[0])
+            ids = (self.client.zrange if asc else self.client.zrevrange)(index, start, end)
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for state in states:
+                pipe.zrange(qk.index(state), 0, -1, withscores=True)
+            scored = [pair for pairs in pipe.execute() for pair in pairs]
+            scored.sort(key=lambda pair: pair[1], reverse=not asc)
+            ordered = [job_id for job_id, _ in scored]
+            ids = ordered[start:] if end == -1 else ordered[start : end + 1]
+        if not ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(qk.job(job_id))
+            pipe.lrange(qk.logs(job_id), 0, -1)
+        replies = pipe.execute()
+        jobs = []
+        for job_id, fields, logs in zip(ids, replies[0::2], replies[1::2]):
+            if fields:  # removed between the two reads
+                jobs.append(job_from_hash(queue, job_id, fields, logs))
+        return jobs
+
+    def counts(self, queue: str) -> QueueCounts:
+        """Jobs per state: one ZCARD each, in one round trip; O(1) whatever the queue's size."""
+        qk = self.queue_keys(queue)
+        pipe = self.client.pipeline(transaction=False)
+        for state in STATE_INDEXES:
+            pipe.zcard(qk.index(state))
+        return QueueCounts(**dict(zip(STATE_INDEXES, pipe.execute())))
+
+    def last_event_id(self, queue: str) -> str:
+        entries = self.client.xrevrange(self.queue_keys(queue).events, count=1)
+        return entries[0][0] if entries else "0-0"
+
+    def read_events(self, queue: str, after_id: str, block_ms: int | None, count: int = 500
+                    ) -> list[tuple[str, dict[str, str]]]:
+        """Events after ``after_id``, waiting up to ``block_ms`` for the first one."""
+        reply = self.client.xread({self.queue_keys(queue).events: after_id}, count=count, block=block_ms)
+        return reply[0][1] if reply else []

@@ -1,0 +1,50 @@
+"""Loads the registry's Lua scripts (each with the shared `_lib.lua` in front) once per client."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+import redis
+from redis.commands.core import Script
+
+SCRIPT_NAMES = (
+    "enqueue",
+    "start",
+    "finish",
+    "cancel",
+    "retry",
+    "change_priority",
+    "promote",
+    "release",
+    "recover_stalled",
+    "progress",
+    "remove_finished",
+)
+
+
+@cache
+def script_source(name: str) -> str:
+    """The full text sent to Redis: the shared functions, then the script."""
+    lua = resources.files("coordinator.registry") / "lua"
+    return (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+class Scripts:
+    """The registry's scripts bound to one Redis client (EVALSHA, loaded on first use)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        for name in SCRIPT_NAMES:
+            setattr(self, name, client.register_script(script_source(name)))
+
+    enqueue: Script
+    start: Script
+    finish: Script
+    cancel: Script
+    retry: Script
+    change_priority: Script
+    promote: Script
+    release: Script
+    recover_stalled: Script
+    progress: Script
+    remove_finished: Script

@@ -1,0 +1,36 @@
+"""Entry point of a managed worker subprocess: rebuild the coordinator, then run `celery worker`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from coordinator.workers.spec import SPEC_ENV, WorkerSpec, load
+
+
+def celery_argv(spec: WorkerSpec, celery_queue: str) -> list[str]:
+    options = spec.options
+    argv = [
+        "worker", "-Q", celery_queue, "-n", spec.node_name, "-P", options.pool,
+        "-l", spec.settings.log_level, "-E", "--without-gossip", "--without-mingle",
+    ]
+    if options.autoscale and options.pool == "prefork":
+        argv += ["--autoscale", f"{options.autoscale[0]},{options.autoscale[1]}"]
+    else:
+        argv += ["-c", str(options.concurrency or spec.settings.worker_concurrency)]
+    return argv
+
+
+def main() -> None:
+    from coordinator.facade import JobQueueCoordinator
+
+    spec = WorkerSpec.model_validate(json.loads(os.environ.pop(SPEC_ENV)))
+    app = load(spec.app) if spec.app else None
+    coord = JobQueueCoordinator.from_settings(spec.settings, app=app)
+    if spec.processor:
+        coord.processor(spec.queue)(load(spec.processor))
+    coord.app.worker_main(celery_argv(spec, coord.celery_queue(spec.queue)))
+
+
+if __name__ == "__main__":
+    main()

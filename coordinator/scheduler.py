@@ -1,0 +1,167 @@
+"""JobScheduler: enqueue, schedule and control one-off jobs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from celery import Celery
+
+from coordinator.errors import JobNotFoundError
+from coordinator.models import BulkJob, Job, JobOptions, JobState, ScheduleOptions
+from coordinator.queues import QueueManager
+from coordinator.registry import NewJob, Registry
+from coordinator.registry.codec import to_ms
+from coordinator.registry.registry import now_ms
+from coordinator.settings import Settings
+from coordinator.validation import encode_json
+
+_FINAL_STATES = {JobState.COMPLETED.value, JobState.FAILED.value, JobState.CANCELLED.value}
+
+
+class JobScheduler:
+    """Writes jobs to the registry (which dispatches them to Celery) and controls them."""
+
+    def __init__(self, registry: Registry, queues: QueueManager, settings: Settings, app: Celery,
+                 default_name: Callable[[str], str]) -> None:
+        self.registry = registry
+        self.queues = queues
+        self.settings = settings
+        self.app = app
+        self._default_name = default_name
+
+    # ----------------------------------------------------------------------------- enqueue
+
+    def enqueue_job(self, queue: str, data: Any, options: JobOptions | None = None, *,
+                    name: str | None = None, **option_fields: Any) -> Job:
+        """Add one job; with ``job_id`` of an existing job, return that job and write nothing."""
+        return self._add(queue, [(data, name, self.resolve_options(queue, options, option_fields))])[0]
+
+    def enqueue_bulk(self, queue: str, jobs: Iterable[BulkJob | dict[str, Any]]) -> list[Job]:
+        """Add many jobs, each batch in one round trip; all are validated before any is written."""
+        items = []
+        for job in jobs:
+            bulk = job if isinstance(job, BulkJob) else BulkJob.model_validate(job)
+            items.append((bulk.data, bulk.name, self.resolve_options(queue, bulk.options, {})))
+        return self._add(queue, items)
+
+    def schedule_job(self, queue: str, job_name: str, data: Any, options: ScheduleOptions | None = None,
+                     **fields: Any) -> Job:
+        """Add a job that starts after ``delay`` ms or at ``run_at``."""
+        merged = {**(options.model_dump(exclude_unset=True) if options else {}), **fields}
+        schedule = ScheduleOptions(**merged)
+        job_fields = schedule.model_dump(exclude_unset=True, exclude={"run_at"})
+        if schedule.run_at is not None:
+            job_fields["delay"] = max(0, to_ms(schedule.run_at) - now_ms())
+        return self._add(queue, [(data, job_name, self.resolve_options(queue, None, job_fields))])[0]
+
+    def resolve_options(self, queue: str, options: JobOptions | None, fields: dict[str, Any]) -> JobOptions:
+        """The queue's default options, overlaid by ``options`` and then by ``fields``."""
+        defaults = self.queues.cached_config(queue).default_job_options
+        merged = {
+            **defaults.model_dump(exclude_unset=True),
+            **(options.model_dump(exclude_unset=True) if options else {}),
+            **fields,
+        }
+        merged.setdefault("max_retries", self.settings.default_max_retries)
+        if merged.get("max_retries") is None:
+            merged["max_retries"] = self.settings.default_max_retries
+        return JobOptions(**merged)
+
+    def _add(self, queue: str, items: list[tuple[Any, str | None, JobOptions]]) -> list[Job]:
+        now = now_ms()
+        new_jobs = []
+        for data, name, opts in items:
+            new_jobs.append(NewJob(
+                id=opts.job_id or str(uuid.uuid4()),
+                name=name or self._default_name(queue),
+                data_json=encode_json(data, "data", self.settings.max_job_size),
+                options=opts,
+                due_ms=now + opts.delay if opts.delay else 0,
+            ))
+        added = self.registry.enqueue(queue, new_jobs)
+        created_at = datetime.fromtimestamp(now / 1000, tz=timezone.utc)
+        jobs = []
+        for (data, _, opts), new, was_added in zip(items, new_jobs, added):
+            if not was_added:
+                existing = self.registry.get_job(queue, new.id)
+                if existing is not None:
+                    jobs.append(existing)
+                    continue
+            jobs.append(Job(
+                id=new.id, queue=queue, name=new.name, data=data, options=opts,
+                state=JobState.DELAYED if new.due_ms else JobState.WAITING,
+                created_at=created_at, trace_id=opts.trace_id,
+            ))
+        return jobs
+
+    # ----------------------------------------------------------------------------- reads
+
+    def get_job(self, queue: str, job_id: str) -> Job | None:
+        self.queues.cached_config(queue)
+        return self.registry.get_job(queue, job_id)
+
+    def get_jobs(self, queue: str, states: Iterable[JobState | str] | JobState | str, start: int = 0,
+                 end: int = -1, asc: bool = False) -> list[Job]:
+        """Jobs in the given states, newest first; ``start``/``end`` inclusive as in Redis."""
+        self.queues.cached_config(queue)
+        if isinstance(states, (str, JobState)):
+            states = [states]
+        return self.registry.get_jobs(queue, states, start, end, asc)
+
+    def get_failed_jobs(self, queue: str, start: int = 0, end: int = -1) -> list[Job]:
+        return self.get_jobs(queue, [JobState.FAILED], start, end)
+
+    def wait_for_job(self, queue: str, job_id: str, timeout: float) -> Job:
+        """Block until the job is completed, failed or cancelled; TimeoutError after ``timeout`` s."""
+        self.queues.cached_config(queue)
+        deadline = time.monotonic() + timeout
+        last_id = self.registry.last_event_id(queue)
+        while True:
+            job = self.registry.get_job(queue, job_id)
+            if job is None:
+                raise JobNotFoundError(queue, job_id)
+            if job.state.is_final:
+                return job
+            while True:
+                left_ms = int((deadline - time.monotonic()) * 1000)
+                if left_ms <= 0:
+                    raise TimeoutError(f"job {job_id!r} of queue {queue!r} not finished after {timeout} s")
+                events = self.registry.read_events(queue, last_id, block_ms=min(left_ms, 1000))
+                if events:
+                    last_id = events[-1][0]
+                    if any(fields.get("job_id") == job_id and fields.get("event") in _FINAL_STATES
+                           for _, fields in events):
+                        break
+                else:
+                    break  # re-read the job now and then, in case the stream was trimmed
+
+    # ----------------------------------------------------------------------------- control
+
+    def retry_job(self, queue: str, job_id: str) -> bool:
+        """Run a failed or cancelled job again with a fresh set of retries."""
+        self.queues.cached_config(queue)
+        return self.registry.retry(queue, job_id)
+
+    def cancel_job(self, queue: str, job_id: str, terminate: bool = False) -> bool:
+        """Cancel a waiting or delayed job; an active one only with ``terminate`` (it is stopped)."""
+        self.queues.cached_config(queue)
+        state, token = self.registry.client.hmget(self.registry.queue_keys(queue).job(job_id), "state", "token")
+        cancelled = self.registry.cancel(queue, job_id, allow_active=terminate)
+        if cancelled and state == JobState.ACTIVE.value:
+            self.app.control.revoke(f"{job_id}.{token}", terminate=True, signal="SIGTERM")
+        return cancelled
+
+    def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
+        """Change the priority of a waiting or delayed job (1 highest .. 10 lowest)."""
+        JobOptions(priority=priority)
+        self.queues.cached_config(queue)
+        return self.registry.change_priority(queue, job_id, priority)
+
+    def promote_job(self, queue: str, job_id: str) -> bool:
+        """Make a delayed job waiting now."""
+        self.queues.cached_config(queue)
+        return self.registry.promote(queue, job_id)

@@ -1,0 +1,102 @@
+"""Coordinator settings: the constructor's keywords, or `from_env()`; secrets never leave here unredacted."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from coordinator.errors import ConfigurationError
+from coordinator.validation import DEFAULT_MAX_JOB_SIZE, check_prefix
+
+
+class Settings(BaseModel):
+    """Everything the coordinator and its workers need to reach Redis and behave alike."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(..., description="Redis URL of the registry, results and beat (and broker by default)")
+    broker_url: str | None = Field(None, description="broker URL when it is not the Redis at url")
+    prefix: str = "jqc"
+    max_job_size: int = Field(DEFAULT_MAX_JOB_SIZE, ge=1, description="bytes of encoded job data")
+    default_max_retries: int = Field(3, ge=0, description="MAX_JOB_RETRIES")
+    worker_concurrency: int = Field(2, ge=1, description="WORKER_CONCURRENCY")
+    log_level: str = "INFO"
+    lock_duration_ms: int = Field(30_000, ge=500, description="TTL of a running job's lock")
+    stalled_interval_ms: int = Field(30_000, ge=200, description="how often workers look for stalled jobs")
+    max_stalled_count: int = Field(1, ge=0, description="stalls after which a job fails")
+    promote_interval_ms: int = Field(200, ge=10, description="how often workers move due delayed jobs")
+    socket_timeout_s: float = Field(5.0, gt=0, description="Redis read/write timeout of coordinator calls")
+    events_max_len: int = Field(10_000, ge=100, description="approximate cap of each queue's event stream")
+    config_cache_s: float = Field(2.0, ge=0, description="how long a producer trusts its copy of a queue's config")
+
+    _check_prefix = field_validator("prefix")(check_prefix)
+
+    @field_validator("url", "broker_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        scheme = urlsplit(value).scheme
+        if scheme not in ("redis", "rediss", "unix", "amqp", "amqps", "sentinel"):
+            raise ValueError(f"url: unsupported scheme {scheme!r} in {redact_url(value)}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"log_level: {value!r} is not one of DEBUG INFO WARNING ERROR CRITICAL")
+        return level
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or self.url
+
+    @property
+    def broker_is_redis(self) -> bool:
+        return urlsplit(self.effective_broker_url).scheme in ("redis", "rediss", "unix")
+
+
+def settings_from_env(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Read REDIS_URL (or REDIS_HOST / REDIS_PORT / REDIS_PASSWORD / REDIS_DB / REDIS_TLS),
+    LOG_LEVEL, WORKER_CONCURRENCY, MAX_JOB_RETRIES and JQC_PREFIX."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {"url": env.get("REDIS_URL") or _url_from_parts(env)}
+    if env.get("BROKER_URL"):
+        values["broker_url"] = env["BROKER_URL"]
+    for name, field in (
+        ("LOG_LEVEL", "log_level"),
+        ("WORKER_CONCURRENCY", "worker_concurrency"),
+        ("MAX_JOB_RETRIES", "default_max_retries"),
+        ("JQC_PREFIX", "prefix"),
+    ):
+        if env.get(name):
+            values[field] = env[name]
+    values.update(overrides)
+    return Settings(**values)
+
+
+def _url_from_parts(env: os._Environ[str] | dict[str, str]) -> str:
+    host = env.get("REDIS_HOST", "127.0.0.1")
+    port = env.get("REDIS_PORT", "6379")
+    db = env.get("REDIS_DB", "0")
+    tls = env.get("REDIS_TLS", "").lower() in ("1", "true", "yes", "on")
+    if not port.isdigit() or not db.isdigit():
+        raise ConfigurationError("REDIS_PORT and REDIS_DB must be whole numbers")
+    password = env.get("REDIS_PASSWORD")
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"{'rediss' if tls else 'redis'}://{auth}{host}:{port}/{db}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***``, for logs, errors and health output."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, parts.fragment))

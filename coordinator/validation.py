@@ -1,0 +1,66 @@
+"""Checks on names and data that reach Redis keys or job records, shared by models and managers.
+
+Names are limited to a small charset so that no input can reach another queue's or prefix's keys.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from coordinator.errors import InvalidJobDataError
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+
+#: Default cap on encoded job data (bytes).
+DEFAULT_MAX_JOB_SIZE = 10 * 1024 * 1024
+#: Caps on what a processor writes back: its result, a progress value, one log line.
+MAX_RESULT_SIZE = 10 * 1024 * 1024
+MAX_PROGRESS_SIZE = 64 * 1024
+MAX_LOG_LINE = 16 * 1024
+#: Log lines kept per job (the oldest are dropped).
+MAX_LOG_LINES = 1000
+
+
+def check_queue_name(name: str) -> str:
+    """A queue name: letters, digits, ``. _ -``, 1-100 characters, starting alphanumeric."""
+    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+        raise ValueError(
+            f"queue name {name!r}: use 1-100 of A-Z a-z 0-9 . _ - and start with a letter or digit"
+        )
+    return name
+
+
+def check_job_id(job_id: str | None) -> str | None:
+    """A job id (or schedule key): letters, digits, ``. _ : @ -``, 1-200 characters."""
+    if job_id is not None and (not isinstance(job_id, str) or not _JOB_ID.match(job_id)):
+        raise ValueError(
+            f"job_id {job_id!r}: use 1-200 of A-Z a-z 0-9 . _ : @ - and start with a letter or digit"
+        )
+    return job_id
+
+
+def check_trace_id(trace_id: str | None) -> str | None:
+    if trace_id is not None and (not isinstance(trace_id, str) or not _JOB_ID.match(trace_id)):
+        raise ValueError(f"trace_id {trace_id!r}: use 1-200 of A-Z a-z 0-9 . _ : @ -")
+    return trace_id
+
+
+def check_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+        raise ValueError(f"prefix {prefix!r}: use 1-40 of A-Z a-z 0-9 . _ -")
+    return prefix
+
+
+def encode_json(value: Any, field: str, max_bytes: int) -> str:
+    """Encode ``value`` as plain JSON (no NaN, no tagged types) or raise naming ``field``."""
+    try:
+        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidJobDataError(f"{field}: not JSON-serialisable ({exc})") from None
+    if len(encoded) > max_bytes // 4 and len(encoded.encode("utf-8")) > max_bytes:
+        raise InvalidJobDataError(f"{field}: {len(encoded.encode('utf-8'))} bytes encoded, over the limit of {max_bytes}")
+    return encoded
