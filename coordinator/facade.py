@@ -34,6 +34,7 @@ from coordinator.models import (
 )
 from coordinator.queues import QueueManager
 from coordinator.registry import Registry
+from coordinator.runtime.foreign import ForeignTaskTracker
 from coordinator.runtime.locks import LockKeeper
 from coordinator.runtime.maintenance import maintenance_step
 from coordinator.runtime.task import Processor, register_processor_task
@@ -85,6 +86,9 @@ class JobQueueCoordinator:
         self.workers = WorkerManager(self)
         self._lock_keeper: LockKeeper | None = None
         self._mutex = threading.Lock()
+        self._foreign = ForeignTaskTracker(self) if self.adopted_app else None
+        if self._foreign is not None:
+            self._foreign.connect()
 
     # ----------------------------------------------------------------------------- processors
 
@@ -202,6 +206,8 @@ class JobQueueCoordinator:
     def shutdown(self, timeout: float = 30) -> None:
         """Close every managed worker gracefully, then the connections."""
         self.workers.shutdown(timeout)
+        if self._foreign is not None:
+            self._foreign.disconnect()
         self.redis.close()
         self.redis.connection_pool.disconnect()
 

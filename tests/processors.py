@@ -41,3 +41,13 @@ def always_fails(job: Job) -> None:
 
 def bad_result(job: Job) -> object:
     return {1, 2, 3}
+
+
+def record(job: Job) -> str:
+    """Append the job id to a Redis list named in the data, so a test can count executions."""
+    import redis
+
+    client = redis.Redis.from_url(job.data["url"])
+    client.rpush(job.data["key"], job.id)
+    time.sleep(float(job.data.get("seconds", 0)))
+    return job.id

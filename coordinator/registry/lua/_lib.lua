@@ -55,6 +55,16 @@ local function makeWaiting(jobKey, parkedKey, paused, now, brokerKeys, taskName,
   return token
 end
 
+-- Score of a job entering the waiting index: its time (ms), made strictly increasing per queue
+-- so that jobs enqueued within one millisecond keep their order.
+local function waitingScore(metaKey, now)
+  local last = tonumber(redis.call("HGET", metaKey, "last_waiting") or "0")
+  local score = math.max(tonumber(now), last + 0.001)
+  local text = string.format("%.3f", score)
+  redis.call("HSET", metaKey, "last_waiting", text)
+  return text
+end
+
 local function sliceKeys(from, count)
   local out = {}
   for i = 0, count - 1 do out[i + 1] = KEYS[from + i] end

@@ -43,7 +43,7 @@ for i = 0, count - 1 do
       redis.call("ZADD", KEYS[3], due, jobId)
       emit(KEYS[5], maxLen, "delayed", jobId, "due", due)
     else
-      redis.call("ZADD", KEYS[2], now, jobId)
+      redis.call("ZADD", KEYS[2], waitingScore(KEYS[1], now), jobId)
       makeWaiting(jobKey, KEYS[4], paused, now, brokerKeys, ARGV[2], ARGV[3], ARGV[4], jobId)
       emit(KEYS[5], maxLen, "waiting", jobId)
     end

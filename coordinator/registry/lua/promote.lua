@@ -20,7 +20,7 @@ for i = 7, #ARGV do
   local due = redis.call("ZSCORE", KEYS[1], jobId)
   if due and (force or tonumber(due) <= now) and redis.call("HGET", jobKey, "state") == "delayed" then
     redis.call("ZREM", KEYS[1], jobId)
-    redis.call("ZADD", KEYS[2], now, jobId)
+    redis.call("ZADD", KEYS[2], waitingScore(KEYS[4], now), jobId)
     redis.call("HSET", jobKey, "state", "waiting")
     makeWaiting(jobKey, KEYS[3], paused, now, brokerKeys, ARGV[3], ARGV[4], ARGV[5], jobId)
     emit(KEYS[5], ARGV[6], "waiting", jobId)

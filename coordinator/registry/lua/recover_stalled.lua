@@ -31,7 +31,7 @@ for i = 8, #ARGV do
       emit(KEYS[6], ARGV[6], "failed", jobId, "reason", reason)
     else
       redis.call("HSET", jobKey, "state", "waiting")
-      redis.call("ZADD", KEYS[2], now, jobId)
+      redis.call("ZADD", KEYS[2], waitingScore(KEYS[5], now), jobId)
       makeWaiting(jobKey, KEYS[4], paused, now, brokerKeys, ARGV[3], ARGV[4], ARGV[5], jobId)
       emit(KEYS[6], ARGV[6], "waiting", jobId)
     end

@@ -18,7 +18,7 @@ redis.call("ZREM", KEYS[2], jobId)
 redis.call("ZREM", KEYS[3], jobId)
 redis.call("HSET", jobKey, "state", "waiting", "attempts", 0, "stalled", 0)
 redis.call("HDEL", jobKey, "finished", "reason", "result", "processed", "worker")
-redis.call("ZADD", KEYS[4], ARGV[2], jobId)
+redis.call("ZADD", KEYS[4], waitingScore(KEYS[6], ARGV[2]), jobId)
 local paused = redis.call("HGET", KEYS[6], "paused") == "1"
 makeWaiting(jobKey, KEYS[5], paused, ARGV[2], sliceKeys(8, 10), ARGV[3], ARGV[4], ARGV[5], jobId)
 emit(KEYS[7], ARGV[6], "waiting", jobId, "retried", "1")
