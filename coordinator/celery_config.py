@@ -13,6 +13,7 @@ from celery import Celery
 
 from coordinator.errors import ConfigurationError
 from coordinator.keys import KOMBU_PRIORITY_LEVELS, CoordinatorKeys
+from coordinator.runtime.transport import PREFIX_OPTION
 from coordinator.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,13 @@ def build_app(settings: Settings, app: Celery | None = None) -> Celery:
             unacked_key=keys.unacked, unacked_index_key=keys.unacked_index,
             unacked_mutex_key=keys.unacked_mutex,
         )
+    if settings.broker_is_redis:
+        transport[PREFIX_OPTION] = settings.prefix
+    safety = {
+        # A poison message is recorded as a failed job, never delivered or silently dropped.
+        "worker_consumer": "coordinator.runtime.consumer:Consumer",
+        **({"broker_transport": "coordinator.runtime.transport:Transport"} if settings.broker_is_redis else {}),
+    }
     prefixed = {
         "control_exchange": keys.control_exchange,
         "event_exchange": keys.event_exchange,
@@ -70,12 +78,12 @@ def build_app(settings: Settings, app: Celery | None = None) -> Celery:
             f"coordinator-{settings.prefix}", broker=settings.effective_broker_url,
             backend=settings.url, set_as_current=False,
         )
-        app.conf.update(CELERY_DEFAULTS, **prefixed)
+        app.conf.update(CELERY_DEFAULTS, **prefixed, **safety)
         return app
     _refuse_unsafe(app)
     merged = dict(app.conf.broker_transport_options or {})
     merged.update(transport)
-    app.conf.update(broker_transport_options=merged)
+    app.conf.update(broker_transport_options=merged, **safety)
     log.info("adopted Celery app %r (broker %s)", app.main, redact_url(str(app.conf.broker_url)))
     return app
 

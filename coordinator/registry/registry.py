@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -227,6 +228,25 @@ class Registry:
         pipe.hset(job_key, mapping=fields)
         pipe.xadd(qk.events, {"event": state, "job_id": job_id}, maxlen=self.events_max_len, approximate=True)
         pipe.execute()
+
+    def record_poison(self, queue: str, raw: bytes | str, reason: str) -> str:
+        """Record a message that could not be run (undecodable, pickle, unknown task) as a failed
+        job, so it shows in the dead-letter list instead of vanishing; returns its id."""
+        qk = self.queue_keys(queue)
+        job_id = f"poison-{uuid.uuid4()}"
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        now = now_ms()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(qk.job(job_id), mapping={
+            "name": "poison-message", "data": json.dumps(text[:MAX_LOG_LINE]), "state": "failed",
+            "attempts": 0, "created": now, "finished": now, "reason": reason[:MAX_LOG_LINE],
+        })
+        pipe.zadd(qk.index("failed"), {job_id: now})
+        pipe.hincrby(qk.metrics, f"{now // 60_000}:f", 1)
+        pipe.xadd(qk.events, {"event": "failed", "job_id": job_id, "reason": reason[:1000]},
+                  maxlen=self.events_max_len, approximate=True)
+        pipe.execute()
+        return job_id
 
     # ----------------------------------------------------------------------------- job control
 
