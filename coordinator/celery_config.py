@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 
+from coordinator.connection import tls_options
 from coordinator.errors import ConfigurationError
 from coordinator.keys import KOMBU_PRIORITY_LEVELS, CoordinatorKeys
 from coordinator.runtime.transport import PREFIX_OPTION
@@ -54,7 +56,11 @@ UNSAFE_SERIALIZERS = ("pickle", "yaml", "msgpack", "application/x-python-seriali
 def build_app(settings: Settings, app: Celery | None = None) -> Celery:
     """A new Celery app for the coordinator, or the team's own app with the settings it needs."""
     keys = CoordinatorKeys(settings.prefix)
-    transport = dict(broker_transport_options)
+    transport = dict(broker_transport_options, visibility_timeout=settings.visibility_timeout_s)
+    if settings.visibility_timeout_s < 100:
+        # kombu sweeps unacked messages about every 100 s; a short timeout wants a sweep to match.
+        transport.update(unacked_restore_interval=max(1, settings.visibility_timeout_s // 2),
+                         unacked_restore_throttle=1)
     if settings.broker_is_redis:
         transport.update(
             unacked_key=keys.unacked, unacked_index_key=keys.unacked_index,
@@ -67,6 +73,13 @@ def build_app(settings: Settings, app: Celery | None = None) -> Celery:
         "worker_consumer": "coordinator.runtime.consumer:Consumer",
         **({"broker_transport": "coordinator.runtime.transport:Transport"} if settings.broker_is_redis else {}),
     }
+    tls = tls_options(settings)
+    if tls:
+        # Without these, kombu falls back to CERT_NONE for rediss:// with only a warning.
+        if urlsplit(settings.effective_broker_url).scheme == "rediss":
+            safety["broker_use_ssl"] = tls
+        if urlsplit(settings.url).scheme == "rediss":
+            safety["redis_backend_use_ssl"] = tls
     prefixed = {
         "control_exchange": keys.control_exchange,
         "event_exchange": keys.event_exchange,

@@ -1,7 +1,8 @@
 """The coordinator's exceptions: one tree, so callers can catch them all.
 
     CoordinatorError
-    ├── ConfigurationError       bad settings, URL or Celery configuration
+    ├── ConfigurationError       bad settings, URL, password, TLS or Celery configuration
+    ├── RedisUnavailableError    Redis cannot be reached, or did not answer within the timeout
     ├── QueueNotFoundError       a queue that was never created
     ├── JobNotFoundError         an unknown job id
     ├── InvalidJobDataError      data that is not plain JSON or is too large
@@ -21,6 +22,11 @@ class CoordinatorError(Exception):
 
 class ConfigurationError(CoordinatorError):
     """The coordinator cannot run with the given settings; the message names the setting."""
+
+
+class RedisUnavailableError(CoordinatorError):
+    """Redis could not be reached or did not answer within ``socket_timeout_s``; nothing is
+    known to be written (an enqueue with a ``job_id`` can be repeated safely)."""
 
 
 class QueueNotFoundError(CoordinatorError):

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-import redis
 from celery import Celery
 
 from coordinator.celery_config import build_app
+from coordinator.connection import connect
 from coordinator.errors import ConfigurationError
 from coordinator.keys import CoordinatorKeys
 from coordinator.models import (
@@ -72,11 +72,9 @@ class JobQueueCoordinator:
     def _init(self, settings: Settings, app: Celery | None) -> None:
         self.settings = settings
         self.keys = CoordinatorKeys(settings.prefix)
-        self.redis = redis.Redis.from_url(
-            settings.url, decode_responses=True, socket_timeout=settings.socket_timeout_s,
-            socket_connect_timeout=settings.socket_timeout_s, health_check_interval=30,
-        )
-        self.registry = Registry(self.redis, settings.prefix, settings.events_max_len)
+        self.redis = connect(settings)
+        self.registry = Registry(self.redis, settings.prefix, settings.events_max_len,
+                                 finish_retry_s=settings.lock_duration_ms / 1000)
         self.adopted_app = app is not None
         self.app = build_app(settings, app)
         self.app.steps["consumer"].add(maintenance_step(self))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from coordinator.errors import ConfigurationError
 from coordinator.validation import DEFAULT_MAX_JOB_SIZE, check_prefix
@@ -30,6 +30,13 @@ class Settings(BaseModel):
     socket_timeout_s: float = Field(5.0, gt=0, description="Redis read/write timeout of coordinator calls")
     events_max_len: int = Field(10_000, ge=100, description="approximate cap of each queue's event stream")
     config_cache_s: float = Field(2.0, ge=0, description="how long a producer trusts its copy of a queue's config")
+    visibility_timeout_s: int = Field(
+        3600, ge=1, description="kombu re-delivers an unacked message after this; a duplicate is dropped by token"
+    )
+    tls_ca_file: str | None = Field(None, description="REDIS_TLS_CA: CA bundle that signed the server certificate")
+    tls_cert_file: str | None = Field(None, description="REDIS_TLS_CERT: client certificate (optional)")
+    tls_key_file: str | None = Field(None, description="REDIS_TLS_KEY: client key (optional)")
+    tls_insecure: bool = Field(False, description="REDIS_TLS_INSECURE: accept any server certificate (not for production)")
 
     _check_prefix = field_validator("prefix")(check_prefix)
 
@@ -51,6 +58,22 @@ class Settings(BaseModel):
             raise ValueError(f"log_level: {value!r} is not one of DEBUG INFO WARNING ERROR CRITICAL")
         return level
 
+    @model_validator(mode="after")
+    def _certificates_checked(self) -> Settings:
+        for url in (self.url, self.broker_url):
+            if url and _disables_cert_check(url) and not self.tls_insecure:
+                raise ValueError(
+                    "tls_insecure: the URL turns off certificate checking (ssl_cert_reqs); set "
+                    "tls_insecure=True (REDIS_TLS_INSECURE=1) to accept that, or give tls_ca_file"
+                )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file: a client certificate needs tls_key_file too, and the reverse")
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        return any(urlsplit(u).scheme in ("rediss", "amqps") for u in (self.url, self.broker_url) if u)
+
     @property
     def effective_broker_url(self) -> str:
         return self.broker_url or self.url
@@ -68,6 +91,10 @@ def settings_from_env(environ: dict[str, str] | None = None, **overrides: object
     if env.get("BROKER_URL"):
         values["broker_url"] = env["BROKER_URL"]
     for name, field in (
+        ("REDIS_TLS_CA", "tls_ca_file"),
+        ("REDIS_TLS_CERT", "tls_cert_file"),
+        ("REDIS_TLS_KEY", "tls_key_file"),
+        ("REDIS_TLS_INSECURE", "tls_insecure"),
         ("LOG_LEVEL", "log_level"),
         ("WORKER_CONCURRENCY", "worker_concurrency"),
         ("MAX_JOB_RETRIES", "default_max_retries"),
@@ -89,6 +116,11 @@ def _url_from_parts(env: os._Environ[str] | dict[str, str]) -> str:
     password = env.get("REDIS_PASSWORD")
     auth = f":{quote(password, safe='')}@" if password else ""
     return f"{'rediss' if tls else 'redis'}://{auth}{host}:{port}/{db}"
+
+
+def _disables_cert_check(url: str) -> bool:
+    query = dict(parse_qsl(urlsplit(url).query))
+    return query.get("ssl_cert_reqs", "").lower() in ("none", "cert_none", "optional", "cert_optional")
 
 
 def redact_url(url: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from coordinator.errors import JobNotFoundError, QueueNotFoundError
+from coordinator.errors import JobNotFoundError, QueueNotFoundError, RedisUnavailableError
 from coordinator.keys import STATE_INDEXES, CoordinatorKeys, QueueKeys
 from coordinator.models import Job, JobOptions, JobState, QueueConfig, QueueCounts, RateLimit, Retention
 from coordinator.registry.codec import job_from_hash
@@ -54,10 +54,12 @@ class StartResult:
 class Registry:
     """Reads and atomic writes of the job registry of one prefix."""
 
-    def __init__(self, client: redis.Redis, prefix: str, events_max_len: int = 10_000) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, events_max_len: int = 10_000,
+                 finish_retry_s: float = 0.0) -> None:
         self.client = client
         self.keys = CoordinatorKeys(prefix)
         self.events_max_len = events_max_len
+        self.finish_retry_s = finish_retry_s
         self.scripts = Scripts(client)
 
     def queue_keys(self, queue: str) -> QueueKeys:
@@ -175,13 +177,20 @@ class Registry:
         (payload = reason). False when this attempt no longer owns the job."""
         qk = self.queue_keys(queue)
         now = now_ms()
-        done = self.scripts.finish(
-            keys=[qk.job(job_id), qk.index("active"), qk.index("completed"), qk.index("failed"),
-                  qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id)],
-            args=[job_id, token, outcome, now, payload, stack, due_ms, "1" if remove else "0",
-                  self.events_max_len, now // 60_000, duration_ms],
-        )
-        return done == 1
+        keys = [qk.job(job_id), qk.index("active"), qk.index("completed"), qk.index("failed"),
+                qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id)]
+        args = [job_id, token, outcome, now, payload, stack, due_ms, "1" if remove else "0",
+                self.events_max_len, now // 60_000, duration_ms]
+        # A finished attempt outlives a short Redis outage rather than run again; repeating the
+        # script is safe, since a second call finds the job no longer owned (fencing by token).
+        deadline = time.monotonic() + self.finish_retry_s
+        while True:
+            try:
+                return self.scripts.finish(keys=keys, args=args) == 1
+            except RedisUnavailableError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
 
     def update_progress(self, queue: str, job_id: str, token: int | None, progress: Any) -> bool:
         qk = self.queue_keys(queue)

@@ -1,0 +1,90 @@
+"""Redis connections of the coordinator: password and TLS from the URL and the environment,
+bounded timeouts, retries on dropped connections only, and the one place where redis-py's
+errors become `CoordinatorError`s."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.client import Pipeline
+from redis.retry import Retry
+
+from coordinator.errors import ConfigurationError, RedisUnavailableError
+from coordinator.settings import Settings, redact_url
+
+#: Retries of a command whose connection dropped (not of one that timed out: that would
+#: stretch a caller's wait past ``socket_timeout_s``). Every script is safe to repeat.
+CONNECTION_RETRIES = 3
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """SSL keywords shared by redis-py, kombu (``broker_use_ssl``) and Celery's Redis backend:
+    certificates are always checked unless the user opted out with ``tls_insecure``."""
+    if not settings.uses_tls:
+        return {}
+    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_NONE if settings.tls_insecure else ssl.CERT_REQUIRED}
+    if settings.tls_ca_file:
+        options["ssl_ca_certs"] = settings.tls_ca_file
+    if settings.tls_cert_file:
+        options["ssl_certfile"] = settings.tls_cert_file
+        options["ssl_keyfile"] = settings.tls_key_file
+    return options
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """The client for the registry: decoded strings, timeouts, retries, translated errors."""
+    kwargs: dict[str, Any] = dict(
+        decode_responses=True, socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.socket_timeout_s, health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), CONNECTION_RETRIES,
+                    supported_errors=(redis.ConnectionError,)),
+    )
+    if settings.uses_tls and settings.url.startswith("rediss://"):
+        kwargs.update(tls_options(settings))
+    client = CoordinatorRedis.from_url(settings.url, **kwargs)
+    client.coordinator_settings = settings
+    return client
+
+
+@contextmanager
+def translated(settings: Settings) -> Iterator[None]:
+    """Turn redis-py's connection errors into the coordinator's, naming the URL without its password."""
+    try:
+        yield
+    except redis.AuthenticationError as exc:
+        raise ConfigurationError(f"password: Redis at {redact_url(settings.url)} refused it ({exc})") from None
+    except redis.TimeoutError as exc:
+        raise RedisUnavailableError(
+            f"Redis at {redact_url(settings.url)} did not answer within {settings.socket_timeout_s} s "
+            f"(socket_timeout_s): {exc}"
+        ) from exc
+    except redis.ConnectionError as exc:
+        raise RedisUnavailableError(f"cannot reach Redis at {redact_url(settings.url)}: {exc}") from exc
+
+
+class CoordinatorRedis(redis.Redis):
+    """redis.Redis whose commands and pipelines raise the coordinator's errors."""
+
+    coordinator_settings: Settings
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        with translated(self.coordinator_settings):
+            return super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
+        pipe = CoordinatorPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.coordinator_settings = self.coordinator_settings
+        return pipe
+
+
+class CoordinatorPipeline(Pipeline):
+    coordinator_settings: Settings
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        with translated(self.coordinator_settings):
+            return super().execute(raise_on_error)
