@@ -58,6 +58,10 @@ def translated(settings: Settings) -> Iterator[None]:
         yield
     except redis.AuthenticationError as exc:
         raise ConfigurationError(f"password: Redis at {redact_url(settings.url)} refused it ({exc})") from None
+    except redis.NoPermissionError as exc:
+        raise ConfigurationError(
+            f"acl: the Redis user may not do this ({exc}); coordinator.acl.acl_rules() lists what it needs"
+        ) from None
     except redis.TimeoutError as exc:
         raise RedisUnavailableError(
             f"Redis at {redact_url(settings.url)} did not answer within {settings.socket_timeout_s} s "

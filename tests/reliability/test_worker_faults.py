@@ -1,0 +1,100 @@
+"""Workers stopped mid-job by signals, and deliveries that Celery alone would run twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+
+from coordinator import JobState
+from tests import processors
+from tests.reliability.conftest import scaled
+from tests.reliability.helpers import coordinator_on, lost_and_duplicated
+from tests.servers import RedisServer
+from tests.test_processing import WAIT_S, wait_until
+
+
+def _running(coord, queue: str) -> list[str]:
+    return [j.id for j in coord.get_jobs(queue, ["active"])]
+
+
+def test_warm_then_cold_shutdown_mid_job_loses_nothing(report) -> None:
+    count = 6
+    with RedisServer() as server, coordinator_on(server) as coord:
+        coord.create_queue("q")
+        first = coord.register_worker("q", processors.sleepy, pool="prefork", concurrency=2)
+        ids = [coord.enqueue_job("q", {"seconds": 1.5}, job_id=f"warm-{n}").id for n in range(count)]
+        wait_until(lambda: len(_running(coord, "q")) == 2)
+        os.kill(first.pid, signal.SIGTERM)  # warm: the two running jobs finish, the rest wait
+        wait_until(lambda: _exited(first.pid), timeout=WAIT_S)
+        assert coord.get_queue_status("q").counts.completed >= 2
+
+        second = coord.register_worker("q", processors.sleepy, pool="prefork", concurrency=2)
+        wait_until(lambda: len(_running(coord, "q")) == 2)
+        started = time.monotonic()
+        os.kill(second.pid, signal.SIGTERM)
+        time.sleep(0.2)
+        os.kill(second.pid, signal.SIGQUIT)  # cold: the running jobs are cut off
+        third = coord.register_worker("q", processors.sleepy, pool="prefork", concurrency=2)
+        wait_until(lambda: coord.get_queue_status("q").counts.completed == count, timeout=60)
+        recovered = time.monotonic() - started
+        lost, duplicated = lost_and_duplicated(coord, "q", ids)
+        assert (lost, duplicated) == (0, 0)
+        coord.close_worker(third.id)
+    report.add("SIGTERM (warm) then SIGTERM+SIGQUIT (cold) mid-job", count, lost, duplicated, recovered,
+               note="cut-off jobs returned by the stalled-job sweep")
+
+
+def test_delays_and_runs_longer_than_the_visibility_timeout_run_once(report) -> None:
+    with RedisServer() as server, coordinator_on(server, visibility_timeout_s=1) as coord:
+        coord.create_queue("q")
+        for _ in range(2):
+            coord.register_worker("q", processors.sleepy, pool="threads", concurrency=2)
+        delayed = [coord.schedule_job("q", "later", {"seconds": 0.1}, delay=3000).id for _ in range(4)]
+        long = [coord.enqueue_job("q", {"seconds": 4}).id for _ in range(2)]
+        wait_until(lambda: coord.get_queue_status("q").counts.completed == 6, timeout=60)
+        time.sleep(2)  # room for a late re-delivery to (wrongly) complete something twice
+        lost, duplicated = lost_and_duplicated(coord, "q", delayed + long)
+        assert (lost, duplicated) == (0, 0)
+        assert all(coord.get_job("q", j).attempts_made == 1 for j in delayed + long)
+    report.add("3 s delays and 4 s jobs, visibility timeout 1 s, 2 workers", 6, lost, duplicated,
+               note="Celery countdowns ran 3x in this setup (CELERY-NOTES)")
+
+
+def test_a_long_stream_loses_nothing_and_memory_stays_bounded(report) -> None:
+    count = scaled(3_000, 100_000)
+    with RedisServer() as server, coordinator_on(server, events_max_len=1000) as coord:
+        coord.create_queue("q", retention={"completed_count": 100})
+        for start in range(0, count, 5000):
+            coord.enqueue_bulk("q", [{"data": {"n": n}} for n in range(start, min(start + 5000, count))])
+        admin = server.client()
+        peak = admin.info("memory")["used_memory"]
+        for _ in range(2):
+            coord.register_worker("q", processors.echo, pool="threads", concurrency=4)
+        started = time.monotonic()
+        wait_until(lambda: _finished(coord) == count, timeout=900)
+        elapsed = time.monotonic() - started
+        status = coord.get_queue_status("q").counts
+        assert status.failed == 0 and status.waiting == 0 and status.active == 0
+        wait_until(lambda: coord.get_queue_status("q").counts.completed <= 100 + 50)
+        after = admin.info("memory")["used_memory"]
+        assert after < peak  # finished jobs were trimmed, not kept
+        processed = sum(int(v) for f, v in admin.hgetall(coord.keys.for_queue("q").metrics).items()
+                        if f.endswith(":c"))
+        assert processed == count
+    report.add(f"{count} jobs through bulk enqueue and 2 workers", count, count - processed, 0,
+               note=f"{count / elapsed:.0f} jobs/s; Redis memory {peak >> 20} MiB full -> {after >> 20} MiB after")
+
+
+def _exited(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _finished(coord) -> int:
+    metrics = coord.redis.hgetall(coord.keys.for_queue("q").metrics)
+    return sum(int(v) for f, v in metrics.items() if f.endswith(":c") or f.endswith(":f"))
