@@ -58,7 +58,7 @@ def translated(settings: Settings) -> Iterator[None]:
         yield
     except redis.AuthenticationError as exc:
         raise ConfigurationError(f"password: Redis at {redact_url(settings.url)} refused it ({exc})") from None
-    except redis.NoPermissionError as exc:
+    except redis.exceptions.NoPermissionError as exc:
         raise ConfigurationError(
             f"acl: the Redis user may not do this ({exc}); coordinator.acl.acl_rules() lists what it needs"
         ) from None
