@@ -6,6 +6,7 @@
     ├── QueueNotFoundError       a queue that was never created
     ├── JobNotFoundError         an unknown job id
     ├── InvalidJobDataError      data that is not plain JSON or is too large
+    ├── InvalidNameError         a queue name, job id or prefix outside the safe charset
     ├── WorkerNotFoundError      an unknown managed worker id
     ├── WorkerStartError         a managed worker did not start consuming in time
     └── UnrecoverableError       raised by a processor: fail the job now, no retry
@@ -48,6 +49,11 @@ class JobNotFoundError(CoordinatorError):
 
 class InvalidJobDataError(CoordinatorError):
     """Job data (or a result, progress value or log line) is not plain JSON or is too large."""
+
+
+class InvalidNameError(CoordinatorError, ValueError):
+    """A queue name, job id, schedule key or prefix that could reach other keys; inside an
+    options model pydantic reports it as a ValidationError naming the field."""
 
 
 class WorkerNotFoundError(CoordinatorError):

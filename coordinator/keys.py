@@ -102,6 +102,12 @@ class CoordinatorKeys:
         return f"{self.prefix}:queues"
 
     @property
+    def epoch(self) -> str:
+        """String written once when the first queue is created; if it vanishes while queues are
+        known, Redis lost the registry (restarted without persistence, flushed, evicted)."""
+        return f"{self.prefix}:epoch"
+
+    @property
     def workers(self) -> str:
         """Sorted set of worker ids by last heartbeat (ms)."""
         return f"{self.prefix}:workers"

@@ -9,11 +9,11 @@ import json
 import re
 from typing import Any
 
-from coordinator.errors import InvalidJobDataError
+from coordinator.errors import InvalidJobDataError, InvalidNameError
 
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
-_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}")
+_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 
 #: Default cap on encoded job data (bytes).
 DEFAULT_MAX_JOB_SIZE = 10 * 1024 * 1024
@@ -27,8 +27,8 @@ MAX_LOG_LINES = 1000
 
 def check_queue_name(name: str) -> str:
     """A queue name: letters, digits, ``. _ -``, 1-100 characters, starting alphanumeric."""
-    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
-        raise ValueError(
+    if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
+        raise InvalidNameError(
             f"queue name {name!r}: use 1-100 of A-Z a-z 0-9 . _ - and start with a letter or digit"
         )
     return name
@@ -36,22 +36,22 @@ def check_queue_name(name: str) -> str:
 
 def check_job_id(job_id: str | None) -> str | None:
     """A job id (or schedule key): letters, digits, ``. _ : @ -``, 1-200 characters."""
-    if job_id is not None and (not isinstance(job_id, str) or not _JOB_ID.match(job_id)):
-        raise ValueError(
+    if job_id is not None and (not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id)):
+        raise InvalidNameError(
             f"job_id {job_id!r}: use 1-200 of A-Z a-z 0-9 . _ : @ - and start with a letter or digit"
         )
     return job_id
 
 
 def check_trace_id(trace_id: str | None) -> str | None:
-    if trace_id is not None and (not isinstance(trace_id, str) or not _JOB_ID.match(trace_id)):
-        raise ValueError(f"trace_id {trace_id!r}: use 1-200 of A-Z a-z 0-9 . _ : @ -")
+    if trace_id is not None and (not isinstance(trace_id, str) or not _JOB_ID.fullmatch(trace_id)):
+        raise InvalidNameError(f"trace_id {trace_id!r}: use 1-200 of A-Z a-z 0-9 . _ : @ -")
     return trace_id
 
 
 def check_prefix(prefix: str) -> str:
-    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
-        raise ValueError(f"prefix {prefix!r}: use 1-40 of A-Z a-z 0-9 . _ -")
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+        raise InvalidNameError(f"prefix {prefix!r}: use 1-40 of A-Z a-z 0-9 . _ -")
     return prefix
 
 

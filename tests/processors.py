@@ -51,3 +51,9 @@ def record(job: Job) -> str:
     client.rpush(job.data["key"], job.id)
     time.sleep(float(job.data.get("seconds", 0)))
     return job.id
+
+
+def oversized(job: Job) -> None:
+    """Write a log line over the cap (kept, truncated), then progress over the cap (refused)."""
+    job.log("x" * 100_000)
+    job.update_progress("y" * 100_000)

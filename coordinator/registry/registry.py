@@ -79,8 +79,13 @@ class Registry:
         pipe.hsetnx(qk.meta, "created", now_ms())
         pipe.hsetnx(qk.meta, "paused", "0")
         pipe.sadd(self.keys.queues, config.name)
-        _, created, _, _ = pipe.execute()
+        pipe.set(self.keys.epoch, f"{uuid.uuid4()}@{now_ms()}", nx=True)
+        _, created, _, _, _ = pipe.execute()
         return bool(created)
+
+    def epoch(self) -> str | None:
+        """The registry's epoch marker (see `CoordinatorKeys.epoch`); None if it is gone."""
+        return self.client.get(self.keys.epoch)
 
     def queue_meta(self, queue: str) -> dict[str, str]:
         """The queue's meta hash; QueueNotFoundError if it was never created."""
