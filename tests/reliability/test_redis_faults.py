@@ -41,7 +41,7 @@ def test_paused_redis_makes_enqueue_time_out_then_everything_recovers(report) ->
 def test_connections_killed_during_enqueues(report) -> None:
     count = scaled(5000, 50_000)
     with RedisServer() as server, coordinator_on(server) as coord:
-        coord.create_queue("q")
+        coord.create_queue("q", retention={"completed_count": count})
         admin = server.client()
         stop = threading.Event()
         kills = 0
