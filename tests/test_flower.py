@@ -86,8 +86,12 @@ def test_flower_lists_a_completed_coordinator_job(coord: JobQueueCoordinator, fl
     task = tasks[task_id]
     assert task["name"] == f"{coord.settings.prefix}.fl"
     assert task["worker"] == worker.node_name
-    status, body = get(f"{flower_url}/api/workers?refresh=1")
-    assert status == 200 and worker.node_name in json.loads(body), body
+
+    def worker_listed() -> bool:  # Flower asks the workers over the control exchange (1 s timeout)
+        status, body = get(f"{flower_url}/api/workers?refresh=1")
+        return status == 200 and worker.node_name in json.loads(body)
+
+    wait_until(worker_listed, timeout=30, what="worker in /api/workers")
 
 
 def test_flower_binds_to_loopback_by_default() -> None:

@@ -193,3 +193,16 @@ def test_wrong_password_is_unhealthy(own_url: str, prefix: str) -> None:
         assert "wrong-password" not in health.model_dump_json()
     finally:
         coord.redis.close()
+
+
+def test_redis_that_refuses_config_is_not_reported_as_failing(prefix: str) -> None:
+    with redis_server("--rename-command", "CONFIG", "", "--appendonly", "no") as url:
+        coord = JobQueueCoordinator(url, prefix=prefix)
+        try:
+            health = coord.get_health()
+            assert health.status is HealthStatus.HEALTHY, health.reasons
+            persistence = next(c for c in health.checks if c.name == "redis_persistence")
+            assert persistence.detail == "AOF off; CONFIG GET save refused, RDB snapshots unknown"
+            assert next(c for c in health.checks if c.name == "redis_eviction").data["maxmemory_policy"] == "noeviction"
+        finally:
+            coord.redis.close()
