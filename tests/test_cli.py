@@ -69,10 +69,11 @@ def test_jobs_list_and_show(coord: JobQueueCoordinator, run) -> None:
     jobs = coord.enqueue_bulk("jq", [{"data": {"n": i}, "name": f"job{i}"} for i in range(3)])
     coord.cancel_job("jq", jobs[0].id)
     listed = json.loads(run("jobs", "list", "jq", "--json").output)
-    assert listed[0]["id"] == jobs[0].id  # cancelled last: the newest entry
     assert {j["id"] for j in listed} == {j.id for j in jobs}
     waiting = json.loads(run("jobs", "list", "jq", "--state", "waiting", "--json").output)
     assert {j["id"] for j in waiting} == {jobs[1].id, jobs[2].id}
+    oldest = json.loads(run("jobs", "list", "jq", "--state", "waiting", "--json", "--oldest-first").output)
+    assert [j["id"] for j in oldest] == [j["id"] for j in reversed(waiting)]
     table = run("jobs", "list", "jq", "--state", "cancelled", "--limit", "1", "--oldest-first")
     assert table.exit_code == 0 and jobs[0].id in table.output and jobs[1].id not in table.output
     shown = json.loads(run("jobs", "show", "jq", jobs[1].id, "--json").output)
