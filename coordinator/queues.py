@@ -26,9 +26,7 @@ from coordinator.settings import Settings
 METRICS_WINDOW_MIN = 5
 #: A worker whose heartbeat is older than this is not counted as live.
 WORKER_LIVE_MS = 10_000
-#: Thresholds past which a queue's health is ``degraded``.
-BACKLOG_THRESHOLD = HealthThresholds().max_backlog
-ERROR_RATE_THRESHOLD = HealthThresholds().max_error_rate
+#: Thresholds past which a queue's health is ``degraded``: `HealthThresholds`.
 
 
 class QueueManager:
@@ -105,13 +103,12 @@ class QueueManager:
     def metrics_series(self, name: str, minutes: int = 60) -> list[MetricsPoint]:
         """The last ``minutes`` minutes of per-minute metrics, oldest first, the current minute last."""
         self.registry.queue_meta(name)
-        minute = now_ms() // 60_000
-        span = range(minute - minutes + 1, minute + 1)
-        fields = [f"{m}:{kind}" for m in span for kind in "cft"]
+        fields = metrics_fields(minutes)
         values = self.registry.client.hmget(self.registry.queue_keys(name).metrics, fields)
         points = []
-        for i, m in enumerate(span):
-            completed, failed, total_ms = (int(v or 0) for v in values[3 * i : 3 * i + 3])
+        for i in range(0, len(fields), 3):
+            m = int(fields[i].split(":")[0])
+            completed, failed, total_ms = (int(v or 0) for v in values[i : i + 3])
             finished = completed + failed
             points.append(MetricsPoint(
                 minute=from_ms(m * 60_000), completed=completed, failed=failed, processing_time_ms=total_ms,
