@@ -32,15 +32,12 @@ from coordinator.models import (
 )
 from coordinator.queues import WORKER_LIVE_MS, metrics_fields, metrics_from, queue_health
 from coordinator.registry.registry import PROCESSING_BUCKETS_MS, now_ms
-from coordinator.runtime.maintenance import HEARTBEAT_INTERVAL_S
 from coordinator.settings import redact_url
 
 if TYPE_CHECKING:
     from coordinator.facade import JobQueueCoordinator
 
 _ORDER = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
-#: A managed worker whose heartbeat is older than this (while its process lives) is reported.
-STALE_HEARTBEAT_MS = int(HEARTBEAT_INTERVAL_S * 5000)
 #: Metrics-hash fields of the totals since the queue began (see `finish.lua`).
 TOTAL_FIELDS = ["all:c", "all:f", "all:t", *(f"all:le:{b}" for b in PROCESSING_BUCKETS_MS), "all:le:inf"]
 
@@ -117,7 +114,7 @@ def check_health(coord: JobQueueCoordinator, thresholds: HealthThresholds | None
     checks = [_check_redis(coord, limits)]
     if checks[0].status is not HealthStatus.UNHEALTHY:
         checks += _check_redis_settings(coord, limits)
-    checks.append(_check_workers(coord, reachable=checks[0].status is not HealthStatus.UNHEALTHY))
+    checks.append(_check_workers(coord, limits, reachable=checks[0].status is not HealthStatus.UNHEALTHY))
     if checks[0].status is not HealthStatus.UNHEALTHY:
         try:
             checks += [_queue_check(snap, limits) for snap in read_queue_snapshots(coord)]
@@ -209,7 +206,7 @@ def _persistence_check(persistence: Any, save: Any, limits: HealthThresholds) ->
                        detail="no persistence (appendonly no, save \"\"): a Redis restart loses every job")
 
 
-def _check_workers(coord: JobQueueCoordinator, reachable: bool) -> HealthCheck:
+def _check_workers(coord: JobQueueCoordinator, limits: HealthThresholds, reachable: bool) -> HealthCheck:
     """This coordinator's managed workers: running with a fresh heartbeat, against those expected."""
     workers = coord.workers.get_all_worker_status()
     stale: dict[str, int | None] = {}
@@ -230,7 +227,7 @@ def _check_workers(coord: JobQueueCoordinator, reachable: bool) -> HealthCheck:
             problems.append(f"worker {worker.id} ({worker.queue}) is {worker.state.value}")
             continue
         age = stale.get(worker.id, 0)
-        if reachable and (age is None or age > STALE_HEARTBEAT_MS):
+        if reachable and (age is None or age > limits.max_heartbeat_age_s * 1000):
             problems.append(f"worker {worker.id} ({worker.queue}) has no fresh heartbeat"
                             + (f" ({age / 1000:.0f} s old)" if age else ""))
             continue

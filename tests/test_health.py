@@ -166,6 +166,20 @@ def test_crashed_managed_worker_is_degraded_and_back(own: JobQueueCoordinator) -
     wait_until(lambda: own.get_health().status is HealthStatus.HEALTHY, timeout=20, what="healthy again")
 
 
+def test_stopped_worker_with_a_stale_heartbeat_is_degraded_and_back(own: JobQueueCoordinator) -> None:
+    own.create_queue("frozen")
+    worker = own.register_worker("frozen", processors.echo, pool="solo", concurrency=1)
+    limits = HealthThresholds(max_heartbeat_age_s=1)
+    assert own.get_health(limits).status is HealthStatus.HEALTHY
+    os.kill(worker.pid, signal.SIGSTOP)  # alive, but not working: liveness is not health
+    try:
+        wait_until(lambda: own.get_health(limits).status is HealthStatus.DEGRADED, timeout=15, what="stale heartbeat")
+        assert any("no fresh heartbeat" in r for r in own.get_health(limits).reasons)
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    wait_until(lambda: own.get_health(limits).status is HealthStatus.HEALTHY, timeout=15, what="fresh heartbeat")
+
+
 def test_health_is_cheap(own: JobQueueCoordinator) -> None:
     for i in range(20):
         own.create_queue(f"q{i}")

@@ -157,4 +157,5 @@ class HealthThresholds(BaseModel):
     max_error_rate: float = Field(0.5, ge=0, le=1, description="failed / finished over the metrics window")
     min_finished_for_error_rate: int = Field(1, ge=1, description="finished jobs before the error rate counts")
     max_redis_latency_ms: float = Field(250.0, gt=0, description="PING round trip")
+    max_heartbeat_age_s: float = Field(10.0, gt=0, description="a running managed worker's last heartbeat")
     require_persistence: bool = Field(True, description="report a Redis without AOF or RDB snapshots")
