@@ -36,10 +36,11 @@ def tls_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def connect(settings: Settings) -> redis.Redis:
-    """The client for the registry: decoded strings, timeouts, retries, translated errors."""
+def connect(settings: Settings, *, client_name: str | None = None, extra_read_s: float = 0.0) -> redis.Redis:
+    """The client for the registry: decoded strings, timeouts, retries, translated errors.
+    ``extra_read_s`` lengthens the read timeout for a connection that blocks (XREAD BLOCK)."""
     kwargs: dict[str, Any] = dict(
-        decode_responses=True, socket_timeout=settings.socket_timeout_s,
+        decode_responses=True, socket_timeout=settings.socket_timeout_s + extra_read_s, client_name=client_name,
         socket_connect_timeout=settings.socket_timeout_s, health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), CONNECTION_RETRIES,
                     supported_errors=(redis.ConnectionError,)),

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -19,12 +19,18 @@ from celery import Celery
 from coordinator.celery_config import build_app
 from coordinator.connection import connect
 from coordinator.errors import ConfigurationError
+from coordinator.events import EventListener, iter_events
+from coordinator.health import check_health
 from coordinator.keys import CoordinatorKeys
 from coordinator.models import (
     BulkJob,
+    Event,
+    Health,
+    HealthThresholds,
     Job,
     JobOptions,
     JobState,
+    MetricsPoint,
     QueueConfig,
     QueueInfo,
     QueueStatus,
@@ -87,6 +93,7 @@ class JobQueueCoordinator:
         self._foreign = ForeignTaskTracker(self) if self.adopted_app else None
         if self._foreign is not None:
             self._foreign.connect()
+        self._event_listener: EventListener | None = None
 
     # ----------------------------------------------------------------------------- processors
 
@@ -199,6 +206,37 @@ class JobQueueCoordinator:
     def get_all_worker_status(self) -> list[WorkerStatus]:
         return self.workers.get_all_worker_status()
 
+    # ----------------------------------------------------------------------------- observability
+
+    def on(self, event: str, handler: Callable[[Event], object], queue: str | None = None) -> None:
+        """Call ``handler(Event)`` on the listener thread for each ``event`` (``"*"``: all) of
+        ``queue`` (None: every queue) from now on."""
+        self._listener().on(event, handler, queue)
+
+    def off(self, event: str, handler: Callable[[Event], object]) -> None:
+        """Stop calling ``handler`` for ``event``."""
+        self._listener().off(event, handler)
+
+    def events(self, queue: str, since: str | None = None, *, follow: bool = False,
+               idle_timeout_s: float | None = None) -> Iterator[Event]:
+        """The queue's events after id ``since`` (None: the oldest kept, ``"$"``: new ones only);
+        with ``follow``, keep waiting for more. Resumes from the last id after a dropped connection."""
+        return iter_events(self, queue, since, follow=follow, idle_timeout_s=idle_timeout_s)
+
+    def get_metrics(self, queue: str, minutes: int = 60) -> list[MetricsPoint]:
+        """The queue's per-minute metrics for the last ``minutes`` minutes, oldest first."""
+        return self.queues.metrics_series(queue, minutes)
+
+    def get_health(self, thresholds: HealthThresholds | None = None) -> Health:
+        """Redis, its settings, managed workers and every queue: healthy, degraded or unhealthy."""
+        return check_health(self, thresholds)
+
+    def _listener(self) -> EventListener:
+        with self._mutex:
+            if self._event_listener is None:
+                self._event_listener = EventListener(self)
+            return self._event_listener
+
     # ----------------------------------------------------------------------------- lifecycle
 
     def shutdown(self, timeout: float = 30) -> None:
@@ -206,6 +244,8 @@ class JobQueueCoordinator:
         self.workers.shutdown(timeout)
         if self._foreign is not None:
             self._foreign.disconnect()
+        if self._event_listener is not None:
+            self._event_listener.close()
         self.redis.close()
         self.redis.connection_pool.disconnect()
 

@@ -66,7 +66,8 @@ class QueueKeys:
 
     @property
     def metrics(self) -> str:
-        """Hash of per-minute counters: ``<minute>:c`` completed, ``:f`` failed, ``:t`` ms."""
+        """Hash of per-minute counters: ``<minute>:c`` completed, ``:f`` failed, ``:t`` ms; and
+        since the queue began: ``all:c``, ``all:f``, ``all:t`` and ``all:le:<ms>`` histogram buckets."""
         return f"{self.base}:metrics"
 
     @property

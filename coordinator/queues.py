@@ -8,6 +8,8 @@ from typing import Any
 from coordinator.errors import QueueNotFoundError
 from coordinator.models import (
     HealthStatus,
+    HealthThresholds,
+    MetricsPoint,
     QueueConfig,
     QueueCounts,
     QueueHealth,
@@ -24,9 +26,7 @@ from coordinator.settings import Settings
 METRICS_WINDOW_MIN = 5
 #: A worker whose heartbeat is older than this is not counted as live.
 WORKER_LIVE_MS = 10_000
-#: Thresholds past which a queue's health is ``degraded``.
-BACKLOG_THRESHOLD = 10_000
-ERROR_RATE_THRESHOLD = 0.5
+#: Thresholds past which a queue's health is ``degraded``: `HealthThresholds`.
 
 
 class QueueManager:
@@ -91,24 +91,30 @@ class QueueManager:
         workers = self.live_worker_count(name)
         return QueueStatus(
             name=name, paused=meta.get("paused") == "1", counts=counts,
-            health=queue_health(counts, metrics, workers), workers=workers,
+            health=queue_health(counts, metrics, workers, paused=meta.get("paused") == "1"), workers=workers,
         )
 
     def metrics(self, name: str, window_min: int = METRICS_WINDOW_MIN) -> QueueMetrics:
         """Throughput, error rate and mean processing time over the last ``window_min`` minutes."""
-        minute = now_ms() // 60_000
-        fields = [f"{m}:{kind}" for m in range(minute - window_min + 1, minute + 1) for kind in "cft"]
+        fields = metrics_fields(window_min)
         values = self.registry.client.hmget(self.registry.queue_keys(name).metrics, fields)
-        totals = {"c": 0, "f": 0, "t": 0}
-        for field, value in zip(fields, values):
-            totals[field[-1]] += int(value or 0)
-        finished = totals["c"] + totals["f"]
-        elapsed_min = window_min - 1 + (now_ms() % 60_000) / 60_000
-        return QueueMetrics(
-            throughput=round(finished / elapsed_min, 3) if elapsed_min else 0.0,
-            error_rate=round(totals["f"] / finished, 4) if finished else 0.0,
-            average_processing_time=round(totals["t"] / finished, 3) if finished else 0.0,
-        )
+        return metrics_from(fields, values, window_min)[0]
+
+    def metrics_series(self, name: str, minutes: int = 60) -> list[MetricsPoint]:
+        """The last ``minutes`` minutes of per-minute metrics, oldest first, the current minute last."""
+        self.registry.queue_meta(name)
+        fields = metrics_fields(minutes)
+        values = self.registry.client.hmget(self.registry.queue_keys(name).metrics, fields)
+        points = []
+        for i in range(0, len(fields), 3):
+            m = int(fields[i].split(":")[0])
+            completed, failed, total_ms = (int(v or 0) for v in values[i : i + 3])
+            finished = completed + failed
+            points.append(MetricsPoint(
+                minute=from_ms(m * 60_000), completed=completed, failed=failed, processing_time_ms=total_ms,
+                average_processing_time=round(total_ms / finished, 3) if finished else 0.0,
+            ))
+        return points
 
     def live_worker_count(self, name: str) -> int:
         """Workers on any host whose heartbeat is fresh and that consume this queue."""
@@ -123,17 +129,46 @@ class QueueManager:
         return sum(1 for queues in pipe.execute() if queues and name in queues.split(","))
 
 
-def queue_health(counts: QueueCounts, metrics: QueueMetrics, workers: int) -> QueueHealth:
-    """Unhealthy when jobs wait and no worker is live; degraded past the thresholds."""
+def metrics_fields(window_min: int = METRICS_WINDOW_MIN) -> list[str]:
+    """The metrics-hash fields of the last ``window_min`` minutes (read them with one HMGET)."""
+    minute = now_ms() // 60_000
+    return [f"{m}:{kind}" for m in range(minute - window_min + 1, minute + 1) for kind in "cft"]
+
+
+def metrics_from(fields: list[str], values: list[str | None], window_min: int = METRICS_WINDOW_MIN
+                 ) -> tuple[QueueMetrics, int]:
+    """The window's metrics from the values of `metrics_fields`, and how many jobs finished in it."""
+    totals = {"c": 0, "f": 0, "t": 0}
+    for field, value in zip(fields, values):
+        totals[field[-1]] += int(value or 0)
+    finished = totals["c"] + totals["f"]
+    elapsed_min = window_min - 1 + (now_ms() % 60_000) / 60_000
+    return QueueMetrics(
+        throughput=round(finished / elapsed_min, 3) if elapsed_min else 0.0,
+        error_rate=round(totals["f"] / finished, 4) if finished else 0.0,
+        average_processing_time=round(totals["t"] / finished, 3) if finished else 0.0,
+    ), finished
+
+
+def queue_health(counts: QueueCounts, metrics: QueueMetrics, workers: int, *, paused: bool = False,
+                 oldest_waiting_s: float | None = None, finished: int | None = None,
+                 thresholds: HealthThresholds | None = None) -> QueueHealth:
+    """Unhealthy when jobs wait and no worker is live anywhere (as API.md has it, paused or not: the
+    reason says when the queue is paused); degraded past the thresholds (backlog, age of the
+    oldest waiting job, error rate)."""
+    limits = thresholds or HealthThresholds()
     reasons = []
     status = HealthStatus.HEALTHY
     if counts.waiting and not workers:
-        reasons.append(f"{counts.waiting} jobs waiting and no live worker")
+        reasons.append(f"{counts.waiting} jobs waiting and no live worker" + (" (queue paused)" if paused else ""))
         status = HealthStatus.UNHEALTHY
-    if counts.waiting > BACKLOG_THRESHOLD:
-        reasons.append(f"backlog of {counts.waiting} waiting jobs over {BACKLOG_THRESHOLD}")
-    if metrics.error_rate > ERROR_RATE_THRESHOLD:
-        reasons.append(f"error rate {metrics.error_rate:.0%} over {ERROR_RATE_THRESHOLD:.0%}")
+    if counts.waiting > limits.max_backlog:
+        reasons.append(f"backlog of {counts.waiting} waiting jobs over {limits.max_backlog}")
+    if oldest_waiting_s is not None and oldest_waiting_s > limits.max_oldest_waiting_s:
+        reasons.append(f"oldest waiting job is {oldest_waiting_s:.1f} s old, over {limits.max_oldest_waiting_s:g} s")
+    enough = finished is None or finished >= limits.min_finished_for_error_rate
+    if enough and metrics.error_rate > limits.max_error_rate:
+        reasons.append(f"error rate {metrics.error_rate:.0%} over {limits.max_error_rate:.0%}")
     if reasons and status is HealthStatus.HEALTHY:
         status = HealthStatus.DEGRADED
     return QueueHealth(status=status, reasons=reasons, metrics=metrics)

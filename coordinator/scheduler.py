@@ -22,6 +22,13 @@ from coordinator.validation import encode_json
 _FINAL_STATES = {JobState.COMPLETED.value, JobState.FAILED.value, JobState.CANCELLED.value}
 
 
+def with_trace_id(options: JobOptions) -> JobOptions:
+    """The options with a new trace id (32 hex digits, a valid W3C trace-id) when none was given."""
+    if options.trace_id:
+        return options
+    return options.model_copy(update={"trace_id": uuid.uuid4().hex})
+
+
 class JobScheduler:
     """Writes jobs to the registry (which dispatches them to Celery) and controls them."""
 
@@ -73,6 +80,7 @@ class JobScheduler:
 
     def _add(self, queue: str, items: list[tuple[Any, str | None, JobOptions]]) -> list[Job]:
         now = now_ms()
+        items = [(data, name, with_trace_id(opts)) for data, name, opts in items]
         new_jobs = []
         for data, name, opts in items:
             new_jobs.append(NewJob(

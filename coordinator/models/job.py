@@ -87,3 +87,5 @@ class Event(BaseModel):
     job_id: str | None = None
     timestamp: datetime
     data: dict[str, Any] = {}
+    trace_id: str | None = None
+    """The job's trace id, on every event of a job that has one."""

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from coordinator.models.options import QueueConfig, RateLimit
 
@@ -129,3 +129,33 @@ class Health(BaseModel):
     checks: list[HealthCheck] = []
     reasons: list[str] = []
     checked_at: datetime
+
+
+# ----------------------------------------------------------------------------- observability
+
+
+class MetricsPoint(BaseModel):
+    """One minute of a queue's metrics: jobs finished in it and their processing time."""
+
+    minute: datetime
+    """Start of the minute (UTC)."""
+    completed: int = 0
+    failed: int = 0
+    processing_time_ms: int = 0
+    """Sum over the jobs finished in the minute."""
+    average_processing_time: float = 0.0
+    """ms per finished job in the minute (0 when none finished)."""
+
+
+class HealthThresholds(BaseModel):
+    """Limits past which `get_health` reports a queue, Redis or the workers as degraded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_backlog: int = Field(10_000, ge=0, description="waiting jobs of one queue")
+    max_oldest_waiting_s: float = Field(300.0, ge=0, description="age of a queue's oldest waiting job")
+    max_error_rate: float = Field(0.5, ge=0, le=1, description="failed / finished over the metrics window")
+    min_finished_for_error_rate: int = Field(1, ge=1, description="finished jobs before the error rate counts")
+    max_redis_latency_ms: float = Field(250.0, gt=0, description="PING round trip")
+    max_heartbeat_age_s: float = Field(10.0, gt=0, description="a running managed worker's last heartbeat")
+    require_persistence: bool = Field(True, description="report a Redis without AOF or RDB snapshots")

@@ -24,6 +24,16 @@ from coordinator.validation import MAX_LOG_LINE, MAX_LOG_LINES, MAX_PROGRESS_SIZ
 
 #: Jobs per script call in `enqueue` (bulk) and in the workers' sweeps.
 BATCH_SIZE = 500
+#: Upper bounds (ms) of the processing-time histogram buckets kept in each queue's metrics hash.
+PROCESSING_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000)
+
+
+def processing_bucket(duration_ms: int) -> str:
+    """The metrics-hash field of the histogram bucket a processing time falls in (``all:le:<ms>``)."""
+    for bound in PROCESSING_BUCKETS_MS:
+        if duration_ms <= bound:
+            return f"all:le:{bound}"
+    return "all:le:inf"
 
 
 def now_ms() -> int:
@@ -185,7 +195,7 @@ class Registry:
         keys = [qk.job(job_id), qk.index("active"), qk.index("completed"), qk.index("failed"),
                 qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id)]
         args = [job_id, token, outcome, now, payload, stack, due_ms, "1" if remove else "0",
-                self.events_max_len, now // 60_000, duration_ms]
+                self.events_max_len, now // 60_000, duration_ms, processing_bucket(duration_ms)]
         # A finished attempt outlives a short Redis outage rather than run again; repeating the
         # script is safe, since a second call finds the job no longer owned (fencing by token).
         deadline = time.monotonic() + self.finish_retry_s
@@ -383,7 +393,8 @@ class Registry:
     def trim_metrics(self, queue: str, keep_minutes: int = 24 * 60) -> None:
         key = self.queue_keys(queue).metrics
         oldest = now_ms() // 60_000 - keep_minutes
-        stale = [field for field in self.client.hkeys(key) if int(field.split(":")[0]) < oldest]
+        stale = [field for field in self.client.hkeys(key)
+                 if field.split(":")[0].isdigit() and int(field.split(":")[0]) < oldest]
         if stale:
             self.client.hdel(key, *stale)
 

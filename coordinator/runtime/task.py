@@ -57,6 +57,7 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
     locks = coord.lock_keeper
     locks.add(queue, job_id)
     started = time.monotonic()
+    log.info("job started", extra=_log_fields(job, started))
     try:
         try:
             payload = encode_json(handler(job), "result", MAX_RESULT_SIZE)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 from coordinator.workers.spec import SPEC_ENV, WorkerSpec, load
+
+if TYPE_CHECKING:
+    from coordinator.facade import JobQueueCoordinator
 
 
 def celery_argv(spec: WorkerSpec, celery_queue: str) -> list[str]:
@@ -22,12 +26,19 @@ def celery_argv(spec: WorkerSpec, celery_queue: str) -> list[str]:
 
 
 def main() -> None:
-    from coordinator.facade import JobQueueCoordinator
+    run_worker(WorkerSpec.model_validate(json.loads(os.environ.pop(SPEC_ENV))))
 
-    spec = WorkerSpec.model_validate(json.loads(os.environ.pop(SPEC_ENV)))
-    app = load(spec.app) if spec.app else None
-    coord = JobQueueCoordinator.from_settings(spec.settings, app=app)
-    if spec.processor:
+
+def run_worker(spec: WorkerSpec, coord: JobQueueCoordinator | None = None) -> None:
+    """Run `celery worker` for the spec in this process (structured logs); ``coord``: reuse it."""
+    from coordinator.facade import JobQueueCoordinator
+    from coordinator.log_format import use_for_celery_worker
+
+    use_for_celery_worker(spec.settings.log_level)
+    if coord is None:
+        app = load(spec.app) if spec.app else None
+        coord = JobQueueCoordinator.from_settings(spec.settings, app=app)
+    if spec.processor and spec.queue not in coord.processors:
         coord.processor(spec.queue)(load(spec.processor))
     coord.app.worker_main(celery_argv(spec, coord.celery_queue(spec.queue)))
 

@@ -2,6 +2,7 @@
   Shared functions, prepended to every script by registry/scripts.py.
 
   emit(): appends an event to the queue's capped stream, in the same step as the move.
+  emitJob(): the same for an event of one job, adding the job's trace id when it has one.
   dispatch(): writes the Celery (kombu Redis transport) message of one dispatch of a job onto
   the list of its priority, so a job becomes waiting and publishable in one atomic step.
   The message body carries only the queue, job id and dispatch token; the worker reads the job
@@ -9,6 +10,26 @@
 ]]
 local function emit(eventsKey, maxLen, event, jobId, ...)
   redis.call("XADD", eventsKey, "MAXLEN", "~", maxLen, "*", "event", event, "job_id", jobId, ...)
+end
+
+local function emitJob(eventsKey, maxLen, event, jobKey, jobId, ...)
+  local trace = redis.call("HGET", jobKey, "trace")
+  if trace and trace ~= "" then
+    emit(eventsKey, maxLen, event, jobId, "trace_id", trace, ...)
+  else
+    emit(eventsKey, maxLen, event, jobId, ...)
+  end
+end
+
+-- W3C trace context of one dispatch: the trace id (taken as is when it is 32 hex digits, else
+-- hashed to that form) and a parent span id derived from job id and token, so OpenTelemetry's
+-- Celery instrumentation in the worker joins the job's trace.
+local function traceparent(traceId, jobId, token)
+  local traceHex = string.lower(traceId)
+  if #traceHex ~= 32 or not string.match(traceHex, "^%x+$") then
+    traceHex = string.sub(redis.sha1hex(traceId), 1, 32)
+  end
+  return "00-" .. traceHex .. "-" .. string.sub(redis.sha1hex(jobId .. "." .. token), 1, 16) .. "-01"
 end
 
 local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, token, priority, timeout, traceId)
@@ -21,8 +42,11 @@ local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, tok
     soft = tonumber(timeout)
     hard = soft + 2
   end
-  local trace = cjson.null
-  if traceId and traceId ~= "" then trace = traceId end
+  local trace, parent = cjson.null, cjson.null
+  if traceId and traceId ~= "" then
+    trace = traceId
+    parent = traceparent(traceId, jobId, token)
+  end
   local message = cjson.encode({
     body = body,
     ["content-encoding"] = "utf-8",
@@ -31,7 +55,7 @@ local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, tok
       lang = "py", task = taskName, id = taskId, root_id = taskId, parent_id = cjson.null,
       group = cjson.null, retries = 0, eta = cjson.null, expires = cjson.null,
       timelimit = {hard, soft}, argsrepr = "()", kwargsrepr = "{}", origin = "coordinator",
-      ignore_result = true, trace_id = trace
+      ignore_result = true, trace_id = trace, traceparent = parent
     },
     properties = {
       correlation_id = taskId, reply_to = "", delivery_mode = 2,

@@ -25,5 +25,5 @@ redis.call("DEL", KEYS[8])
 redis.call("HINCRBY", jobKey, "token", 1)
 redis.call("HSET", jobKey, "state", "cancelled", "finished", ARGV[2])
 redis.call("ZADD", KEYS[6], ARGV[2], jobId)
-emit(KEYS[7], ARGV[4], "cancelled", jobId, "from", state)
+emitJob(KEYS[7], ARGV[4], "cancelled", jobKey, jobId, "from", state)
 return 1

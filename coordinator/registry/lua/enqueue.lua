@@ -41,11 +41,11 @@ for i = 0, count - 1 do
       "attempts", 0, "stalled", 0, "token", 0, "created", now)
     if state == "delayed" then
       redis.call("ZADD", KEYS[3], due, jobId)
-      emit(KEYS[5], maxLen, "delayed", jobId, "due", due)
+      emitJob(KEYS[5], maxLen, "delayed", jobKey, jobId, "due", due)
     else
       redis.call("ZADD", KEYS[2], waitingScore(KEYS[1], now), jobId)
       makeWaiting(jobKey, KEYS[4], paused, now, brokerKeys, ARGV[2], ARGV[3], ARGV[4], jobId)
-      emit(KEYS[5], maxLen, "waiting", jobId)
+      emitJob(KEYS[5], maxLen, "waiting", jobKey, jobId)
     end
     added[i + 1] = 1
   end

@@ -10,6 +10,10 @@
   ARGV[5] result JSON (completed) or reason (failed, retry)  ARGV[6] stack trace (failed, retry)
   ARGV[7] due (ms, retry)  ARGV[8] "1" to remove the job at once (remove_on_complete/fail True)
   ARGV[9] events max length  ARGV[10] minute bucket  ARGV[11] processing time (ms)
+  ARGV[12] metrics field of the processing-time histogram bucket (``all:le:<ms>``)
+
+  Metrics (KEYS[8]): per minute ``<minute>:c|f|t``; since the queue began ``all:c|f|t`` and the
+  histogram field, counted for final outcomes (completed, failed), not for retried attempts.
 
   Events: completed | failed | retrying + delayed.
   Returns: 1 done; 0 stale (this attempt no longer owns the job).
@@ -20,10 +24,16 @@ if cur[1] ~= "active" or cur[2] ~= ARGV[2] then return 0 end
 redis.call("ZREM", KEYS[2], jobId)
 redis.call("DEL", KEYS[7])
 local minute = ARGV[10]
-if outcome == "completed" then
-  redis.call("HINCRBY", KEYS[8], minute .. ":c", 1)
+local function count(kind)
+  redis.call("HINCRBY", KEYS[8], minute .. ":" .. kind, 1)
   redis.call("HINCRBY", KEYS[8], minute .. ":t", ARGV[11])
-  emit(KEYS[6], ARGV[9], "completed", jobId, "duration_ms", ARGV[11])
+  redis.call("HINCRBY", KEYS[8], "all:" .. kind, 1)
+  redis.call("HINCRBY", KEYS[8], "all:t", ARGV[11])
+  redis.call("HINCRBY", KEYS[8], ARGV[12], 1)
+end
+if outcome == "completed" then
+  count("c")
+  emitJob(KEYS[6], ARGV[9], "completed", jobKey, jobId, "duration_ms", ARGV[11])
   if ARGV[8] == "1" then
     redis.call("DEL", jobKey, KEYS[9])
     return 1
@@ -39,13 +49,12 @@ redis.call("HSET", jobKey, "reason", ARGV[5], "stack", cjson.encode(stack))
 if outcome == "retry" then
   redis.call("HSET", jobKey, "state", "delayed")
   redis.call("ZADD", KEYS[5], ARGV[7], jobId)
-  emit(KEYS[6], ARGV[9], "retrying", jobId, "reason", ARGV[5], "due", ARGV[7])
-  emit(KEYS[6], ARGV[9], "delayed", jobId, "due", ARGV[7])
+  emitJob(KEYS[6], ARGV[9], "retrying", jobKey, jobId, "reason", ARGV[5], "due", ARGV[7])
+  emitJob(KEYS[6], ARGV[9], "delayed", jobKey, jobId, "due", ARGV[7])
   return 1
 end
-redis.call("HINCRBY", KEYS[8], minute .. ":f", 1)
-redis.call("HINCRBY", KEYS[8], minute .. ":t", ARGV[11])
-emit(KEYS[6], ARGV[9], "failed", jobId, "reason", ARGV[5])
+count("f")
+emitJob(KEYS[6], ARGV[9], "failed", jobKey, jobId, "reason", ARGV[5], "duration_ms", ARGV[11])
 if ARGV[8] == "1" then
   redis.call("DEL", jobKey, KEYS[9])
   return 1

@@ -10,5 +10,5 @@
 local cur = redis.call("HMGET", KEYS[1], "state", "token")
 if cur[1] ~= "active" or cur[2] ~= ARGV[2] then return 0 end
 redis.call("HSET", KEYS[1], "progress", ARGV[3])
-emit(KEYS[2], ARGV[4], "progress", ARGV[1], "progress", ARGV[3])
+emitJob(KEYS[2], ARGV[4], "progress", KEYS[1], ARGV[1], "progress", ARGV[3])
 return 1

@@ -23,7 +23,7 @@ for i = 7, #ARGV do
     redis.call("ZADD", KEYS[2], waitingScore(KEYS[4], now), jobId)
     redis.call("HSET", jobKey, "state", "waiting")
     makeWaiting(jobKey, KEYS[3], paused, now, brokerKeys, ARGV[3], ARGV[4], ARGV[5], jobId)
-    emit(KEYS[5], ARGV[6], "waiting", jobId)
+    emitJob(KEYS[5], ARGV[6], "waiting", jobKey, jobId)
     moved = moved + 1
   end
 end

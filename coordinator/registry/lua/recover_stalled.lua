@@ -21,19 +21,20 @@ for i = 8, #ARGV do
   if redis.call("EXISTS", lockKey) == 0 and redis.call("HGET", jobKey, "state") == "active" then
     redis.call("ZREM", KEYS[1], jobId)
     local stalled = redis.call("HINCRBY", jobKey, "stalled", 1)
-    emit(KEYS[6], ARGV[6], "stalled", jobId, "count", stalled)
+    emitJob(KEYS[6], ARGV[6], "stalled", jobKey, jobId, "count", stalled)
     if stalled > maxStalled then
       local reason = "job stalled more than allowable limit"
       redis.call("HINCRBY", jobKey, "token", 1)
       redis.call("HSET", jobKey, "state", "failed", "finished", now, "reason", reason)
       redis.call("ZADD", KEYS[3], now, jobId)
       redis.call("HINCRBY", KEYS[7], ARGV[7] .. ":f", 1)
-      emit(KEYS[6], ARGV[6], "failed", jobId, "reason", reason)
+      redis.call("HINCRBY", KEYS[7], "all:f", 1)
+      emitJob(KEYS[6], ARGV[6], "failed", jobKey, jobId, "reason", reason)
     else
       redis.call("HSET", jobKey, "state", "waiting")
       redis.call("ZADD", KEYS[2], waitingScore(KEYS[5], now), jobId)
       makeWaiting(jobKey, KEYS[4], paused, now, brokerKeys, ARGV[3], ARGV[4], ARGV[5], jobId)
-      emit(KEYS[6], ARGV[6], "waiting", jobId)
+      emitJob(KEYS[6], ARGV[6], "waiting", jobKey, jobId)
     end
     recovered = recovered + 1
   end

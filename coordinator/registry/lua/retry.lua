@@ -21,5 +21,5 @@ redis.call("HDEL", jobKey, "finished", "reason", "result", "processed", "worker"
 redis.call("ZADD", KEYS[4], waitingScore(KEYS[6], ARGV[2]), jobId)
 local paused = redis.call("HGET", KEYS[6], "paused") == "1"
 makeWaiting(jobKey, KEYS[5], paused, ARGV[2], sliceKeys(8, 10), ARGV[3], ARGV[4], ARGV[5], jobId)
-emit(KEYS[7], ARGV[6], "waiting", jobId, "retried", "1")
+emitJob(KEYS[7], ARGV[6], "waiting", jobKey, jobId, "retried", "1")
 return 1

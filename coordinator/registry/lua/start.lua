@@ -41,5 +41,5 @@ redis.call("ZADD", KEYS[3], now, jobId)
 local attempts = redis.call("HINCRBY", jobKey, "attempts", 1)
 redis.call("HSET", jobKey, "state", "active", "processed", now, "worker", ARGV[4], "host", ARGV[9])
 redis.call("SET", KEYS[7], ARGV[2], "PX", ARGV[5])
-emit(KEYS[6], ARGV[6], "active", jobId, "attempt", attempts, "worker", ARGV[4])
+emitJob(KEYS[6], ARGV[6], "active", jobKey, jobId, "attempt", attempts, "worker", ARGV[4])
 return {"active", unpack(redis.call("HGETALL", jobKey))}

@@ -1,0 +1,243 @@
+"""Job events: `Event` models read from each queue's capped stream, and the listener behind `on()`.
+
+The registry's scripts append an event to ``QueueKeys.events`` in the same step as each state
+move. Readers keep the id of the last event they saw and ask for what came after it, so a
+dropped connection (or a restart with a saved id) resumes without a gap, as long as the stream
+(capped at `Settings.events_max_len`) still holds that id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+import redis
+
+from coordinator.connection import connect
+from coordinator.errors import ConfigurationError, RedisUnavailableError
+from coordinator.models import Event
+
+if TYPE_CHECKING:
+    from coordinator.facade import JobQueueCoordinator
+
+log = logging.getLogger(__name__)
+
+#: Events the registry emits for jobs, and the queue-level ones.
+JOB_EVENTS = ("waiting", "active", "progress", "completed", "failed", "retrying", "delayed", "stalled",
+              "cancelled")
+QUEUE_EVENTS = ("paused", "resumed")
+#: `on("*", handler)` receives every event.
+ALL_EVENTS = "*"
+
+EventHandler = Callable[[Event], object]
+
+_INT_FIELDS = ("attempt", "duration_ms", "due", "count")
+_JSON_FIELDS = ("progress",)
+#: Longest wait of one blocking read; also how soon a new subscription or `close()` takes effect.
+BLOCK_MS = 500
+#: Back-off bounds while Redis cannot be reached.
+RETRY_MIN_S = 0.05
+RETRY_MAX_S = 2.0
+#: How often a listener with queue-less handlers looks for queues created since.
+QUEUE_REFRESH_S = 1.0
+
+
+def parse_event(queue: str, entry_id: str, fields: dict[str, str]) -> Event:
+    """An `Event` from one stream entry; numeric and JSON extras are decoded."""
+    data: dict[str, object] = {}
+    for name, value in fields.items():
+        if name in ("event", "job_id", "trace_id"):
+            continue
+        if name in _INT_FIELDS and value.lstrip("-").isdigit():
+            data[name] = int(value)
+        elif name in _JSON_FIELDS:
+            try:
+                data[name] = json.loads(value)
+            except ValueError:
+                data[name] = value
+        else:
+            data[name] = value
+    millis = int(entry_id.split("-", 1)[0])
+    return Event(
+        id=entry_id, event=fields.get("event", ""), queue=queue, job_id=fields.get("job_id") or None,
+        timestamp=datetime.fromtimestamp(millis / 1000, tz=timezone.utc), data=data,
+        trace_id=fields.get("trace_id") or None,
+    )
+
+
+def iter_events(coord: JobQueueCoordinator, queue: str, since: str | None = None, *, follow: bool = False,
+                idle_timeout_s: float | None = None, reconnect_s: float = 30.0) -> Iterator[Event]:
+    """Events of ``queue`` after id ``since`` (None: from the oldest kept; ``"$"``: only new ones).
+
+    Without ``follow`` the iterator ends when it has caught up; with it, it waits for new events
+    (ending after ``idle_timeout_s`` without one, if given). A lost connection is retried for up to
+    ``reconnect_s`` from the last id yielded, so no event is skipped.
+    """
+    coord.queues.get_queue(queue)
+    registry = coord.registry
+    last_id = registry.last_event_id(queue) if since == "$" else (since or "0-0")
+    idle_since = time.monotonic()
+    failing_since: float | None = None
+    while True:
+        try:
+            entries = registry.read_events(queue, last_id, block_ms=BLOCK_MS if follow else None)
+            failing_since = None
+        except RedisUnavailableError:
+            now = time.monotonic()
+            failing_since = failing_since or now
+            if now - failing_since > reconnect_s:
+                raise
+            time.sleep(min(RETRY_MAX_S, RETRY_MIN_S * 2 ** min(10, int(now - failing_since))))
+            continue
+        for entry_id, fields in entries:
+            last_id = entry_id
+            yield parse_event(queue, entry_id, fields)
+        if entries:
+            idle_since = time.monotonic()
+        elif not follow:
+            return
+        elif idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
+            return
+
+
+@dataclass(frozen=True)
+class _Subscription:
+    event: str
+    handler: EventHandler
+    queue: str | None
+
+
+class EventListener:
+    """Runs the handlers given to `on()` on one thread, reading every subscribed queue's stream.
+
+    One blocking XREAD covers all the streams; the last id read of each is kept, so after a
+    dropped connection the next read starts where the last one ended. A handler registered with
+    ``queue=None`` receives the events of every queue, including queues created later.
+    A handler that raises is logged and the others still run.
+    """
+
+    def __init__(self, coord: JobQueueCoordinator) -> None:
+        self.coord = coord
+        self._subs: list[_Subscription] = []
+        self._positions: dict[str, str] = {}
+        self._all_queues = False
+        self._mutex = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: redis.Redis | None = None
+        self._next_refresh = 0.0
+
+    @property
+    def client_name(self) -> str:
+        """The name of the listener's Redis connection (`CLIENT LIST` shows it)."""
+        return f"{self.coord.settings.prefix}-events"
+
+    def on(self, event: str, handler: EventHandler, queue: str | None = None) -> None:
+        """Call ``handler(Event)`` for each ``event`` (or ``"*"``) of ``queue`` (None: all queues)
+        that happens from now on."""
+        if event != ALL_EVENTS and event not in JOB_EVENTS + QUEUE_EVENTS:
+            raise ConfigurationError(f"event {event!r}: use one of {', '.join(JOB_EVENTS + QUEUE_EVENTS)} or '*'")
+        if queue is not None:
+            self.coord.queues.get_queue(queue)
+        with self._mutex:
+            if queue is None:
+                self._all_queues = True
+                for name in self.coord.get_queue_names():
+                    self._watch(name)
+            else:
+                self._watch(queue)
+            self._subs.append(_Subscription(event, handler, queue))
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="jqc-events", daemon=True)
+                self._thread.start()
+
+    def off(self, event: str, handler: EventHandler) -> None:
+        """Stop calling ``handler`` for ``event``; with no handler left, the thread idles."""
+        with self._mutex:
+            self._subs = [s for s in self._subs if not (s.event == event and s.handler == handler)]
+            if not self._subs:
+                self._positions.clear()
+                self._all_queues = False
+
+    def close(self, timeout: float = 5) -> None:
+        """Stop the thread and close its connection."""
+        with self._mutex:
+            self._subs.clear()
+            self._positions.clear()
+            self._stop.set()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        if self._client is not None:
+            self._client.close()
+
+    def _watch(self, queue: str) -> None:
+        if queue not in self._positions:
+            self._positions[queue] = self.coord.registry.last_event_id(queue)
+
+    def _redis(self) -> redis.Redis:
+        if self._client is None:
+            settings = self.coord.settings
+            self._client = connect(settings, client_name=self.client_name, extra_read_s=BLOCK_MS / 1000)
+        return self._client
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._refresh_queues()
+                self._read_once()
+                failures = 0
+            except RedisUnavailableError as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("event listener lost Redis (%s); resuming from the last event read", exc)
+                self._stop.wait(min(RETRY_MAX_S, RETRY_MIN_S * 2 ** min(failures, 10)))
+            except Exception:
+                log.exception("event listener failed; retrying")
+                self._stop.wait(RETRY_MAX_S)
+
+    def _refresh_queues(self) -> None:
+        """Queue-less handlers: start reading the streams of queues created since (from their start)."""
+        if not self._all_queues or time.monotonic() < self._next_refresh:
+            return
+        self._next_refresh = time.monotonic() + QUEUE_REFRESH_S
+        names = self.coord.registry.queue_names()
+        with self._mutex:
+            for name in names:
+                self._positions.setdefault(name, "0-0")
+
+    def _read_once(self) -> None:
+        with self._mutex:
+            positions = dict(self._positions)
+        if not positions:
+            self._stop.wait(BLOCK_MS / 1000)
+            return
+        stream_queue = {self.coord.keys.for_queue(queue).events: queue for queue in positions}
+        streams = {stream: positions[queue] for stream, queue in stream_queue.items()}
+        reply = self._redis().xread(streams, count=500, block=BLOCK_MS)
+        for stream, entries in reply or []:
+            queue = stream_queue[stream]
+            for entry_id, fields in entries:
+                with self._mutex:
+                    if queue not in self._positions:
+                        break  # unsubscribed meanwhile
+                    self._positions[queue] = entry_id
+                    subs = list(self._subs)
+                self._deliver(parse_event(queue, entry_id, fields), subs)
+
+    def _deliver(self, event: Event, subs: list[_Subscription]) -> None:
+        for sub in subs:
+            if sub.event not in (ALL_EVENTS, event.event) or sub.queue not in (None, event.queue):
+                continue
+            try:
+                sub.handler(event)
+            except Exception:
+                log.exception("event handler %r failed on %s %s", sub.handler, event.event, event.id)
