@@ -159,11 +159,12 @@ def _check_redis_settings(coord: JobQueueCoordinator, limits: HealthThresholds) 
     pipe.info("persistence")
     pipe.info("memory")
     pipe.config_get("save")
+    pipe.get(coord.keys.epoch)
     try:
-        persistence, memory, save = pipe.execute(raise_on_error=False)
+        persistence, memory, save, epoch = pipe.execute(raise_on_error=False)
     except RedisUnavailableError as exc:
         return [HealthCheck(name="redis_settings", status=HealthStatus.UNHEALTHY, detail=_safe(coord, exc))]
-    checks = []
+    checks = [_registry_check(coord, epoch)]
     policy = memory.get("maxmemory_policy", "unknown") if isinstance(memory, dict) else "unknown"
     maxmemory = memory.get("maxmemory", 0) if isinstance(memory, dict) else 0
     eviction = {"maxmemory_policy": policy, "maxmemory": maxmemory}
@@ -178,6 +179,17 @@ def _check_redis_settings(coord: JobQueueCoordinator, limits: HealthThresholds) 
                                   detail=f"maxmemory-policy {policy}"))
     checks.append(_persistence_check(persistence, save, limits))
     return checks
+
+
+def _registry_check(coord: JobQueueCoordinator, epoch: Any) -> HealthCheck:
+    """Unhealthy once the registry's epoch marker has vanished or changed under this process."""
+    if isinstance(epoch, Exception) or not coord.registry.epoch_lost(epoch):
+        return HealthCheck(name="registry", status=HealthStatus.HEALTHY, detail="registry intact")
+    return HealthCheck(
+        name="registry", status=HealthStatus.UNHEALTHY, data={"epoch": epoch},
+        detail="the registry was lost (its epoch marker is gone or new): Redis restarted without "
+               "persistence, was flushed or evicted keys; jobs recorded before are gone",
+    )
 
 
 def _persistence_check(persistence: Any, save: Any, limits: HealthThresholds) -> HealthCheck:

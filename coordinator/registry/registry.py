@@ -71,6 +71,7 @@ class Registry:
         self.events_max_len = events_max_len
         self.finish_retry_s = finish_retry_s
         self.scripts = Scripts(client)
+        self._seen_epoch: str | None = None
 
     def queue_keys(self, queue: str) -> QueueKeys:
         return self.keys.for_queue(queue)
@@ -90,12 +91,18 @@ class Registry:
         pipe.hsetnx(qk.meta, "paused", "0")
         pipe.sadd(self.keys.queues, config.name)
         pipe.set(self.keys.epoch, f"{uuid.uuid4()}@{now_ms()}", nx=True)
-        _, created, _, _, _ = pipe.execute()
+        pipe.get(self.keys.epoch)
+        _, created, _, _, _, epoch = pipe.execute()
+        self.epoch_lost(epoch)
         return bool(created)
 
-    def epoch(self) -> str | None:
-        """The registry's epoch marker (see `CoordinatorKeys.epoch`); None if it is gone."""
-        return self.client.get(self.keys.epoch)
+    def epoch_lost(self, current: str | None) -> bool:
+        """True when the epoch marker (`CoordinatorKeys.epoch`) this process first saw has gone or
+        changed since: Redis lost the registry (restarted without persistence, flushed, evicted)."""
+        if self._seen_epoch is None:
+            self._seen_epoch = current
+            return False
+        return current != self._seen_epoch
 
     def queue_meta(self, queue: str) -> dict[str, str]:
         """The queue's meta hash; QueueNotFoundError if it was never created."""

@@ -1,0 +1,30 @@
+"""Redis restarted without persistence: the loss is detected and reported by get_health(), not silent."""
+
+from __future__ import annotations
+
+from coordinator import HealthStatus
+from tests.reliability.helpers import coordinator_on
+from tests.servers import RedisServer
+from tests.test_processing import wait_until
+
+
+def test_a_restart_without_persistence_is_reported(report) -> None:
+    with RedisServer("--appendonly", "no") as server, coordinator_on(server) as coord:
+        coord.create_queue("q")
+        jobs = [coord.enqueue_job("q", n).id for n in range(5)]
+        before = coord.get_health()
+        assert not [c for c in before.checks if c.name == "registry" and c.status is not HealthStatus.HEALTHY]
+
+        server.restart()
+        after = wait_until(lambda: _health_once_back(coord))
+        assert after.status is HealthStatus.UNHEALTHY
+        assert any(r.startswith("registry: the registry was lost") for r in after.reasons), after.reasons
+        lost = sum(1 for job_id in jobs if coord.get_job("q", job_id) is None)
+        assert lost == 5
+    report.add("Redis restarted without persistence", 5, lost, 0,
+               note="loss reported by get_health() (registry: unhealthy), not silent")
+
+
+def _health_once_back(coord):
+    health = coord.get_health()
+    return health if any(c.name == "registry" for c in health.checks) else None
