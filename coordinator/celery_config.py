@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 
+from coordinator.broker.outbox import AMQP_MAX_PRIORITY
 from coordinator.connection import tls_options
 from coordinator.errors import ConfigurationError
 from coordinator.keys import KOMBU_PRIORITY_LEVELS, CoordinatorKeys
@@ -68,10 +69,14 @@ def build_app(settings: Settings, app: Celery | None = None) -> Celery:
         )
     if settings.broker_is_redis:
         transport[PREFIX_OPTION] = settings.prefix
+    else:  # RabbitMQ: the outbox relay waits for publisher confirms
+        transport["confirm_publish"] = True
     safety = {
         # A poison message is recorded as a failed job, never delivered or silently dropped.
         "worker_consumer": "coordinator.runtime.consumer:Consumer",
-        **({"broker_transport": "coordinator.runtime.transport:Transport"} if settings.broker_is_redis else {}),
+        **({"broker_transport": "coordinator.runtime.transport:Transport"} if settings.broker_is_redis
+           # RabbitMQ: every queue declared with x-max-priority, so priorities hold there too.
+           else {"task_queue_max_priority": AMQP_MAX_PRIORITY}),
     }
     tls = tls_options(settings)
     if tls:

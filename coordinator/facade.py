@@ -16,6 +16,7 @@ from typing import Any
 
 from celery import Celery
 
+from coordinator.broker import OutboxRelay
 from coordinator.celery_config import build_app
 from coordinator.connection import connect
 from coordinator.errors import ConfigurationError
@@ -80,10 +81,13 @@ class JobQueueCoordinator:
         self.keys = CoordinatorKeys(settings.prefix)
         self.redis = connect(settings)
         self.registry = Registry(self.redis, settings.prefix, settings.events_max_len,
-                                 finish_retry_s=settings.lock_duration_ms / 1000)
+                                 finish_retry_s=settings.lock_duration_ms / 1000,
+                                 outbox=not settings.broker_is_redis)
         self.adopted_app = app is not None
         self.app = build_app(settings, app)
         self.app.steps["consumer"].add(maintenance_step(self))
+        if self.registry.outbox:
+            self.registry.after_dispatch = OutboxRelay(self.app, self.registry).flush
         self.processors: dict[str, Processor] = {}
         self.queues = QueueManager(self.registry, settings)
         self.jobs = JobScheduler(self.registry, self.queues, settings, self.app, self._default_job_name)

@@ -45,6 +45,16 @@ class QueueKeys:
         return [self.broker_list(level) for level in KOMBU_PRIORITY_LEVELS]
 
     @property
+    def outbox(self) -> str:
+        """List of Celery messages waiting to be published to a broker other than this Redis."""
+        return f"{self.base}:outbox"
+
+    @property
+    def relaying(self) -> str:
+        """Sorted set of outbox messages a relay has claimed, by claim time (ms)."""
+        return f"{self.base}:relaying"
+
+    @property
     def meta(self) -> str:
         """Hash: the queue's config (JSON), paused flag, creation time."""
         return f"{self.base}:meta"

@@ -6,10 +6,11 @@ exactly one state index. Reads are plain commands, pipelined into one round trip
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,19 @@ def processing_bucket(duration_ms: int) -> str:
         if duration_ms <= bound:
             return f"all:le:{bound}"
     return "all:le:inf"
+
+
+def _dispatches(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Marks a write whose scripts may leave messages in an outbox: publish them right after."""
+
+    @functools.wraps(method)
+    def write_then_publish(self: Registry, queue: str, *args: Any, **kwargs: Any) -> Any:
+        result = method(self, queue, *args, **kwargs)
+        if self.after_dispatch is not None and result:
+            self.after_dispatch(queue)
+        return result
+
+    return write_then_publish
 
 
 def now_ms() -> int:
@@ -65,16 +79,32 @@ class Registry:
     """Reads and atomic writes of the job registry of one prefix."""
 
     def __init__(self, client: redis.Redis, prefix: str, events_max_len: int = 10_000,
-                 finish_retry_s: float = 0.0) -> None:
+                 finish_retry_s: float = 0.0, outbox: bool = False) -> None:
         self.client = client
         self.keys = CoordinatorKeys(prefix)
         self.events_max_len = events_max_len
         self.finish_retry_s = finish_retry_s
         self.scripts = Scripts(client)
         self._seen_epoch: str | None = None
+        self.outbox = outbox
+        #: Called with a queue name after a write that may have dispatched jobs (the outbox relay).
+        self.after_dispatch: Callable[[str], object] | None = None
 
     def queue_keys(self, queue: str) -> QueueKeys:
         return self.keys.for_queue(queue)
+
+    def broker_keys(self, qk: QueueKeys) -> list[str]:
+        """Where the scripts write a dispatch's message, per priority level: kombu's lists when
+        Redis is the broker, else the queue's outbox (see `coordinator.broker`)."""
+        return [qk.outbox] * len(qk.broker_lists) if self.outbox else qk.broker_lists
+
+    def claim_outbox(self, queue: str, count: int, stale_ms: int) -> list[str]:
+        qk = self.queue_keys(queue)
+        return self.scripts.claim_outbox(keys=[qk.outbox, qk.relaying], args=[now_ms(), count, stale_ms])
+
+    def release_outbox(self, queue: str, messages: list[str]) -> None:
+        """Forget messages the broker confirmed."""
+        self.client.zrem(self.queue_keys(queue).relaying, *messages)
 
     def _dispatch_args(self, queue: str) -> list[str]:
         """ARGV the dispatching scripts share: task name, Celery queue, queue name."""
@@ -137,10 +167,11 @@ class Registry:
             if len(batch) >= 1000:
                 self.client.unlink(*batch)
                 batch.clear()
-        self.client.unlink(*batch, *qk.broker_lists)
+        self.client.unlink(*batch, *self.broker_keys(qk))
 
     # ----------------------------------------------------------------------------- jobs in
 
+    @_dispatches
     def enqueue(self, queue: str, jobs: list[NewJob]) -> list[bool]:
         """Add jobs (each batch of BATCH_SIZE in one round trip); True per job added, False
         where a job with that id existed and nothing was written."""
@@ -151,7 +182,7 @@ class Registry:
 
     def _enqueue_batch(self, queue: str, jobs: list[NewJob]) -> list[bool]:
         qk = self.queue_keys(queue)
-        keys = [qk.meta, qk.index("waiting"), qk.index("delayed"), qk.parked, qk.events, *qk.broker_lists]
+        keys = [qk.meta, qk.index("waiting"), qk.index("delayed"), qk.parked, qk.events, *self.broker_keys(qk)]
         args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
         for job in jobs:
             opts = job.options
@@ -295,23 +326,26 @@ class Registry:
         )
         return self._checked(queue, job_id, reply)
 
+    @_dispatches
     def retry(self, queue: str, job_id: str) -> bool:
         qk = self.queue_keys(queue)
         reply = self.scripts.retry(
             keys=[qk.job(job_id), qk.index("failed"), qk.index("cancelled"), qk.index("waiting"),
-                  qk.parked, qk.meta, qk.events, *qk.broker_lists],
+                  qk.parked, qk.meta, qk.events, *self.broker_keys(qk)],
             args=[job_id, now_ms(), *self._dispatch_args(queue), self.events_max_len],
         )
         return self._checked(queue, job_id, reply)
 
+    @_dispatches
     def change_priority(self, queue: str, job_id: str, priority: int) -> bool:
         qk = self.queue_keys(queue)
         reply = self.scripts.change_priority(
-            keys=[qk.job(job_id), qk.parked, qk.meta, qk.events, *qk.broker_lists],
+            keys=[qk.job(job_id), qk.parked, qk.meta, qk.events, *self.broker_keys(qk)],
             args=[job_id, priority, now_ms(), *self._dispatch_args(queue), self.events_max_len],
         )
         return self._checked(queue, job_id, reply)
 
+    @_dispatches
     def promote(self, queue: str, job_id: str) -> bool:
         """Move one delayed job to waiting now."""
         if not self.client.exists(self.queue_keys(queue).job(job_id)):
@@ -322,19 +356,21 @@ class Registry:
         qk = self.queue_keys(queue)
         return self.scripts.promote(
             keys=[qk.index("delayed"), qk.index("waiting"), qk.parked, qk.meta, qk.events,
-                  *qk.broker_lists, *(qk.job(job_id) for job_id in job_ids)],
+                  *self.broker_keys(qk), *(qk.job(job_id) for job_id in job_ids)],
             args=[now_ms(), "1" if force else "0", *self._dispatch_args(queue),
                   self.events_max_len, *job_ids],
         )
 
     # ----------------------------------------------------------------------------- sweeps
 
+    @_dispatches
     def promote_due(self, queue: str) -> int:
         """Move delayed jobs that are due to waiting (a worker's periodic sweep)."""
         due = self.client.zrangebyscore(self.queue_keys(queue).index("delayed"), "-inf", now_ms(),
                                         start=0, num=BATCH_SIZE)
         return self._promote(queue, due, force=False) if due else 0
 
+    @_dispatches
     def release_parked(self, queue: str, limiter: RateLimit | None) -> int:
         """Dispatch parked jobs whose hold is over (queue resumed, rate-limit window passed)."""
         qk = self.queue_keys(queue)
@@ -343,11 +379,12 @@ class Registry:
         if not due:
             return 0
         return self.scripts.release(
-            keys=[qk.parked, qk.meta, qk.limiter, *qk.broker_lists, *(qk.job(job_id) for job_id in due)],
+            keys=[qk.parked, qk.meta, qk.limiter, *self.broker_keys(qk), *(qk.job(job_id) for job_id in due)],
             args=[now_ms(), *self._dispatch_args(queue), limiter.max if limiter else 0,
                   limiter.duration if limiter else 0, *due],
         )
 
+    @_dispatches
     def recover_stalled(self, queue: str, max_stalled_count: int) -> int:
         """Send active jobs whose lock expired back to waiting (or fail them); see the script."""
         qk = self.queue_keys(queue)
@@ -362,7 +399,7 @@ class Registry:
         for start in range(0, len(stalled), BATCH_SIZE):
             batch = stalled[start : start + BATCH_SIZE]
             keys = [qk.index("active"), qk.index("waiting"), qk.index("failed"), qk.parked, qk.meta,
-                    qk.events, qk.metrics, *qk.broker_lists]
+                    qk.events, qk.metrics, *self.broker_keys(qk)]
             for job_id in batch:
                 keys += [qk.job(job_id), qk.lock(job_id)]
             recovered += self.scripts.recover_stalled(

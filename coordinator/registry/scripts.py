@@ -20,6 +20,7 @@ SCRIPT_NAMES = (
     "recover_stalled",
     "progress",
     "remove_finished",
+    "claim_outbox",
 )
 
 
@@ -48,3 +49,4 @@ class Scripts:
     recover_stalled: Script
     progress: Script
     remove_finished: Script
+    claim_outbox: Script
