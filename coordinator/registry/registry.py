@@ -320,6 +320,14 @@ class Registry:
         if stale:
             self.client.hdel(key, *stale)
 
+    # ----------------------------------------------------------------------------- worker events
+
+    def emit_worker_event(self, queue: str, action: str, worker_id: str, **fields: Any) -> None:
+        """Append a ``worker`` event (crashed, restarted, gave_up, ...) to the queue's stream."""
+        entry = {"event": "worker", "job_id": "", "action": action, "worker": worker_id}
+        entry.update({name: str(value) for name, value in fields.items() if value is not None})
+        self.client.xadd(self.queue_keys(queue).events, entry, maxlen=self.events_max_len, approximate=True)
+
     # ----------------------------------------------------------------------------- reads
 
     def get_job(self, queue: str, job_id: str) -> Job | None:

@@ -4,6 +4,12 @@ Every few hundred ms: move due delayed jobs to waiting and dispatch parked jobs 
 over. Every stalled interval: recover jobs whose lock expired. Every few seconds: heartbeat,
 trim finished jobs per retention. All moves are atomic scripts, so any number of workers may
 sweep the same queue at once.
+
+The heartbeat hash (`keys.worker(node)`) is the worker's status for any reader on any host:
+state (running / paused), pool size and autoscale bounds, active requests, processed and
+failed counts (counted by `JobCounter` where the job ran), RSS of the process tree. The pause
+flag (`keys.worker_paused(node)`) is polled here: control broadcasts are lost by a worker that
+is not yet subscribed, a flag in Redis is not.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from celery import bootsteps
+import psutil
+from celery import bootsteps, signals
+from celery.worker import state as worker_state
 
 from coordinator.errors import QueueNotFoundError
 from coordinator.registry.registry import now_ms
@@ -27,21 +35,30 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_S = 2.0
 TRIM_INTERVAL_S = 5.0
+#: How often a worker looks at its pause flag.
+PAUSE_POLL_S = 0.25
+#: The heartbeat hash expires this long after the last beat.
+HEARTBEAT_TTL_MS = int(HEARTBEAT_INTERVAL_S * 5000)
 
 
 class Maintenance:
     """One background thread doing the sweeps for the coordinator queues a worker consumes."""
 
-    def __init__(self, coord: JobQueueCoordinator, queues: list[str], node_name: str) -> None:
+    def __init__(self, coord: JobQueueCoordinator, queues: list[str], node_name: str,
+                 consumer: Any = None) -> None:
         self.coord = coord
         self.queues = queues
         self.node_name = node_name
+        self.consumer = consumer
+        self.paused = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jqc-maintenance", daemon=True)
         self._next: dict[str, float] = {}
 
     def start(self) -> None:
-        self._heartbeat()
+        """Apply a pause flag set before the worker started (no message is fetched), then beat."""
+        self._reconcile_pause(in_loop=False)
+        self._heartbeat(first=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -69,7 +86,9 @@ class Maintenance:
                     stalled=self._due("stalled", settings.stalled_interval_ms / 1000),
                     trim=self._due("trim", TRIM_INTERVAL_S),
                 )
-                if self._due("heartbeat", HEARTBEAT_INTERVAL_S):
+                if self._due("pause", PAUSE_POLL_S) and self._reconcile_pause(in_loop=True):
+                    self._heartbeat()
+                elif self._due("heartbeat", HEARTBEAT_INTERVAL_S):
                     self._heartbeat()
             except Exception:  # Redis away for a moment: the next round tries again
                 log.warning("maintenance sweep failed", exc_info=True)
@@ -89,26 +108,135 @@ class Maintenance:
                 registry.trim(queue, config.retention)
                 registry.trim_metrics(queue)
 
-    def _heartbeat(self) -> None:
+    def _reconcile_pause(self, in_loop: bool) -> bool:
+        """Cancel or re-add this worker's consumers to match its pause flag; True if it changed."""
+        if self.consumer is None:
+            return False
+        paused = bool(self.coord.registry.client.exists(self.coord.keys.worker_paused(self.node_name)))
+        if paused == self.paused:
+            return False
+        self.paused = paused
+        celery_queues = [self.coord.keys.for_queue(queue).celery_queue for queue in self.queues]
+        for celery_queue in celery_queues:
+            action = self.consumer.cancel_task_queue if paused else self.consumer.add_task_queue
+            if in_loop:  # the consumer is not thread-safe: run it in the worker's event loop
+                self.consumer.call_soon(action, celery_queue)
+            else:
+                action(celery_queue)
+        log.info("worker %s %s", self.node_name, "paused" if paused else "resumed")
+        return True
+
+    def _heartbeat(self, first: bool = False) -> None:
+        """Write this worker's status hash; the first beat of a process starts it afresh."""
         keys = self.coord.keys
+        key = keys.worker(self.node_name)
         record: dict[str, Any] = {
             "node": self.node_name, "pid": os.getpid(), "host": socket.gethostname(),
             "queues": ",".join(self.queues), "heartbeat": now_ms(),
+            "state": "paused" if self.paused else "running",
+            "active": len(worker_state.active_requests), **self._pool_fields(),
         }
+        rss = _tree_rss()
+        if rss is not None:
+            record["rss"] = rss
         pipe = self.coord.registry.client.pipeline(transaction=True)
-        pipe.hset(keys.worker(self.node_name), mapping=record)
-        pipe.hsetnx(keys.worker(self.node_name), "started", now_ms())
-        pipe.pexpire(keys.worker(self.node_name), int(HEARTBEAT_INTERVAL_S * 5000))
+        if first:
+            pipe.delete(key)
+            pipe.hset(key, mapping={"processed": 0, "failed": 0})
+        pipe.hset(key, mapping=record)
+        pipe.hsetnx(key, "started", now_ms())
+        pipe.pexpire(key, HEARTBEAT_TTL_MS)
         pipe.zadd(keys.workers, {self.node_name: now_ms()})
+        pipe.execute()
+
+    def _pool_fields(self) -> dict[str, Any]:
+        """Current pool size and, with --autoscale, its bounds."""
+        pool = getattr(self.consumer, "pool", None)
+        fields: dict[str, Any] = {}
+        size = getattr(pool, "num_processes", None)
+        if isinstance(size, int):
+            fields["concurrency"] = size
+        controller = getattr(self.consumer, "controller", None)
+        autoscaler = getattr(controller, "autoscaler", None)
+        if autoscaler is not None:
+            fields["autoscale_max"] = autoscaler.max_concurrency
+            fields["autoscale_min"] = autoscaler.min_concurrency
+        return fields
+
+
+def _tree_rss() -> int | None:
+    """Resident memory of this process and its children (prefork pool processes), in bytes."""
+    try:
+        me = psutil.Process()
+        total = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+    except psutil.Error:
+        return None
+
+
+class JobCounter:
+    """Counts processed and failed jobs into the heartbeat hash of the worker that ran them.
+
+    Connected to Celery's ``task_postrun`` signal, which fires where the task ran (a pool child
+    under prefork), so the count lands in Redis rather than in one process's memory. A processor
+    task swallows the handler's exception after recording it, so the outcome is read from the
+    job's own record, fenced by the dispatch token: a stale or parked message counts as nothing.
+    """
+
+    def __init__(self, coord: JobQueueCoordinator) -> None:
+        self.coord = coord
+        self.task_prefix = coord.keys.task_name("")
+        signals.task_postrun.connect(self.on_postrun, weak=True)
+
+    def on_postrun(self, sender: Any = None, task: Any = None, kwargs: dict[str, Any] | None = None,
+                   **_: Any) -> None:
+        name = getattr(task, "name", "") or ""
+        if not name.startswith(self.task_prefix) or not kwargs or "job_id" not in kwargs:
+            return
+        node = getattr(task.request, "hostname", None)
+        if not node:
+            return
+        try:
+            self.count(node, kwargs["queue"], kwargs["job_id"], kwargs.get("token"))
+        except Exception:  # a count is not worth failing a job for
+            log.warning("could not count the outcome of job %s", kwargs.get("job_id"), exc_info=True)
+
+    def count(self, node: str, queue: str, job_id: str, token: Any) -> None:
+        client = self.coord.registry.client
+        qk = self.coord.registry.queue_keys(queue)
+        state, current, worker = client.hmget(qk.job(job_id), "state", "token", "worker")
+        if state is None:  # removed at once (remove_on_complete / remove_on_fail)
+            outcome = ("processed",)
+        elif str(current) != str(token) or worker != node:
+            return
+        elif state == "completed":
+            outcome = ("processed",)
+        elif state in ("failed", "delayed"):
+            outcome = ("processed", "failed")
+        else:
+            return  # parked or still active: this message ran no attempt to its end
+        key = self.coord.keys.worker(node)
+        pipe = client.pipeline(transaction=True)
+        for counter in outcome:
+            pipe.hincrby(key, counter, 1)
+        pipe.pexpire(key, HEARTBEAT_TTL_MS)
         pipe.execute()
 
 
 def maintenance_step(coord: JobQueueCoordinator) -> type[bootsteps.StartStopStep]:
     """A consumer bootstep that runs `Maintenance` once the worker consumes its queues."""
 
+    counter = JobCounter(coord)
+
     class CoordinatorMaintenance(bootsteps.StartStopStep):
         requires = ("celery.worker.consumer.tasks:Tasks",)
         label = f"coordinator maintenance ({coord.settings.prefix})"
+        job_counter = counter  # keeps the weakly connected signal receiver alive with the app
 
         def __init__(self, parent: Any, **kwargs: Any) -> None:
             super().__init__(parent, **kwargs)
@@ -119,7 +247,7 @@ def maintenance_step(coord: JobQueueCoordinator) -> type[bootsteps.StartStopStep
             queues = [q for q in (coord.keys.queue_of(name) for name in consumed) if q]
             if not queues:
                 return
-            self.maintenance = Maintenance(coord, queues, parent.hostname)
+            self.maintenance = Maintenance(coord, queues, parent.hostname, parent)
             self.maintenance.start()
 
         def stop(self, parent: Any) -> None:
