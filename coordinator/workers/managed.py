@@ -34,6 +34,8 @@ class ManagedProcess:
     """The restart limit was reached: the worker stays crashed until closed or scaled away."""
     running_since: float = 0.0
     """monotonic time the current process began consuming."""
+    last_beat_seen: float = 0.0
+    """monotonic time the supervisor last saw a fresh heartbeat."""
 
     @property
     def alive(self) -> bool:

@@ -4,9 +4,10 @@ A worker whose process exits while it was not being stopped is ``crashed``: the 
 a ``worker`` event (action ``crashed``), waits a back-off that doubles with each death in a row,
 then starts a new process under the same id and node name (action ``restarted``, new pid). After
 ``WorkerOptions.max_restarts`` deaths in a row it gives up (action ``gave_up``): the worker stays
-crashed until it is closed or scaled away. A worker that ran ``STABLE_S`` seconds has its count of
-deaths in a row reset. A live process whose heartbeat stopped (hung main loop) is killed and
-restarted the same way. Jobs the dead worker held come back through stalled-job recovery.
+crashed until it is closed or scaled away. A worker that finished a job, or ran ``STABLE_S``
+seconds, has its count of deaths in a row reset. A live process whose heartbeat stopped (hung
+main loop) is killed and restarted the same way. Jobs the dead worker held come back through
+stalled-job recovery.
 """
 
 from __future__ import annotations
@@ -81,22 +82,27 @@ class Supervisor:
         if managed.stopping or managed.gave_up:
             return
         if managed.state in (WorkerState.RUNNING, WorkerState.PAUSED):
+            heartbeat = self.manager.heartbeat(managed)
             if not managed.alive:
                 self._on_death(managed)
-            elif self._hung(managed):
+            elif self._hung(managed, heartbeat):
                 log.error("worker %s (pid %s) has no heartbeat: killing it", managed.spec.worker_id,
                           managed.process.pid)
                 process.kill_group(managed.process)
                 managed.process.wait(10)
                 self._on_death(managed, reason="no heartbeat")
-            elif time.monotonic() - managed.running_since > STABLE_S:
-                managed.crashes_in_row = 0
+            elif int(heartbeat.get("processed") or 0) or time.monotonic() - managed.running_since > STABLE_S:
+                managed.crashes_in_row = 0  # it did work, or ran a while: not a crash loop
         elif managed.state is WorkerState.CRASHED and time.monotonic() >= managed.next_restart_at:
             self._restart(managed)
 
-    def _hung(self, managed: ManagedProcess) -> bool:
-        beat = self.manager.heartbeat(managed).get("heartbeat")
-        return beat is None or now_ms() - int(beat) > HEARTBEAT_STALE_MS
+    @staticmethod
+    def _hung(managed: ManagedProcess, heartbeat: dict[str, str]) -> bool:
+        """No fresh heartbeat for HEARTBEAT_STALE_MS (a missing hash counts from when it was last seen)."""
+        beat = heartbeat.get("heartbeat")
+        if beat is not None and now_ms() - int(beat) <= HEARTBEAT_STALE_MS:
+            managed.last_beat_seen = time.monotonic()
+        return (time.monotonic() - max(managed.last_beat_seen, managed.running_since)) * 1000 > HEARTBEAT_STALE_MS
 
     def _on_death(self, managed: ManagedProcess, reason: str = "process exited") -> None:
         code = managed.process.poll()
