@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from coordinator import JobQueueCoordinator, JobState, WorkerState
@@ -70,6 +72,24 @@ def test_job_of_a_sigkilled_worker_completes_once(coord: JobQueueCoordinator, pr
     report = completion_report(coord, "kill", [job.id], record)
     assert report == {"lost": 0, "duplicated": 0, "unbacked": 0, "executions": 1, "stalled": 1, "failed": 0}
     assert coord.get_worker(worker.id).restarts == 1
+
+
+def test_job_fetched_but_never_started_by_a_killed_worker_is_dispatched_again(
+        coord: JobQueueCoordinator, prefix: str) -> None:
+    coord.create_queue("fetched")
+    worker = coord.register_worker("fetched", recorded, pool="prefork", concurrency=1)
+    for child in psutil.Process(worker.pid).children():
+        os.kill(child.pid, signal.SIGSTOP)  # the pool process can take the job but not start it
+    job = coord.enqueue_job("fetched", {"seconds": 0.01})
+    tag = f"{coord.celery_queue('fetched')}/{job.id}.1"
+    wait_until(lambda: coord.redis.hexists(coord.keys.unacked, tag), 15, "the message fetched")
+    assert coord.get_job("fetched", job.id).state is JobState.WAITING
+    kill_worker_group(worker.pid)
+
+    final = coord.wait_for_job("fetched", job.id, 60)
+    assert final.state is JobState.COMPLETED and final.attempts_made == 1
+    assert [e.get("reason") for e in events(coord, "fetched", "stalled")] == ["unstarted"]
+    assert not coord.redis.hexists(coord.keys.unacked, tag)
 
 
 def test_repeated_sigkills_under_a_stream_lose_and_duplicate_nothing(tolerant: JobQueueCoordinator,

@@ -104,6 +104,8 @@ class Maintenance:
             registry.release_parked(queue, config.limiter)
             if stalled:
                 registry.recover_stalled(queue, self.coord.settings.max_stalled_count)
+                if self.coord.settings.broker_is_redis:
+                    registry.recover_unstarted(queue, self.coord.settings.lock_duration_ms)
             if trim:
                 registry.trim(queue, config.retention)
                 registry.trim_metrics(queue)
