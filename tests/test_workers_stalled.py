@@ -53,7 +53,8 @@ def completion_report(coord: JobQueueCoordinator, queue: str, job_ids: list[str]
         "duplicated": sum(1 for job_id in job_ids if completed_events[job_id] > 1),
         "unbacked": unbacked,
         "executions": sum(len(runs) for runs in executions.values()),
-        "stalled": len(events(coord, queue, "stalled")),
+        "stalled": len([e for e in events(coord, queue, "stalled") if "reason" not in e]),
+        "unstarted": len([e for e in events(coord, queue, "stalled") if e.get("reason") == "unstarted"]),
         "failed": len(events(coord, queue, "failed")),
     }
 
@@ -70,7 +71,8 @@ def test_job_of_a_sigkilled_worker_completes_once(coord: JobQueueCoordinator, pr
     assert final.state is JobState.COMPLETED
     assert final.attempts_made == 2
     report = completion_report(coord, "kill", [job.id], record)
-    assert report == {"lost": 0, "duplicated": 0, "unbacked": 0, "executions": 1, "stalled": 1, "failed": 0}
+    assert report == {"lost": 0, "duplicated": 0, "unbacked": 0, "executions": 1, "stalled": 1, "unstarted": 0,
+                      "failed": 0}
     assert coord.get_worker(worker.id).restarts == 1
 
 

@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from coordinator.models import AutoscalePolicy, QueueCounts
+from coordinator.workers.loop import BackgroundLoop
 
 if TYPE_CHECKING:
     from coordinator.workers.manager import WorkerManager
@@ -41,8 +42,7 @@ class Autoscaler:
         self._next_check: dict[str, float] = {}
         self._quiet_until: dict[str, float] = {}
         self._mutex = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.loop = BackgroundLoop("jqc-autoscaler", TICK_S, self.apply_due)
 
     def set_policy(self, queue: str, policy: AutoscalePolicy | None) -> None:
         with self._mutex:
@@ -51,34 +51,29 @@ class Autoscaler:
                 return
             self._policies[queue] = policy
             self._next_check[queue] = 0.0
-            if self._thread is None or not self._thread.is_alive():
-                self._stop.clear()
-                self._thread = threading.Thread(target=self._run, name="jqc-autoscaler", daemon=True)
-                self._thread.start()
+        self.loop.start()
 
     def get_policy(self, queue: str) -> AutoscalePolicy | None:
         with self._mutex:
             return self._policies.get(queue)
 
     def stop(self) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=60)
+        """Stop applying policies; waits for a scaling step in progress."""
+        self.loop.stop(timeout=60)
 
-    def _run(self) -> None:
-        while not self._stop.wait(TICK_S):
-            with self._mutex:
-                due = [(queue, policy) for queue, policy in self._policies.items()
-                       if time.monotonic() >= self._next_check.get(queue, 0.0)]
-            for queue, policy in due:
-                if self._stop.is_set():
-                    return
-                self._next_check[queue] = time.monotonic() + policy.interval_s
-                try:
-                    self.apply(queue, policy)
-                except Exception:  # a failed step is tried again at the next check
-                    log.warning("autoscaling queue %s failed", queue, exc_info=True)
+    def apply_due(self) -> None:
+        """Apply each policy whose interval has passed."""
+        with self._mutex:
+            due = [(queue, policy) for queue, policy in self._policies.items()
+                   if time.monotonic() >= self._next_check.get(queue, 0.0)]
+        for queue, policy in due:
+            if self.loop.stopping.is_set():
+                return
+            self._next_check[queue] = time.monotonic() + policy.interval_s
+            try:
+                self.apply(queue, policy)
+            except Exception:  # a failed step is tried again at the next check
+                log.warning("autoscaling queue %s failed", queue, exc_info=True)
 
     def apply(self, queue: str, policy: AutoscalePolicy) -> int | None:
         """One step for one queue: scale to the wanted size unless cooling down; the new size."""

@@ -13,7 +13,6 @@ stalled-job recovery.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ from coordinator.models import WorkerState
 from coordinator.registry.registry import now_ms
 from coordinator.runtime.maintenance import HEARTBEAT_TTL_MS
 from coordinator.workers import process
+from coordinator.workers.loop import BackgroundLoop
 from coordinator.workers.managed import ManagedProcess
 
 if TYPE_CHECKING:
@@ -49,33 +49,22 @@ class Supervisor:
 
     def __init__(self, manager: WorkerManager) -> None:
         self.manager = manager
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.mutex = threading.Lock()
+        self.loop = BackgroundLoop("jqc-supervisor", CHECK_INTERVAL_S, self.check_all)
 
     def start(self) -> None:
-        with self.mutex:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="jqc-supervisor", daemon=True)
-            self._thread.start()
+        self.loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5)
+        self.loop.stop()
 
-    def _run(self) -> None:
-        while not self._stop.wait(CHECK_INTERVAL_S):
-            for managed in self.manager.managed():
-                if self._stop.is_set():
-                    return
-                try:
-                    self.check(managed)
-                except Exception:  # Redis away for a moment: look again next round
-                    log.warning("supervising worker %s failed", managed.spec.worker_id, exc_info=True)
+    def check_all(self) -> None:
+        for managed in self.manager.managed():
+            if self.loop.stopping.is_set():
+                return
+            try:
+                self.check(managed)
+            except Exception:  # Redis away for a moment: look again next round
+                log.warning("supervising worker %s failed", managed.spec.worker_id, exc_info=True)
 
     def check(self, managed: ManagedProcess) -> None:
         """One look at one worker: notice a death, restart when its back-off is over."""
