@@ -49,3 +49,22 @@ def test_supervisor_gives_up_after_the_restart_limit(coord: JobQueueCoordinator)
     assert (result.previous, result.current, len(result.started)) == (0, 1, 1)
     job = coord.enqueue_job("limit", {"seconds": 0.01})
     assert coord.wait_for_job("limit", job.id, 30).state is JobState.COMPLETED
+
+
+def test_pause_holds_across_a_restart(coord: JobQueueCoordinator) -> None:
+    coord.create_queue("held")
+    worker = coord.register_worker("held", recorded, pool="solo")
+    coord.pause_worker(worker.id)
+    kill_worker_group(worker.pid)
+    again = wait_until(
+        lambda: (s := coord.get_worker(worker.id)).state is WorkerState.PAUSED and s.restarts == 1 and s,
+        30, "the restarted worker, paused")
+    job = coord.enqueue_job("held", {"seconds": 0.01})
+    # two heartbeats of the new process later, the job is still untouched
+    wait_until(lambda: coord.get_worker(worker.id).last_heartbeat > again.last_heartbeat, 10, "a heartbeat")
+    later = coord.get_worker(worker.id)
+    wait_until(lambda: coord.get_worker(worker.id).last_heartbeat > later.last_heartbeat, 10, "another heartbeat")
+    assert coord.get_job("held", job.id).state is JobState.WAITING
+
+    coord.resume_worker(worker.id)
+    assert coord.wait_for_job("held", job.id, 30).worker_id == worker.node_name

@@ -51,6 +51,9 @@ class Maintenance:
         self.node_name = node_name
         self.consumer = consumer
         self.paused = False
+        """The pause flag as last read."""
+        self.applied_paused = False
+        """Whether the consumers are cancelled (set in the consumer's thread)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jqc-maintenance", daemon=True)
         self._next: dict[str, float] = {}
@@ -86,9 +89,9 @@ class Maintenance:
                     stalled=self._due("stalled", settings.stalled_interval_ms / 1000),
                     trim=self._due("trim", TRIM_INTERVAL_S),
                 )
-                if self._due("pause", PAUSE_POLL_S) and self._reconcile_pause(in_loop=True):
-                    self._heartbeat()
-                elif self._due("heartbeat", HEARTBEAT_INTERVAL_S):
+                if self._due("pause", PAUSE_POLL_S):
+                    self._reconcile_pause(in_loop=True)
+                if self._due("heartbeat", HEARTBEAT_INTERVAL_S):
                     self._heartbeat()
             except Exception:  # Redis away for a moment: the next round tries again
                 log.warning("maintenance sweep failed", exc_info=True)
@@ -110,23 +113,38 @@ class Maintenance:
                 registry.trim(queue, config.retention)
                 registry.trim_metrics(queue)
 
-    def _reconcile_pause(self, in_loop: bool) -> bool:
-        """Cancel or re-add this worker's consumers to match its pause flag; True if it changed."""
+    def _reconcile_pause(self, in_loop: bool) -> None:
+        """Cancel or re-add this worker's consumers when its pause flag changed."""
         if self.consumer is None:
-            return False
+            return
         paused = bool(self.coord.registry.client.exists(self.coord.keys.worker_paused(self.node_name)))
         if paused == self.paused:
-            return False
+            return
         self.paused = paused
-        celery_queues = [self.coord.keys.for_queue(queue).celery_queue for queue in self.queues]
-        for celery_queue in celery_queues:
-            action = self.consumer.cancel_task_queue if paused else self.consumer.add_task_queue
-            if in_loop:  # the consumer is not thread-safe: run it in the worker's event loop
-                self.consumer.call_soon(action, celery_queue)
+        if in_loop:  # the consumer is not thread-safe: run it in the worker's event loop
+            self.consumer.call_soon(self._apply_pause, paused)
+        else:
+            self._apply_pause(paused)
+
+    def _apply_pause(self, paused: bool) -> None:
+        """Runs in the consumer's thread; the heartbeat says ``paused`` only once this ran."""
+        for queue in self.queues:
+            celery_queue = self.coord.keys.for_queue(queue).celery_queue
+            if paused:
+                self.consumer.cancel_task_queue(celery_queue)
             else:
-                action(celery_queue)
-        log.info("worker %s %s", self.node_name, "paused" if paused else "resumed")
-        return True
+                self.consumer.add_task_queue(celery_queue)
+        self.applied_paused = paused
+        key = self.coord.keys.worker(self.node_name)
+        pipe = self.coord.registry.client.pipeline(transaction=True)
+        pipe.hset(key, "state", self._state)
+        pipe.pexpire(key, HEARTBEAT_TTL_MS)
+        pipe.execute()
+        log.info("worker %s %s", self.node_name, self._state)
+
+    @property
+    def _state(self) -> str:
+        return "paused" if self.applied_paused else "running"
 
     def _heartbeat(self, first: bool = False) -> None:
         """Write this worker's status hash; the first beat of a process starts it afresh."""
@@ -135,7 +153,7 @@ class Maintenance:
         record: dict[str, Any] = {
             "node": self.node_name, "pid": os.getpid(), "host": socket.gethostname(),
             "queues": ",".join(self.queues), "heartbeat": now_ms(),
-            "state": "paused" if self.paused else "running",
+            "state": self._state,
             "active": len(worker_state.active_requests), **self._pool_fields(),
         }
         rss = _tree_rss()
