@@ -125,3 +125,13 @@ def test_worker_limiter_becomes_the_queues_global_limit(coord: JobQueueCoordinat
     assert coord.get_queue("wlimit").config.limiter == limit
     with pytest.raises(ConfigurationError, match="limiter"):
         coord.register_worker("wlimit", recorded, pool="solo", limiter=RateLimit(max=1, duration=10))
+
+
+def test_celery_autoscale_bounds_are_reported(coord: JobQueueCoordinator) -> None:
+    coord.create_queue("elastic")
+    worker = coord.register_worker("elastic", recorded, pool="prefork", autoscale=(3, 1))
+    heartbeat = coord.redis.hgetall(coord.keys.worker(worker.node_name))
+    assert (heartbeat["autoscale_max"], heartbeat["autoscale_min"]) == ("3", "1")  # the pool's own figures
+    status = coord.get_worker(worker.id)
+    assert status.autoscale == (3, 1)
+    assert 1 <= status.concurrency <= 3

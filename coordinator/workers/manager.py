@@ -204,11 +204,16 @@ class WorkerManager:
             thread.join()
 
     def set_template(self, queue: str, processor: Callable[..., Any] | None, options: WorkerOptions | None) -> None:
-        """Processor and options of the workers `scale_workers` starts for ``queue``."""
-        processor_path = self._processor_path(queue, processor)
+        """Processor and options of the workers `scale_workers` starts for ``queue``; what is
+        not given is kept from the current template."""
         with self.mutex:
             current = self._templates.get(queue)
-            opts = options or (current[1] if current else WorkerOptions())
+        if processor is None and current is not None:
+            processor_path = current[0]
+        else:
+            processor_path = self._processor_path(queue, processor)
+        opts = options or (current[1] if current else WorkerOptions())
+        with self.mutex:
             self._templates[queue] = (processor_path, opts)
 
     # ----------------------------------------------------------------------------- autoscale
@@ -218,10 +223,7 @@ class WorkerManager:
         """Scale ``queue``'s workers by its depth under ``policy``; None removes the policy."""
         self.coord.queues.get_queue(queue)
         if policy is not None:
-            with self.mutex:
-                known = queue in self._templates
-            if processor is not None or policy.worker_options is not None or not known:
-                self.set_template(queue, processor, policy.worker_options)
+            self.set_template(queue, processor, policy.worker_options)
         self.autoscaler.set_policy(queue, policy)
 
     def get_autoscale_policy(self, queue: str) -> AutoscalePolicy | None:
