@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
+import psutil
+
 from coordinator import JobQueueCoordinator, JobState, WorkerState
 from pool_support import events, kill_worker_group, process_running, wait_until
 from worker_processors import recorded
@@ -68,3 +73,18 @@ def test_pause_holds_across_a_restart(coord: JobQueueCoordinator) -> None:
 
     coord.resume_worker(worker.id)
     assert coord.wait_for_job("held", job.id, 30).worker_id == worker.node_name
+
+
+def test_worker_that_stops_making_progress_is_restarted(coord: JobQueueCoordinator) -> None:
+    coord.create_queue("stuck")
+    coord.workers.supervisor.stuck_after_s = 3
+    worker = coord.register_worker("stuck", recorded, pool="prefork", concurrency=1)
+    for child in psutil.Process(worker.pid).children():
+        os.kill(child.pid, signal.SIGSTOP)  # alive, heartbeat fine, but nothing gets done
+    jobs = [coord.enqueue_job("stuck", {"seconds": 0.01}) for _ in range(3)]
+
+    for job in jobs:
+        assert coord.wait_for_job("stuck", job.id, 60).state is JobState.COMPLETED
+    crash = [e for e in events(coord, "stuck", "worker") if e["action"] == "crashed"]
+    assert [e["reason"] for e in crash] == ["no progress"]
+    assert coord.get_worker(worker.id).restarts == 1

@@ -230,6 +230,7 @@ class JobCounter:
         client = self.coord.registry.client
         qk = self.coord.registry.queue_keys(queue)
         state, current, worker = client.hmget(qk.job(job_id), "state", "token", "worker")
+        outcome: tuple[str, ...]
         if state is None:  # removed at once (remove_on_complete / remove_on_fail)
             outcome = ("processed",)
         elif str(current) != str(token) or worker != node:

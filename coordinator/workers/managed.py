@@ -36,6 +36,8 @@ class ManagedProcess:
     """monotonic time the current process began consuming."""
     last_beat_seen: float = 0.0
     """monotonic time the supervisor last saw a fresh heartbeat."""
+    progress_mark: tuple[float, int] = (0.0, 0)
+    """(monotonic time, processed count) when the worker was last seen busy or making progress."""
 
     @property
     def alive(self) -> bool:

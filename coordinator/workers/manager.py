@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +156,7 @@ class WorkerManager:
             elif target_count < previous:
                 victims = sorted(members, key=self._victim_rank)[: previous - target_count]
                 stopped = [m.spec.worker_id for m in victims]
-                self._run_parallel([lambda w=w: self.close_worker(w, timeout) for w in stopped])
+                self._run_parallel([partial(self.close_worker, w, timeout) for w in stopped])
             current = len(self.members(queue))
         log.info("scaled queue %s from %d to %d workers", queue, previous, current)
         return ScalingResult(previous=previous, current=current, started=started, stopped=stopped)
@@ -190,7 +191,7 @@ class WorkerManager:
             except BaseException as exc:  # reported after every start has ended
                 errors.append(exc)
 
-        self._run_parallel([lambda s=s: start(s) for s in specs])
+        self._run_parallel([partial(start, s) for s in specs])
         if errors:
             raise errors[0]
         return [spec.worker_id for spec in specs]
@@ -304,7 +305,7 @@ class WorkerManager:
         self.supervisor.stop()
         with self.mutex:
             ids = list(self._workers)
-        self._run_parallel([lambda w=w: self._close_quietly(w, timeout) for w in ids])
+        self._run_parallel([partial(self._close_quietly, w, timeout) for w in ids])
         self.signals.uninstall()
 
     def _close_quietly(self, worker_id: str, timeout: float) -> None:

@@ -6,8 +6,10 @@ then starts a new process under the same id and node name (action ``restarted``,
 ``WorkerOptions.max_restarts`` deaths in a row it gives up (action ``gave_up``): the worker stays
 crashed until it is closed or scaled away. A worker that finished a job, or ran ``STABLE_S``
 seconds, has its count of deaths in a row reset. A live process whose heartbeat stopped (hung
-main loop) is killed and restarted the same way. Jobs the dead worker held come back through
-stalled-job recovery.
+main loop) is killed and restarted the same way, and so is one that beats but makes no progress:
+idle for ``STUCK_AFTER_S`` while messages wait in its queue's broker lists (the consumer that
+silently stopped consuming after lost connections, seen with Celery on Redis). Jobs the dead
+worker held come back through stalled-job recovery.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ BASE_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 #: A worker that consumed this long is stable again: its deaths in a row are forgotten.
 STABLE_S = 60.0
+#: A worker idle this long while its queue has messages in the broker, finishing nothing, is stuck.
+STUCK_AFTER_S = 60.0
 #: A running worker whose last heartbeat is older than this is considered hung.
 HEARTBEAT_STALE_MS = HEARTBEAT_TTL_MS + 5_000
 
@@ -50,6 +54,7 @@ class Supervisor:
     def __init__(self, manager: WorkerManager) -> None:
         self.manager = manager
         self.loop = BackgroundLoop("jqc-supervisor", CHECK_INTERVAL_S, self.check_all)
+        self.stuck_after_s = STUCK_AFTER_S
 
     def start(self) -> None:
         self.loop.start()
@@ -75,15 +80,42 @@ class Supervisor:
             if not managed.alive:
                 self._on_death(managed)
             elif self._hung(managed, heartbeat):
-                log.error("worker %s (pid %s) has no heartbeat: killing it", managed.spec.worker_id,
-                          managed.process.pid)
-                process.kill_group(managed.process)
-                managed.process.wait(10)
-                self._on_death(managed, reason="no heartbeat")
+                self._kill(managed, "no heartbeat")
+            elif self._stuck(managed, heartbeat):
+                self._kill(managed, "no progress")
             elif int(heartbeat.get("processed") or 0) or time.monotonic() - managed.running_since > STABLE_S:
                 managed.crashes_in_row = 0  # it did work, or ran a while: not a crash loop
         elif managed.state is WorkerState.CRASHED and time.monotonic() >= managed.next_restart_at:
             self._restart(managed)
+
+    def _kill(self, managed: ManagedProcess, reason: str) -> None:
+        log.error("worker %s (pid %s): %s, killing it", managed.spec.worker_id, managed.process.pid, reason)
+        process.kill_group(managed.process)
+        managed.process.wait(10)
+        self._on_death(managed, reason=reason)
+
+    def _stuck(self, managed: ManagedProcess, heartbeat: dict[str, str]) -> bool:
+        """Alive and beating, but idle for ``stuck_after_s`` while its queue's broker lists hold
+        messages and it finished nothing (a consumer that lost its connection, a frozen pool)."""
+        now = time.monotonic()
+        processed = int(heartbeat.get("processed") or 0)
+        marked_at, marked = managed.progress_mark
+        idle = heartbeat.get("state") == "running" and not int(heartbeat.get("active") or 0)
+        if not idle or processed != marked or not self._backlog(managed.spec.queue):
+            managed.progress_mark = (now, processed)
+            return False
+        return now - max(marked_at, managed.running_since) > self.stuck_after_s
+
+    def _backlog(self, queue: str) -> bool:
+        """Messages wait in the queue's broker lists and the queue is not paused."""
+        registry = self.manager.coord.registry
+        qk = registry.queue_keys(queue)
+        pipe = registry.client.pipeline(transaction=False)
+        pipe.hget(qk.meta, "paused")
+        for key in qk.broker_lists:
+            pipe.llen(key)
+        paused, *lengths = pipe.execute()
+        return paused != "1" and sum(lengths) > 0
 
     @staticmethod
     def _hung(managed: ManagedProcess, heartbeat: dict[str, str]) -> bool:
