@@ -297,7 +297,14 @@ class WorkerManager:
             managed.state = WorkerState.STOPPED
             if self._workers.get(managed.spec.worker_id) is managed:
                 del self._workers[managed.spec.worker_id]
-        self.coord.registry.client.delete(self.coord.keys.worker_paused(managed.spec.node_name))
+        keys = self.coord.keys
+        node = managed.spec.node_name
+        pipe = self.coord.registry.client.pipeline(transaction=False)
+        pipe.delete(keys.worker_paused(node))
+        if managed.process.poll() is not None:  # a killed worker could not remove its heartbeat
+            pipe.delete(keys.worker(node))
+            pipe.zrem(keys.workers, node)
+        pipe.execute()
 
     def shutdown(self, timeout: float = 30) -> None:
         """Stop the autoscaler and supervisor, then close every managed worker, warm, in parallel."""
