@@ -7,7 +7,7 @@ sweep the same queue at once.
 
 The heartbeat hash (`keys.worker(node)`) is the worker's status for any reader on any host:
 state (running / paused), pool size and autoscale bounds, active requests, processed and
-failed counts (counted by `JobCounter` where the job ran), RSS of the process tree. The pause
+failed counts (counted by `job_counter.JobCounter` where the job ran), RSS of the process tree. The pause
 flag (`keys.worker_paused(node)`) is polled here: control broadcasts are lost by a worker that
 is not yet subscribed, a flag in Redis is not.
 """
@@ -22,11 +22,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import psutil
-from celery import bootsteps, signals
+from celery import bootsteps
 from celery.worker import state as worker_state
 
 from coordinator.errors import QueueNotFoundError
 from coordinator.registry.registry import now_ms
+from coordinator.runtime.job_counter import JobCounter
 
 if TYPE_CHECKING:
     from coordinator.facade import JobQueueCoordinator
@@ -199,60 +200,10 @@ def _tree_rss() -> int | None:
         return None
 
 
-class JobCounter:
-    """Counts processed and failed jobs into the heartbeat hash of the worker that ran them.
-
-    Connected to Celery's ``task_postrun`` signal, which fires where the task ran (a pool child
-    under prefork), so the count lands in Redis rather than in one process's memory. A processor
-    task swallows the handler's exception after recording it, so the outcome is read from the
-    job's own record, fenced by the dispatch token: a stale or parked message counts as nothing.
-    """
-
-    def __init__(self, coord: JobQueueCoordinator) -> None:
-        self.coord = coord
-        self.task_prefix = coord.keys.task_name("")
-        signals.task_postrun.connect(self.on_postrun, weak=True)
-
-    def on_postrun(self, sender: Any = None, task: Any = None, kwargs: dict[str, Any] | None = None,
-                   **_: Any) -> None:
-        name = getattr(task, "name", "") or ""
-        if not name.startswith(self.task_prefix) or not kwargs or "job_id" not in kwargs:
-            return
-        node = getattr(task.request, "hostname", None)
-        if not node:
-            return
-        try:
-            self.count(node, kwargs["queue"], kwargs["job_id"], kwargs.get("token"))
-        except Exception:  # a count is not worth failing a job for
-            log.warning("could not count the outcome of job %s", kwargs.get("job_id"), exc_info=True)
-
-    def count(self, node: str, queue: str, job_id: str, token: Any) -> None:
-        client = self.coord.registry.client
-        qk = self.coord.registry.queue_keys(queue)
-        state, current, worker = client.hmget(qk.job(job_id), "state", "token", "worker")
-        outcome: tuple[str, ...]
-        if state is None:  # removed at once (remove_on_complete / remove_on_fail)
-            outcome = ("processed",)
-        elif str(current) != str(token) or worker != node:
-            return
-        elif state == "completed":
-            outcome = ("processed",)
-        elif state in ("failed", "delayed"):
-            outcome = ("processed", "failed")
-        else:
-            return  # parked or still active: this message ran no attempt to its end
-        key = self.coord.keys.worker(node)
-        pipe = client.pipeline(transaction=True)
-        for counter in outcome:
-            pipe.hincrby(key, counter, 1)
-        pipe.pexpire(key, HEARTBEAT_TTL_MS)
-        pipe.execute()
-
-
 def maintenance_step(coord: JobQueueCoordinator) -> type[bootsteps.StartStopStep]:
     """A consumer bootstep that runs `Maintenance` once the worker consumes its queues."""
 
-    counter = JobCounter(coord)
+    counter = JobCounter(coord, HEARTBEAT_TTL_MS)
 
     class CoordinatorMaintenance(bootsteps.StartStopStep):
         requires = ("celery.worker.consumer.tasks:Tasks",)
