@@ -14,6 +14,7 @@ from coordinator.errors import (
 )
 from coordinator.facade import JobQueueCoordinator
 from coordinator.models import (
+    AutoscalePolicy,
     Backoff,
     BulkJob,
     Event,
@@ -45,6 +46,7 @@ from coordinator.models import (
 from coordinator.settings import Settings
 
 __all__ = [
+    "AutoscalePolicy",
     "Backoff",
     "BulkJob",
     "ConfigurationError",

@@ -24,6 +24,7 @@ from coordinator.events import EventListener, iter_events
 from coordinator.health import check_health
 from coordinator.keys import CoordinatorKeys
 from coordinator.models import (
+    AutoscalePolicy,
     BulkJob,
     Event,
     Health,
@@ -35,6 +36,7 @@ from coordinator.models import (
     QueueConfig,
     QueueInfo,
     QueueStatus,
+    ScalingResult,
     ScheduleOptions,
     WorkerOptions,
     WorkerStatus,
@@ -209,6 +211,22 @@ class JobQueueCoordinator:
 
     def get_all_worker_status(self) -> list[WorkerStatus]:
         return self.workers.get_all_worker_status()
+
+    def scale_workers(self, queue: str, target_count: int) -> ScalingResult:
+        return self.workers.scale_workers(queue, target_count)
+
+    def pause_worker(self, worker_id: str) -> None:
+        self.workers.pause_worker(worker_id)
+
+    def resume_worker(self, worker_id: str) -> None:
+        self.workers.resume_worker(worker_id)
+
+    def set_autoscale_policy(self, queue: str, policy: AutoscalePolicy | None,
+                             processor: Processor | None = None) -> None:
+        self.workers.set_autoscale_policy(queue, policy, processor)
+
+    def get_autoscale_policy(self, queue: str) -> AutoscalePolicy | None:
+        return self.workers.get_autoscale_policy(queue)
 
     # ----------------------------------------------------------------------------- observability
 

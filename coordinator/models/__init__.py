@@ -2,6 +2,7 @@
 
 from coordinator.models.job import Event, Job, JobState
 from coordinator.models.options import (
+    AutoscalePolicy,
     Backoff,
     BulkJob,
     JobOptions,
@@ -31,6 +32,7 @@ from coordinator.models.status import (
 )
 
 __all__ = [
+    "AutoscalePolicy",
     "Backoff",
     "BulkJob",
     "Event",

@@ -127,6 +127,7 @@ class WorkerOptions(_Options):
     limiter: RateLimit | None = None
     pool: Literal["prefork", "threads", "solo"] = "prefork"
     embed_beat: bool = Field(False, description="run a beat in the worker so recurring jobs fire")
+    max_restarts: int = Field(5, ge=0, description="restarts in a row after unexpected deaths before giving up")
 
     @field_validator("autoscale")
     @classmethod
@@ -134,3 +135,25 @@ class WorkerOptions(_Options):
         if value is not None and not (1 <= value[1] <= value[0]):
             raise ValueError("autoscale: must be (max, min) with 1 <= min <= max")
         return value
+
+
+class AutoscalePolicy(_Options):
+    """Queue-depth auto-scaling of a queue's managed workers (``set_autoscale_policy``).
+
+    Every ``interval_s`` the managing process wants ceil((waiting + active) / ``jobs_per_worker``)
+    workers, bounded by ``min_workers`` and ``max_workers``, and scales to that; after a change
+    it waits ``cooldown_s`` before the next one.
+    """
+
+    min_workers: int = Field(0, ge=0)
+    max_workers: int = Field(..., ge=1, le=64)
+    jobs_per_worker: int = Field(10, ge=1, description="waiting + active jobs per worker that trigger a step")
+    cooldown_s: float = Field(30.0, ge=0)
+    interval_s: float = Field(1.0, gt=0, description="how often the policy looks at the queue")
+    worker_options: WorkerOptions | None = Field(None, description="options of the workers it starts")
+
+    @model_validator(mode="after")
+    def _min_at_most_max(self) -> AutoscalePolicy:
+        if self.min_workers > self.max_workers:
+            raise ValueError("min_workers: must be <= max_workers")
+        return self

@@ -409,6 +409,42 @@ class Registry:
             )
         return recovered
 
+    def recover_unstarted(self, queue: str, older_than_ms: int) -> list[str]:
+        """Re-dispatch waiting jobs whose message a worker fetched more than ``older_than_ms``
+        ago and never started (it died in between); see `lua/recover_orphans.lua`.
+
+        Reads kombu's unacked index (Redis broker only): a coordinator message is started within
+        milliseconds of its delivery, so an old unacked message of a still-waiting job with the
+        same token is stranded. Its unacked entry is removed once the job has a new dispatch.
+        """
+        qk = self.queue_keys(queue)
+        cutoff_s = (now_ms() - older_than_ms) / 1000
+        head = f"{qk.celery_queue}/"
+        tags = [tag for tag in self.client.zrangebyscore(self.keys.unacked_index, "-inf", cutoff_s)
+                if tag.startswith(head)]
+        candidates: dict[str, tuple[str, str]] = {}
+        for tag in tags:
+            job_id, _, token = tag[len(head):].rpartition(".")
+            if job_id and token.isdigit():
+                candidates[tag] = (job_id, token)
+        recovered: list[str] = []
+        items = list(candidates.items())
+        for start in range(0, len(items), BATCH_SIZE):
+            batch = items[start : start + BATCH_SIZE]
+            keys = [qk.parked, qk.meta, qk.events, *qk.broker_lists, *(qk.job(job_id) for _, (job_id, _) in batch)]
+            args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
+            for _, pair in batch:
+                args += pair
+            moved = set(self.scripts.recover_orphans(keys=keys, args=args))
+            stranded = [tag for tag, (job_id, _) in batch if job_id in moved]
+            if stranded:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hdel(self.keys.unacked, *stranded)
+                pipe.zrem(self.keys.unacked_index, *stranded)
+                pipe.execute()
+            recovered += sorted(moved)
+        return recovered
+
     def trim(self, queue: str, retention: Retention, keep_completed: int | None = None) -> int:
         """Remove finished jobs beyond the queue's retention (count and age), oldest first."""
         qk = self.queue_keys(queue)
@@ -441,6 +477,14 @@ class Registry:
                  if field.split(":")[0].isdigit() and int(field.split(":")[0]) < oldest]
         if stale:
             self.client.hdel(key, *stale)
+
+    # ----------------------------------------------------------------------------- worker events
+
+    def emit_worker_event(self, queue: str, action: str, worker_id: str, **fields: Any) -> None:
+        """Append a ``worker`` event (crashed, restarted, gave_up, ...) to the queue's stream."""
+        entry = {"event": "worker", "job_id": "", "action": action, "worker": worker_id}
+        entry.update({name: str(value) for name, value in fields.items() if value is not None})
+        self.client.xadd(self.queue_keys(queue).events, entry, maxlen=self.events_max_len, approximate=True)
 
     # ----------------------------------------------------------------------------- reads
 

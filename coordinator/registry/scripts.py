@@ -18,6 +18,7 @@ SCRIPT_NAMES = (
     "promote",
     "release",
     "recover_stalled",
+    "recover_orphans",
     "progress",
     "remove_finished",
     "claim_outbox",
@@ -47,6 +48,7 @@ class Scripts:
     promote: Script
     release: Script
     recover_stalled: Script
+    recover_orphans: Script
     progress: Script
     remove_finished: Script
     claim_outbox: Script

@@ -1,0 +1,93 @@
+"""Graceful shutdown: shutdown() and SIGTERM let running jobs finish; a second signal stops at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coordinator import JobQueueCoordinator, JobState
+from conftest import REDIS_URL
+from pool_support import events, process_running, wait_until
+from worker_processors import recorded
+
+TESTS = Path(__file__).parent
+
+
+def test_shutdown_lets_the_running_job_finish(coord: JobQueueCoordinator) -> None:
+    coord.create_queue("bye")
+    worker = coord.register_worker("bye", recorded, pool="solo")
+    running = coord.enqueue_job("bye", {"seconds": 1.5})
+    queued = coord.enqueue_job("bye", {"seconds": 0.01})
+    wait_until(lambda: coord.get_job("bye", running.id).state is JobState.ACTIVE, 15, "the job active")
+
+    coord.shutdown(timeout=30)
+    assert not process_running(worker.pid)
+    assert coord.get_all_worker_status() == []
+    done = coord.get_job("bye", running.id)
+    assert done.state is JobState.COMPLETED and done.attempts_made == 1
+    assert coord.get_job("bye", queued.id).state is JobState.WAITING
+
+
+@pytest.fixture
+def manager(prefix: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A separate managing process running one solo worker with 3 jobs of 2 s queued; its
+    output goes to ``manager.log`` in the test's tmp_path."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(TESTS.parent)]))
+    with open(tmp_path / "manager.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(TESTS / "pool_manager_script.py"), REDIS_URL, prefix, "sig", "3", "2"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
+def _worker(coord: JobQueueCoordinator) -> tuple[str, int]:
+    """Heartbeat key and pid of the managing process's one worker."""
+    key = coord.keys.worker(coord.redis.zrange(coord.keys.workers, 0, 0)[0])
+    return key, int(coord.redis.hget(key, "pid"))
+
+
+def _first_active(coord: JobQueueCoordinator) -> str:
+    index = coord.registry.queue_keys("sig").index("active")
+    return wait_until(lambda: coord.redis.zrange(index, 0, 0), 30, "a job active")[0]
+
+
+def test_sigterm_lets_active_jobs_finish(coord: JobQueueCoordinator, manager: subprocess.Popen[bytes]) -> None:
+    active = _first_active(coord)
+    _, worker_pid = _worker(coord)
+    manager.send_signal(signal.SIGTERM)
+    assert manager.wait(30) == 128 + signal.SIGTERM
+    assert not process_running(worker_pid)
+    job = coord.get_job("sig", active)
+    assert job.state is JobState.COMPLETED and job.attempts_made == 1
+    counts = coord.registry.counts("sig")
+    assert (counts.completed, counts.waiting, counts.active, counts.failed) == (1, 2, 0, 0)
+
+
+def test_second_sigterm_stops_at_once_and_jobs_go_back_to_waiting(
+        coord: JobQueueCoordinator, manager: subprocess.Popen[bytes], tmp_path: Path) -> None:
+    active = _first_active(coord)
+    _, worker_pid = _worker(coord)
+    manager.send_signal(signal.SIGTERM)
+    log = tmp_path / "manager.log"
+    wait_until(lambda: "closing managed workers" in log.read_text(), 10, "the warm close to begin")
+    manager.send_signal(signal.SIGTERM)
+    assert manager.wait(5) == 128 + signal.SIGTERM
+    assert not process_running(worker_pid)
+    assert coord.get_job("sig", active).state is JobState.ACTIVE  # interrupted, not finished
+
+    coord.register_worker("sig", recorded, pool="solo")
+    for job in coord.get_jobs("sig", ["waiting", "active"]):
+        assert coord.wait_for_job("sig", job.id, 30).state is JobState.COMPLETED
+    assert coord.get_job("sig", active).attempts_made == 2
+    assert [e["job_id"] for e in events(coord, "sig", "stalled")] == [active]
+    assert coord.registry.counts("sig").completed == 3
