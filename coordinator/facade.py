@@ -123,8 +123,11 @@ class JobQueueCoordinator:
         return self.keys.for_queue(check_queue_name(name)).celery_queue
 
     def _default_job_name(self, queue: str) -> str:
+        """The processor's name: registered here, else as its workers recorded it, else the queue's."""
         handler = self.processors.get(queue)
-        return handler.__name__ if handler else queue
+        if handler is not None:
+            return handler.__name__
+        return self.queues.processor_name(queue) or queue
 
     @property
     def lock_keeper(self) -> LockKeeper:

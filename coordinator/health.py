@@ -153,6 +153,13 @@ def _check_redis(coord: JobQueueCoordinator, limits: HealthThresholds) -> Health
     return HealthCheck(name="redis", status=HealthStatus.HEALTHY, data=data, detail=f"PING {latency_ms:.1f} ms")
 
 
+def redis_settings_warnings(coord: JobQueueCoordinator) -> list[str]:
+    """What in the Redis configuration can lose jobs (eviction, no persistence), for a worker to
+    warn about when it starts."""
+    return [f"{c.name}: {c.detail}" for c in _check_redis_settings(coord, HealthThresholds())
+            if c.status is not HealthStatus.HEALTHY and c.name != "registry"]
+
+
 def _check_redis_settings(coord: JobQueueCoordinator, limits: HealthThresholds) -> list[HealthCheck]:
     """maxmemory-policy and persistence: INFO works for any user; CONFIG GET may be refused."""
     pipe = coord.redis.pipeline(transaction=False)

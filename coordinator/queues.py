@@ -35,7 +35,7 @@ class QueueManager:
     def __init__(self, registry: Registry, settings: Settings) -> None:
         self.registry = registry
         self.settings = settings
-        self._configs: dict[str, tuple[float, QueueConfig]] = {}
+        self._configs: dict[str, tuple[float, QueueConfig, str | None]] = {}
 
     def create_queue(self, config: QueueConfig | str, **fields: Any) -> QueueInfo:
         """Create a queue, or update its config; idempotent for the same config."""
@@ -44,7 +44,7 @@ class QueueManager:
         elif fields:
             config = config.model_copy(update=QueueConfig(name=config.name, **fields).model_dump(exclude_unset=True))
         self.registry.save_queue(config)
-        self._configs[config.name] = (time.monotonic(), config)
+        self._configs.pop(config.name, None)
         return self.get_queue(config.name)
 
     def get_queue(self, name: str) -> QueueInfo:
@@ -60,12 +60,20 @@ class QueueManager:
 
     def cached_config(self, name: str) -> QueueConfig:
         """The queue's config as read at most `config_cache_s` ago (hot paths use this)."""
+        return self._cached(name)[1]
+
+    def processor_name(self, name: str) -> str | None:
+        """The name of the queue's processor, as its workers recorded it (cached like the config)."""
+        return self._cached(name)[2]
+
+    def _cached(self, name: str) -> tuple[float, QueueConfig, str | None]:
         cached = self._configs.get(name)
         if cached and time.monotonic() - cached[0] < self.settings.config_cache_s:
-            return cached[1]
-        config = QueueConfig.model_validate_json(self.registry.queue_meta(name)["config"])
-        self._configs[name] = (time.monotonic(), config)
-        return config
+            return cached
+        meta = self.registry.queue_meta(name)
+        cached = (time.monotonic(), QueueConfig.model_validate_json(meta["config"]), meta.get("processor"))
+        self._configs[name] = cached
+        return cached
 
     def pause_queue(self, name: str) -> None:
         """No worker, present or future, starts a new job of the queue until `resume_queue`."""

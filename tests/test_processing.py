@@ -42,6 +42,10 @@ def test_job_enqueued_before_the_worker_exists_runs(any_coord: JobQueueCoordinat
     assert done.attempts_made == 1 and done.worker_id == worker.node_name
     assert done.processed_on <= done.finished_on and done.trace_id == "t-7"
 
+    time.sleep(any_coord.settings.config_cache_s)  # the producer's cached queue config expires
+    unnamed = any_coord.enqueue_job("photos", {"photo": 8})
+    assert unnamed.name == "echo"  # the processor's name, as its worker recorded it
+
     any_coord.close_worker(worker.id, timeout=10)
     assert any_coord.get_workers_by_queue("photos") == []
 

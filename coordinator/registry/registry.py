@@ -141,6 +141,10 @@ class Registry:
             raise QueueNotFoundError(queue)
         return meta
 
+    def set_processor_name(self, queue: str, name: str) -> None:
+        """Record the name of the queue's processor, so producers elsewhere default job names to it."""
+        self.client.hset(self.queue_keys(queue).meta, "processor", name)
+
     def queue_names(self) -> list[str]:
         return sorted(self.client.smembers(self.keys.queues))
 

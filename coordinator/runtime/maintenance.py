@@ -25,7 +25,8 @@ import psutil
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from coordinator.errors import QueueNotFoundError
+from coordinator.errors import CoordinatorError, QueueNotFoundError
+from coordinator.health import redis_settings_warnings
 from coordinator.registry.registry import now_ms
 from coordinator.runtime.job_counter import JobCounter
 
@@ -63,7 +64,23 @@ class Maintenance:
         """Apply a pause flag set before the worker started (no message is fetched), then beat."""
         self._reconcile_pause(in_loop=False)
         self._heartbeat(first=True)
+        self._record_processor_names()
+        self._warn_about_redis()
         self._thread.start()
+
+    def _record_processor_names(self) -> None:
+        for queue in self.queues:
+            handler = self.coord.processors.get(queue)
+            if handler is not None:
+                self.coord.registry.set_processor_name(queue, handler.__name__)
+
+    def _warn_about_redis(self) -> None:
+        """Say at start what in Redis's configuration can lose jobs (also shown by get_health)."""
+        try:
+            for warning in redis_settings_warnings(self.coord):
+                log.warning("Redis can lose jobs: %s", warning)
+        except CoordinatorError:
+            log.warning("could not read the Redis configuration", exc_info=True)
 
     def stop(self) -> None:
         self._stop.set()
