@@ -187,7 +187,8 @@ class CoordinatorKeys:
 
     def beat_entry(self, queue: str, key: str) -> str:
         """Hash: the redbeat entry of a recurring job (``definition``, ``meta``) and the
-        coordinator's fields beside them (job name, data, options, run count, recent ticks)."""
+        coordinator's fields beside them (job name, data, options, limit, run count, last tick,
+        recent ticks, revision)."""
         return f"{self.beat_key_prefix}{self.beat_entry_name(queue, key)}"
 
     @property
