@@ -1,0 +1,126 @@
+"""`run_demo`: the photo-processing system end to end, on a Redis found or started, cleaned up after."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import redis
+from rich.console import Console
+
+from coordinator import CoordinatorError, JobQueueCoordinator, QueueCounts, WorkerStatus
+from coordinator.demo import workload
+from coordinator.demo.cleanup import interrupts_deferred, remove_demo_data, remove_tree, sigterm_as_interrupt
+from coordinator.demo.progress import LiveView
+from coordinator.demo.redis_server import DemoRedis, find_or_start_redis
+from coordinator.demo.summary import DemoSummary, read_summary, render_summary
+from coordinator.settings import redact_url, settings_from_env
+
+#: Photos uploaded by a full run, and by ``--quick``; each gets a thumbnail and a metadata job.
+DEFAULT_PHOTOS = 24
+QUICK_PHOTOS = 4
+#: Runs of the recurring cleanup the demo waits for.
+RECURRING_RUNS, QUICK_RECURRING_RUNS = 3, 2
+POLL_INTERVAL_S = 0.25
+
+
+def run_demo(redis_url: str | None = None, jobs: int = DEFAULT_PHOTOS, *, quick: bool = False,
+             recurring: bool = True, timeout_s: float = 180.0, prefix: str | None = None,
+             keep: bool = False, console: Console | None = None) -> DemoSummary:
+    """Run the photo-processing demo and return its summary, read from the registry.
+
+    ``jobs`` photos are uploaded (each gets a thumbnail and a metadata job, plus the special jobs);
+    ``quick`` caps that for tests. Raises `NoRedisError` when no Redis is reachable and none can be
+    started. ``keep`` leaves the demo's keys in Redis (to inspect them); everything else is removed.
+    """
+    console = console or Console()
+    started = time.monotonic()
+    photos = max(1, min(jobs, QUICK_PHOTOS) if quick else jobs)
+    runs = (QUICK_RECURRING_RUNS if quick else RECURRING_RUNS) if recurring else 0
+    server = find_or_start_redis(redis_url or settings_from_env().url)
+    for note in server.notes:
+        console.print(note, highlight=False)
+    prefix = prefix or f"demo-{uuid.uuid4().hex[:8]}"
+    layout = workload.Layout(Path(tempfile.mkdtemp(prefix="jqc-demo-")))
+    coord = JobQueueCoordinator(server.url, prefix=prefix, promote_interval_ms=100)
+    fields = {"prefix": prefix, "redis_url": redact_url(server.url), "own_redis": server.owned}
+    schedules = [(workload.CLEANUP, workload.CLEANUP_KEY)] if runs else []
+    summary = DemoSummary(finished=False, **fields)
+    try:
+        with sigterm_as_interrupt():
+            summary = _run(coord, console, layout, photos, runs, timeout_s, started, fields, schedules)
+    except KeyboardInterrupt:
+        console.print("interrupted: stopping the workers and removing the demo's keys ...")
+        with contextlib.suppress(Exception):
+            summary = read_summary(coord, list(workload.QUEUES), schedules, finished=False, interrupted=True,
+                                   wall_s=time.monotonic() - started, **fields)
+        summary.interrupted = True
+    finally:
+        with interrupts_deferred("still cleaning up: the demo stops once its workers and keys are gone"):
+            _clean_up(coord, server, layout, schedules, keep, console, keep_logs=not summary.finished)
+    render_summary(console, summary)
+    return summary
+
+
+def _run(coord: JobQueueCoordinator, console: Console, layout: workload.Layout, photos: int, runs: int,
+         timeout_s: float, started: float, fields: dict[str, object], schedules: list[tuple[str, str]],
+         ) -> DemoSummary:
+    console.print(f"prefix {coord.settings.prefix}: creating queues {', '.join(workload.QUEUES)}; "
+                  "starting one worker pool per queue ...", highlight=False)
+    workload.create_queues(coord)
+    workload.start_workers(coord, on_started=lambda worker: console.print(_describe(worker), highlight=False))
+    setup_s = time.monotonic() - started
+    console.print(f"uploading {photos} generated photos and enqueueing the mix ...", highlight=False)
+    work = workload.enqueue_mix(coord, layout, photos, runs)
+    finished = _watch(coord, console, work, timeout_s)
+    notes = [] if finished else [f"timed out after {timeout_s:.0f} s with jobs not finished"]
+    return read_summary(coord, list(workload.QUEUES), schedules, finished=finished, setup_s=setup_s,
+                        wall_s=time.monotonic() - started, notes=notes, **fields)
+
+
+def _watch(coord: JobQueueCoordinator, console: Console, work: workload.Workload, timeout_s: float) -> bool:
+    """Show progress until every expected job reached a final state (True) or the timeout (False)."""
+    expected = {queue: work.expected(queue) for queue in workload.QUEUES}
+    deadline = time.monotonic() + timeout_s
+    with LiveView(console, expected) as view:
+        while True:
+            statuses = {queue: coord.get_queue_status(queue) for queue in workload.QUEUES}
+            view.update(statuses, coord.get_all_worker_status())
+            settled = all(_settled(statuses[queue].counts, expected[queue]) for queue in workload.QUEUES)
+            if settled or time.monotonic() > deadline:
+                view.finish(statuses)
+                return settled
+            time.sleep(POLL_INTERVAL_S)
+
+
+def _settled(counts: QueueCounts, expected: int) -> bool:
+    """The queue ran all it was expected to, and holds nothing that is still to run."""
+    final = counts.completed + counts.failed + counts.cancelled
+    return final >= expected and counts.waiting + counts.active + counts.delayed == 0
+
+
+def _describe(worker: WorkerStatus) -> str:
+    pool = f"autoscale {worker.autoscale[1]}-{worker.autoscale[0]}" if worker.autoscale else f"concurrency {worker.concurrency}"
+    return f"worker {worker.id} consuming {worker.queue}: pid {worker.pid}, prefork {pool}, log {worker.log_file}"
+
+
+def _clean_up(coord: JobQueueCoordinator, server: DemoRedis, layout: workload.Layout,
+              schedules: list[tuple[str, str]], keep: bool, console: Console, keep_logs: bool) -> None:
+    """Stop the workers (warm), delete the demo's keys, stop a throwaway Redis, remove the files."""
+    coord.shutdown(timeout=10)
+    if not keep:
+        try:
+            remove_demo_data(coord, list(workload.QUEUES), schedules)
+        except (CoordinatorError, redis.RedisError, OSError) as exc:
+            console.print(f"could not remove the demo's keys (prefix {coord.settings.prefix}): {exc}")
+    if keep_logs:
+        console.print(f"worker logs kept in {coord.workers.log_dir}", highlight=False)
+    else:
+        remove_tree(coord.workers.log_dir)
+    if server.owned:
+        server.stop()
+        console.print(f"stopped the throwaway redis-server (pid {server.process.pid})", highlight=False)  # type: ignore[union-attr]
+    remove_tree(layout.root)
