@@ -42,7 +42,7 @@ def run_demo(redis_url: str | None = None, jobs: int = DEFAULT_PHOTOS, *, quick:
     runs = (QUICK_RECURRING_RUNS if quick else RECURRING_RUNS) if recurring else 0
     server = find_or_start_redis(redis_url or settings_from_env().url)
     for note in server.notes:
-        console.print(note, highlight=False)
+        say(console, note)
     prefix = prefix or f"demo-{uuid.uuid4().hex[:8]}"
     layout = workload.Layout(Path(tempfile.mkdtemp(prefix="jqc-demo-")))
     coord = JobQueueCoordinator(server.url, prefix=prefix, promote_interval_ms=100)
@@ -53,7 +53,7 @@ def run_demo(redis_url: str | None = None, jobs: int = DEFAULT_PHOTOS, *, quick:
         with sigterm_as_interrupt():
             summary = _run(coord, console, layout, photos, runs, timeout_s, started, fields, schedules)
     except KeyboardInterrupt:
-        console.print("interrupted: stopping the workers and removing the demo's keys ...")
+        say(console, "interrupted: stopping the workers and removing the demo's keys ...")
         with contextlib.suppress(Exception):
             summary = read_summary(coord, list(workload.QUEUES), schedules, finished=False, interrupted=True,
                                    wall_s=time.monotonic() - started, **fields)
@@ -68,12 +68,12 @@ def run_demo(redis_url: str | None = None, jobs: int = DEFAULT_PHOTOS, *, quick:
 def _run(coord: JobQueueCoordinator, console: Console, layout: workload.Layout, photos: int, runs: int,
          timeout_s: float, started: float, fields: dict[str, object], schedules: list[tuple[str, str]],
          ) -> DemoSummary:
-    console.print(f"prefix {coord.settings.prefix}: creating queues {', '.join(workload.QUEUES)}; "
-                  "starting one worker pool per queue ...", highlight=False)
+    say(console, f"prefix {coord.settings.prefix}: creating queues {', '.join(workload.QUEUES)}; "
+                  "starting one worker pool per queue ...")
     workload.create_queues(coord)
-    workload.start_workers(coord, on_started=lambda worker: console.print(_describe(worker), highlight=False))
+    workload.start_workers(coord, on_started=lambda worker: say(console, _describe(worker)))
     setup_s = time.monotonic() - started
-    console.print(f"uploading {photos} generated photos and enqueueing the mix ...", highlight=False)
+    say(console, f"uploading {photos} generated photos and enqueueing the mix ...")
     work = workload.enqueue_mix(coord, layout, photos, runs)
     finished = _watch(coord, console, work, timeout_s)
     notes = [] if finished else [f"timed out after {timeout_s:.0f} s with jobs not finished"]
@@ -102,6 +102,11 @@ def _settled(counts: QueueCounts, expected: int) -> bool:
     return final >= expected and counts.waiting + counts.active + counts.delayed == 0
 
 
+def say(console: Console, text: str) -> None:
+    """Print a plain line: no highlighting, no hard wrapping (logs and pipes stay greppable)."""
+    console.print(text, highlight=False, soft_wrap=True)
+
+
 def _describe(worker: WorkerStatus) -> str:
     pool = f"autoscale {worker.autoscale[1]}-{worker.autoscale[0]}" if worker.autoscale else f"concurrency {worker.concurrency}"
     return f"worker {worker.id} consuming {worker.queue}: pid {worker.pid}, prefork {pool}, log {worker.log_file}"
@@ -115,12 +120,12 @@ def _clean_up(coord: JobQueueCoordinator, server: DemoRedis, layout: workload.La
         try:
             remove_demo_data(coord, list(workload.QUEUES), schedules)
         except (CoordinatorError, redis.RedisError, OSError) as exc:
-            console.print(f"could not remove the demo's keys (prefix {coord.settings.prefix}): {exc}")
+            say(console, f"could not remove the demo's keys (prefix {coord.settings.prefix}): {exc}")
     if keep_logs:
-        console.print(f"worker logs kept in {coord.workers.log_dir}", highlight=False)
+        say(console, f"worker logs kept in {coord.workers.log_dir}")
     else:
         remove_tree(coord.workers.log_dir)
     if server.owned:
         server.stop()
-        console.print(f"stopped the throwaway redis-server (pid {server.process.pid})", highlight=False)  # type: ignore[union-attr]
+        say(console, f"stopped the throwaway redis-server (pid {server.process.pid})")  # type: ignore[union-attr]
     remove_tree(layout.root)
