@@ -15,11 +15,14 @@ TAG_EXIF_IFD, TAG_DATETIME_ORIGINAL = 0x8769, 0x9003
 EXIF_TIME_FORMAT = "%Y:%m:%d %H:%M:%S"
 
 CAMERAS = (("Canon", "EOS R6"), ("Nikon", "Z 6II"), ("FUJIFILM", "X-T4"), ("Apple", "iPhone 14"))
-PHOTO_SIZE = (1280, 960)
+#: Size of the generated photos: a full run's, and a quick (test) run's.
+PHOTO_SIZE = (2400, 1800)
+QUICK_PHOTO_SIZE = (1024, 768)
 
 
 def make_photo(path: Path, seed: int, size: tuple[int, int] = PHOTO_SIZE) -> Path:
     """Write a deterministic, photo-like JPEG (gradients, noise, shapes) with camera EXIF."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     width, height = size
     gradient = Image.linear_gradient("L").rotate(rng.uniform(0, 360)).resize(size)
@@ -41,14 +44,9 @@ def make_photo(path: Path, seed: int, size: tuple[int, int] = PHOTO_SIZE) -> Pat
     return path
 
 
-def make_uploads(directory: Path, count: int) -> list[Path]:
-    """``count`` photos named like a phone's uploads."""
-    directory.mkdir(parents=True, exist_ok=True)
-    return [make_photo(directory / f"IMG_{1000 + n}.jpg", seed=n) for n in range(count)]
-
-
 def make_corrupt_upload(directory: Path) -> Path:
     """A file that claims to be a JPEG but is not an image: the demo's poison job."""
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "IMG_BROKEN.jpg"
     path.write_bytes(b"\xff\xd8 this upload was cut off and is not an image " * 8)
     return path

@@ -35,6 +35,7 @@ def make_thumbnails(job: Job) -> dict[str, Any]:
     out_dir = Path(job.data["out_dir"])
     sizes = list(job.data.get("sizes", [128, 512]))
     image = open_photo(source).convert("RGB")
+    out_dir.mkdir(parents=True, exist_ok=True)
     made = []
     for done, size in enumerate(sizes, start=1):
         thumb = image.copy()

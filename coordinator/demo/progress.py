@@ -20,7 +20,7 @@ PLAIN_INTERVAL_S = 1.0
 class LiveView:
     """Shows each queue's progress towards its expected job count, from registry snapshots."""
 
-    def __init__(self, console: Console, expected: dict[str, int]) -> None:
+    def __init__(self, console: Console, expected: dict[str, int], uploads: int = 0) -> None:
         self.console = console
         self.expected = expected
         self.fancy = console.is_terminal
@@ -28,11 +28,13 @@ class LiveView:
             TextColumn("[bold]{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console,
         )
+        self._uploads = self._progress.add_task("uploads", total=uploads, detail="")
         self._tasks: dict[str, TaskID] = {
             queue: self._progress.add_task(queue, total=total, detail="") for queue, total in expected.items()
         }
         self._live = Live(self._progress, console=console, refresh_per_second=8) if self.fancy else None
         self._last_line = ""
+        self._uploaded = 0
         self._last_print = 0.0
         self._started = time.monotonic()
 
@@ -46,8 +48,10 @@ class LiveView:
         if self._live is not None:
             self._live.__exit__(exc_type, exc, tb)
 
-    def update(self, statuses: dict[str, QueueStatus], workers: list[WorkerStatus]) -> None:
+    def update(self, statuses: dict[str, QueueStatus], workers: list[WorkerStatus], uploaded: int = 0) -> None:
         """Redraw (terminal) or print a line when something changed, at most once a second (plain)."""
+        self._uploaded = uploaded
+        self._progress.update(self._uploads, completed=uploaded)
         for queue, status in statuses.items():
             counts = status.counts
             finished = counts.completed + counts.failed + counts.cancelled
@@ -64,7 +68,8 @@ class LiveView:
             self._print_line(statuses, force=True)
 
     def _print_line(self, statuses: dict[str, QueueStatus], force: bool) -> None:
-        line = plain_line(statuses, self.expected)
+        uploads = f"uploads {self._uploaded}/{self._progress.tasks[self._uploads].total:.0f} | "
+        line = uploads + plain_line(statuses, self.expected)
         now = time.monotonic()
         if line != self._last_line and (force or now - self._last_print >= PLAIN_INTERVAL_S):
             self.console.print(f"[{now - self._started:5.1f}s] {line}", markup=False, highlight=False,
@@ -75,7 +80,7 @@ class LiveView:
 def status_table(statuses: dict[str, QueueStatus], workers: list[WorkerStatus]) -> Table:
     """Queue counts, throughput and the managed workers serving each queue."""
     table = Table(title="Queues (live, from the registry)", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("queue", "waiting", "delayed", "active", "completed", "failed", "jobs/min", "workers"):
+    for column in ("queue", "waiting", "delayed", "active", "completed", "failed", "avg ms", "workers"):
         table.add_column(column, justify="left" if column in ("queue", "workers") else "right")
     by_queue: dict[str, list[WorkerStatus]] = {}
     for worker in workers:
@@ -87,7 +92,7 @@ def status_table(statuses: dict[str, QueueStatus], workers: list[WorkerStatus]) 
             for w in by_queue.get(queue, [])
         )
         table.add_row(queue, str(c.waiting), str(c.delayed), str(c.active), f"[green]{c.completed}[/]",
-                      f"[red]{c.failed}[/]" if c.failed else "0", f"{status.health.metrics.throughput:.0f}",
+                      f"[red]{c.failed}[/]" if c.failed else "0", f"{status.health.metrics.average_processing_time:.0f}",
                       pools or "-")
     return table
 

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from coordinator import CoordinatorError, JobQueueCoordinator, QueueCounts, WorkerStatus
 from coordinator.demo import workload
+from coordinator.demo.images import PHOTO_SIZE, QUICK_PHOTO_SIZE
 from coordinator.demo.cleanup import interrupts_deferred, remove_demo_data, remove_tree, sigterm_as_interrupt
 from coordinator.demo.progress import LiveView
 from coordinator.demo.redis_server import DemoRedis, find_or_start_redis
@@ -73,22 +74,32 @@ def _run(coord: JobQueueCoordinator, console: Console, layout: workload.Layout, 
     workload.create_queues(coord)
     workload.start_workers(coord, on_started=lambda worker: say(console, _describe(worker)))
     setup_s = time.monotonic() - started
-    say(console, f"uploading {photos} generated photos and enqueueing the mix ...")
-    work = workload.enqueue_mix(coord, layout, photos, runs)
-    finished = _watch(coord, console, work, timeout_s)
+    size = QUICK_PHOTO_SIZE if photos <= QUICK_PHOTOS else PHOTO_SIZE
+    say(console, f"{photos} photos of {size[0]}x{size[1]}: a backfill of {max(1, photos // 3)} enqueued in bulk "
+                 "now, the rest uploaded live while the workers run ...")
+    work = workload.enqueue_mix(coord, layout, photos, runs, size)
+    uploader = workload.Uploader(coord, layout, work.live_uploads, size)
+    uploader.start()
+    try:
+        finished = _watch(coord, console, work, uploader, timeout_s)
+    finally:
+        uploader.stop()
     notes = [] if finished else [f"timed out after {timeout_s:.0f} s with jobs not finished"]
     return read_summary(coord, list(workload.QUEUES), schedules, finished=finished, setup_s=setup_s,
                         wall_s=time.monotonic() - started, notes=notes, **fields)
 
 
-def _watch(coord: JobQueueCoordinator, console: Console, work: workload.Workload, timeout_s: float) -> bool:
+def _watch(coord: JobQueueCoordinator, console: Console, work: workload.Workload, uploader: workload.Uploader,
+           timeout_s: float) -> bool:
     """Show progress until every expected job reached a final state (True) or the timeout (False)."""
     expected = {queue: work.expected(queue) for queue in workload.QUEUES}
     deadline = time.monotonic() + timeout_s
-    with LiveView(console, expected) as view:
+    with LiveView(console, expected, uploads=len(uploader.seeds)) as view:
         while True:
+            if uploader.error is not None:
+                raise uploader.error
             statuses = {queue: coord.get_queue_status(queue) for queue in workload.QUEUES}
-            view.update(statuses, coord.get_all_worker_status())
+            view.update(statuses, coord.get_all_worker_status(), uploaded=uploader.done)
             settled = all(_settled(statuses[queue].counts, expected[queue]) for queue in workload.QUEUES)
             if settled or time.monotonic() > deadline:
                 view.finish(statuses)

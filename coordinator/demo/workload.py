@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,14 +51,16 @@ class Layout:
 
 @dataclass
 class Workload:
-    """What the demo put in: one-off jobs per queue, and the recurring schedule's expected runs."""
+    """What the demo puts in: one-off jobs per queue, the live uploads still to come, the recurring runs."""
 
-    one_off: dict[str, list[str]] = field(default_factory=dict)
+    one_off: dict[str, int] = field(default_factory=dict)
+    live_uploads: list[int] = field(default_factory=list)
+    """Seeds of the photos that arrive while the demo runs (see `Uploader`)."""
     recurring_runs: int = 0
 
     def expected(self, queue: str) -> int:
         """Jobs the queue will have run when the demo is done."""
-        return len(self.one_off.get(queue, [])) + (self.recurring_runs if queue == CLEANUP else 0)
+        return self.one_off.get(queue, 0) + (self.recurring_runs if queue == CLEANUP else 0)
 
 
 def create_queues(coord: JobQueueCoordinator) -> None:
@@ -88,50 +91,78 @@ def start_workers(coord: JobQueueCoordinator,
             on_started(worker)
 
 
-def enqueue_mix(coord: JobQueueCoordinator, layout: Layout, photos: int, recurring_runs: int) -> Workload:
-    """Generate the uploads and enqueue the realistic mix; returns what was enqueued."""
-    uploads = images.make_uploads(layout.uploads, photos)
+def enqueue_mix(coord: JobQueueCoordinator, layout: Layout, photos: int, recurring_runs: int,
+                photo_size: tuple[int, int] = images.PHOTO_SIZE) -> Workload:
+    """Enqueue the jobs known up front: a backfill of older photos (in bulk, lowest priority), the
+    delayed re-thumbnails, a flaky geotag, a poison upload, and the recurring cleanup. The other
+    photos arrive as live uploads while the demo runs (`Uploader`), at the highest priority."""
+    backfill = max(1, photos // 3)
+    work = Workload(live_uploads=list(range(backfill, photos)))
+    uploads = [images.make_photo(layout.uploads / f"IMG_{1000 + seed}.jpg", seed, photo_size)
+               for seed in range(backfill)]
     broken = images.make_corrupt_upload(layout.uploads)
-    layout.thumbnails.mkdir(parents=True, exist_ok=True)
     images.make_stale_files(layout.scratch, count=5, age_s=7200)
-    work = Workload(one_off={queue: [] for queue in QUEUES})
     out = str(layout.thumbnails)
-
-    def thumb(photo: Path, priority: int) -> BulkJob:
-        return BulkJob(name="thumbnail", data={"photo": str(photo), "out_dir": out, "sizes": [128, 512]},
-                       options=JobOptions(priority=priority))
-
-    premium = max(1, photos // 4)
-    batches = {
-        THUMBNAILS: [thumb(p, PREMIUM_PRIORITY) for p in uploads[:premium]]
-        + [thumb(p, BACKFILL_PRIORITY) for p in uploads[premium:]],
-        METADATA: [BulkJob(name="extract", data={"photo": str(p)}, options=JobOptions(priority=NORMAL_PRIORITY))
-                   for p in uploads],
-    }
-    # The backfill goes in first, so the premium uploads visibly overtake it.
-    for queue in (THUMBNAILS, METADATA):
-        ordered = sorted(batches[queue], key=lambda job: -(job.options.priority if job.options else 5))
-        work.one_off[queue] += [job.id for job in coord.enqueue_bulk(queue, ordered)]
-
-    flaky = coord.enqueue_job(
-        METADATA, {"photo": str(uploads[0]), "gps": [38.7, -9.1], "geocoder_fails": 1},
-        name="geotag", job_id=FLAKY_JOB_ID, backoff=Backoff(type="fixed", delay=700),
-    )
-    poison = coord.enqueue_job(
-        THUMBNAILS, {"photo": str(broken), "out_dir": out}, name="thumbnail", job_id=POISON_JOB_ID,
-        priority=NORMAL_PRIORITY,
-    )
-    work.one_off[METADATA].append(flaky.id)
-    work.one_off[THUMBNAILS].append(poison.id)
-    for photo in uploads[: 2 if photos > 2 else 1]:
-        delayed = coord.schedule_job(THUMBNAILS, "re-thumbnail",
-                                     {"photo": str(photo), "out_dir": out, "sizes": [1024]},
-                                     delay=RETHUMB_DELAY_MS, priority=NORMAL_PRIORITY)
-        work.one_off[THUMBNAILS].append(delayed.id)
+    coord.enqueue_bulk(THUMBNAILS, [thumbnail_job(photo, out, BACKFILL_PRIORITY) for photo in uploads])
+    coord.enqueue_bulk(METADATA, [metadata_job(photo, BACKFILL_PRIORITY) for photo in uploads])
+    coord.enqueue_job(METADATA, {"photo": str(uploads[0]), "gps": [38.7, -9.1], "geocoder_fails": 1},
+                      name="geotag", job_id=FLAKY_JOB_ID, backoff=Backoff(type="fixed", delay=700))
+    coord.enqueue_job(THUMBNAILS, {"photo": str(broken), "out_dir": out}, name="thumbnail",
+                      job_id=POISON_JOB_ID, priority=NORMAL_PRIORITY)
+    rethumbs = uploads[:2]
+    for photo in rethumbs:
+        coord.schedule_job(THUMBNAILS, "re-thumbnail", {"photo": str(photo), "out_dir": out, "sizes": [1024]},
+                           delay=RETHUMB_DELAY_MS, priority=NORMAL_PRIORITY)
+    work.one_off = {THUMBNAILS: photos + 1 + len(rethumbs), METADATA: photos + 1}
     if recurring_runs:
         schedule_cleanup(coord, layout, recurring_runs)
         work.recurring_runs = recurring_runs
     return work
+
+
+def thumbnail_job(photo: Path, out_dir: str, priority: int) -> BulkJob:
+    return BulkJob(name="thumbnail", data={"photo": str(photo), "out_dir": out_dir, "sizes": [128, 512]},
+                   options=JobOptions(priority=priority))
+
+
+def metadata_job(photo: Path, priority: int) -> BulkJob:
+    return BulkJob(name="extract", data={"photo": str(photo)}, options=JobOptions(priority=priority))
+
+
+class Uploader:
+    """The API side: photos arrive one by one while the workers run; each gets a thumbnail and a
+    metadata job at the highest priority, so they overtake the backfill."""
+
+    def __init__(self, coord: JobQueueCoordinator, layout: Layout, seeds: list[int],
+                 photo_size: tuple[int, int] = images.PHOTO_SIZE) -> None:
+        self.coord = coord
+        self.layout = layout
+        self.seeds = seeds
+        self.photo_size = photo_size
+        self.done = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-uploads", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        out = str(self.layout.thumbnails)
+        try:
+            for seed in self.seeds:
+                if self._stop.is_set():
+                    return
+                photo = images.make_photo(self.layout.uploads / f"IMG_{1000 + seed}.jpg", seed, self.photo_size)
+                self.coord.enqueue_bulk(THUMBNAILS, [thumbnail_job(photo, out, PREMIUM_PRIORITY)])
+                self.coord.enqueue_bulk(METADATA, [metadata_job(photo, PREMIUM_PRIORITY)])
+                self.done += 1
+        except Exception as exc:  # reported by the demo's watch loop
+            self.error = exc
 
 
 def schedule_cleanup(coord: JobQueueCoordinator, layout: Layout, runs: int) -> None:
