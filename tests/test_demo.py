@@ -15,6 +15,7 @@ import psutil
 import pytest
 import redis
 from conftest import REDIS_URL
+from process_helpers import wait_until_gone, worker_processes
 
 from coordinator import JobQueueCoordinator, JobState
 from coordinator.demo import DemoSummary
@@ -34,19 +35,6 @@ def demo_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "REDIS_URL": REDIS_URL, "PYTHONUNBUFFERED": "1", **extra}
     env.pop("JQC_PREFIX", None)
     return env
-
-
-def demo_processes(prefix: str) -> list[psutil.Process]:
-    """Live processes started for the demo's prefix: worker main processes and their pool children."""
-    marker = f'"prefix":"{prefix}"'
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if marker in proc.environ().get("JQC_WORKER_SPEC", "") and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 def wait_until(condition, timeout_s: float, what: str) -> None:
@@ -115,7 +103,7 @@ def test_demo_completes_and_its_summary_matches_the_registry(cleaned: str, tmp_p
         assert summary.recurring[0].run_count >= 2
     finally:
         coord.shutdown(timeout=5)
-    assert not demo_processes(prefix)
+    assert not wait_until_gone(prefix)
 
 
 def test_ctrl_c_stops_workers_and_removes_keys(cleaned: str, redis_client: redis.Redis, tmp_path: Path) -> None:
@@ -127,7 +115,7 @@ def test_ctrl_c_stops_workers_and_removes_keys(cleaned: str, redis_client: redis
     try:
         wait_until(lambda: redis_client.zcard(f"{prefix}:{{{METADATA}}}:completed") > 0, 120,
                    "the demo's first metadata job completes")
-        assert demo_processes(prefix), "worker processes should run while the demo runs"
+        assert worker_processes(prefix), "worker processes should run while the demo runs"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 130, log.read_text()
     finally:
@@ -135,7 +123,7 @@ def test_ctrl_c_stops_workers_and_removes_keys(cleaned: str, redis_client: redis
             proc.kill()
     output = log.read_text()
     assert "interrupted" in output
-    wait_until(lambda: not demo_processes(prefix), 15, "the demo's worker processes are gone")
+    assert not wait_until_gone(prefix), "the demo's worker processes are gone"
     assert list(redis_client.scan_iter(match=f"*{prefix}*")) == []
 
 
@@ -154,7 +142,7 @@ def test_without_reachable_redis_it_starts_and_stops_its_own(cleaned: str, tmp_p
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     assert not workdir.exists()
-    assert not demo_processes(prefix)
+    assert not wait_until_gone(prefix)
 
 
 def test_without_redis_or_redis_server_it_says_how_to_get_one(tmp_path: Path) -> None:

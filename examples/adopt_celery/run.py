@@ -18,6 +18,8 @@ def main() -> None:
         invoice = send_invoice.delay(42)
         print("receipt:", receipt.get(timeout=30), flush=True)
         print("invoice:", invoice.get(timeout=30), flush=True)
+        receipt.forget()  # results read: remove them from the result backend
+        invoice.forget()
     finally:
         coord.delete_queue(EMAILS)
         coord.shutdown()
