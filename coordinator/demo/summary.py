@@ -116,12 +116,15 @@ def render_summary(console: Console, summary: DemoSummary) -> None:
     )
     console.print(_queue_table(summary))
     console.print(_outcome_table(summary))
+    for line in _waits_by_priority(summary):
+        console.print(line, highlight=False, soft_wrap=True)
     stories = [(job, _story(job)) for job in summary.jobs]
     if any(story for _, story in stories):
         console.print("[bold]Jobs with a story[/]")
     for job, story in stories:
         if story:
-            console.print(f"  {job.queue}/{job.id} ({job.name}, {job.attempts_made} attempts): {story}",
+            tries = f"{job.attempts_made} attempt" + ("" if job.attempts_made == 1 else "s")
+            console.print(f"  {job.queue}/{job.id} ({job.name}, {tries}): {story}",
                           highlight=False, soft_wrap=True)
     for entry in summary.recurring:
         every = f"every {entry.every} ms" if entry.every else f"cron {entry.cron}"
@@ -154,6 +157,20 @@ def _outcome_table(summary: DemoSummary) -> Table:
         style = {"failed": "red", "completed": "green"}.get(state, "yellow")
         table.add_row(queue, name, str(priority), f"[{style}]{state}[/]", str(attempts), str(count))
     return table
+
+
+def _waits_by_priority(summary: DemoSummary) -> list[str]:
+    """Per queue, the mean time from enqueue to start of each priority's undelayed jobs."""
+    lines = []
+    for queue in summary.queues:
+        waits: dict[int, list[float]] = {}
+        for job in summary.jobs:
+            if job.queue == queue.name and job.processed_on and not job.delay_ms and job.attempts_made == 1:
+                waits.setdefault(job.priority, []).append((job.processed_on - job.created_at).total_seconds())
+        if len(waits) > 1:
+            means = ", ".join(f"priority {priority} {sum(w) / len(w):.1f} s" for priority, w in sorted(waits.items()))
+            lines.append(f"{queue.name}: mean wait from enqueue to start: {means}")
+    return lines
 
 
 def _story(job: JobOutcome) -> str:
