@@ -7,6 +7,7 @@ import sys
 
 from rich.console import Console
 
+from coordinator import CoordinatorError
 from coordinator.demo.redis_server import NoRedisError
 from coordinator.demo.run import DEFAULT_PHOTOS, run_demo
 
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     except NoRedisError as exc:
         print(exc, file=sys.stderr)
         return 3
+    except CoordinatorError as exc:
+        print(f"the demo failed: {exc}", file=sys.stderr)
+        return 1
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as out:
             out.write(summary.model_dump_json(indent=2))

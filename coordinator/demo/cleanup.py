@@ -51,8 +51,9 @@ def remove_tree(path: Path | None) -> None:
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Inside the block SIGTERM raises KeyboardInterrupt, so `kill` cleans up like Ctrl-C does."""
+def signals_as_interrupt() -> Iterator[None]:
+    """Inside the block SIGINT and SIGTERM raise KeyboardInterrupt, so Ctrl-C and `kill` both end in
+    the demo's own clean-up (an explicit handler also keeps the worker manager's default one away)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -60,11 +61,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

@@ -90,6 +90,16 @@ def start_throwaway(binary: str, unreachable: str = "") -> DemoRedis:
         start_new_session=True,  # Ctrl-C in the terminal reaches the demo, which stops it in order
     )
     server = DemoRedis(url=f"redis://127.0.0.1:{port}/0", process=process, workdir=workdir)
+    try:
+        return _wait_started(server, process, workdir, port, unreachable)
+    except BaseException:  # Ctrl-C or a failed start: leave no server behind
+        server.stop()
+        raise
+
+
+def _wait_started(server: DemoRedis, process: subprocess.Popen[bytes], workdir: Path, port: int,
+                  unreachable: str) -> DemoRedis:
+    """Return ``server`` once it answers PING; ConfigurationError if it exits or does not in time."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -103,7 +113,6 @@ def start_throwaway(binary: str, unreachable: str = "") -> DemoRedis:
             return server
         time.sleep(0.05)
     log = (workdir / "redis.log").read_text(errors="replace")[-2000:] if (workdir / "redis.log").exists() else ""
-    server.stop()
     raise ConfigurationError(f"redis-server did not start on 127.0.0.1:{port}:\n{log}")
 
 

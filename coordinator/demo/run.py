@@ -14,7 +14,7 @@ from rich.console import Console
 from coordinator import CoordinatorError, JobQueueCoordinator, QueueCounts, WorkerStatus
 from coordinator.demo import workload
 from coordinator.demo.images import PHOTO_SIZE, QUICK_PHOTO_SIZE
-from coordinator.demo.cleanup import interrupts_deferred, remove_demo_data, remove_tree, sigterm_as_interrupt
+from coordinator.demo.cleanup import interrupts_deferred, remove_demo_data, remove_tree, signals_as_interrupt
 from coordinator.demo.progress import LiveView
 from coordinator.demo.redis_server import DemoRedis, find_or_start_redis
 from coordinator.demo.summary import DemoSummary, read_summary, render_summary
@@ -51,7 +51,7 @@ def run_demo(redis_url: str | None = None, jobs: int = DEFAULT_PHOTOS, *, quick:
     schedules = [(workload.CLEANUP, workload.CLEANUP_KEY)] if runs else []
     summary = DemoSummary(finished=False, **fields)
     try:
-        with sigterm_as_interrupt():
+        with signals_as_interrupt():
             summary = _run(coord, console, layout, photos, runs, timeout_s, started, fields, schedules)
     except KeyboardInterrupt:
         say(console, "interrupted: stopping the workers and removing the demo's keys ...")
