@@ -91,9 +91,9 @@ def status_table(statuses: dict[str, QueueStatus], workers: list[WorkerStatus]) 
             f"pid {w.pid} {w.state.value}" + (f" autoscale {w.autoscale[1]}-{w.autoscale[0]}" if w.autoscale else "")
             for w in by_queue.get(queue, [])
         )
+        average_ms = status.health.metrics.average_processing_time
         table.add_row(queue, str(c.waiting), str(c.delayed), str(c.active), f"[green]{c.completed}[/]",
-                      f"[red]{c.failed}[/]" if c.failed else "0", f"{status.health.metrics.average_processing_time:.0f}",
-                      pools or "-")
+                      f"[red]{c.failed}[/]" if c.failed else "0", f"{average_ms:.0f}", pools or "-")
     return table
 
 

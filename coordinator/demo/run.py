@@ -6,6 +6,7 @@ import contextlib
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -13,8 +14,8 @@ from rich.console import Console
 
 from coordinator import CoordinatorError, JobQueueCoordinator, QueueCounts, WorkerStatus
 from coordinator.demo import workload
-from coordinator.demo.images import PHOTO_SIZE, QUICK_PHOTO_SIZE
 from coordinator.demo.cleanup import interrupts_deferred, remove_demo_data, remove_tree, signals_as_interrupt
+from coordinator.demo.images import PHOTO_SIZE, QUICK_PHOTO_SIZE
 from coordinator.demo.progress import LiveView
 from coordinator.demo.redis_server import DemoRedis, find_or_start_redis
 from coordinator.demo.summary import DemoSummary, read_summary, render_summary
@@ -47,46 +48,67 @@ def run_demo(redis_url: str | None = None, jobs: int = DEFAULT_PHOTOS, *, quick:
     prefix = prefix or f"demo-{uuid.uuid4().hex[:8]}"
     layout = workload.Layout(Path(tempfile.mkdtemp(prefix="jqc-demo-")))
     coord = JobQueueCoordinator(server.url, prefix=prefix, promote_interval_ms=100)
-    fields = {"prefix": prefix, "redis_url": redact_url(server.url), "own_redis": server.owned}
-    schedules = [(workload.CLEANUP, workload.CLEANUP_KEY)] if runs else []
-    summary = DemoSummary(finished=False, **fields)
+    plan = _Plan(photos=photos, recurring_runs=runs, timeout_s=timeout_s, started=started,
+                 fields={"prefix": prefix, "redis_url": redact_url(server.url), "own_redis": server.owned})
+    summary = DemoSummary(finished=False, **plan.fields)  # type: ignore[arg-type]
     try:
         with signals_as_interrupt():
-            summary = _run(coord, console, layout, photos, runs, timeout_s, started, fields, schedules)
+            summary = _run(coord, console, layout, plan)
     except KeyboardInterrupt:
         say(console, "interrupted: stopping the workers and removing the demo's keys ...")
         with contextlib.suppress(Exception):
-            summary = read_summary(coord, list(workload.QUEUES), schedules, finished=False, interrupted=True,
-                                   wall_s=time.monotonic() - started, **fields)
+            summary = plan.summary(coord, finished=False, interrupted=True)
         summary.interrupted = True
     finally:
         with interrupts_deferred("still cleaning up: the demo stops once its workers and keys are gone"):
-            _clean_up(coord, server, layout, schedules, keep, console, keep_logs=not summary.finished)
+            _clean_up(coord, server, layout, plan.schedules, keep, console, keep_logs=not summary.finished)
     render_summary(console, summary)
     return summary
 
 
-def _run(coord: JobQueueCoordinator, console: Console, layout: workload.Layout, photos: int, runs: int,
-         timeout_s: float, started: float, fields: dict[str, object], schedules: list[tuple[str, str]],
-         ) -> DemoSummary:
+@dataclass
+class _Plan:
+    """One run's sizes and timings, and the fields every summary of it carries."""
+
+    photos: int
+    recurring_runs: int
+    timeout_s: float
+    started: float
+    fields: dict[str, object]
+    setup_s: float = 0.0
+
+    @property
+    def schedules(self) -> list[tuple[str, str]]:
+        return [(workload.CLEANUP, workload.CLEANUP_KEY)] if self.recurring_runs else []
+
+    @property
+    def photo_size(self) -> tuple[int, int]:
+        return QUICK_PHOTO_SIZE if self.photos <= QUICK_PHOTOS else PHOTO_SIZE
+
+    def summary(self, coord: JobQueueCoordinator, **fields: object) -> DemoSummary:
+        """The summary as the registry has it now."""
+        return read_summary(coord, list(workload.QUEUES), self.schedules, setup_s=self.setup_s,
+                            wall_s=time.monotonic() - self.started, **self.fields, **fields)
+
+
+def _run(coord: JobQueueCoordinator, console: Console, layout: workload.Layout, plan: _Plan) -> DemoSummary:
     say(console, f"prefix {coord.settings.prefix}: creating queues {', '.join(workload.QUEUES)}; "
                   "starting one worker pool per queue ...")
     workload.create_queues(coord)
     workload.start_workers(coord, on_started=lambda worker: say(console, _describe(worker)))
-    setup_s = time.monotonic() - started
-    size = QUICK_PHOTO_SIZE if photos <= QUICK_PHOTOS else PHOTO_SIZE
-    say(console, f"{photos} photos of {size[0]}x{size[1]}: a backfill of {max(1, photos // 3)} enqueued in bulk "
-                 "now, the rest uploaded live while the workers run ...")
-    work = workload.enqueue_mix(coord, layout, photos, runs, size)
-    uploader = workload.Uploader(coord, layout, work.live_uploads, size)
+    plan.setup_s = time.monotonic() - plan.started
+    width, height = plan.photo_size
+    say(console, f"{plan.photos} photos of {width}x{height}: a backfill of {max(1, plan.photos // 3)} enqueued "
+                 "in bulk now, the rest uploaded live while the workers run ...")
+    work = workload.enqueue_mix(coord, layout, plan.photos, plan.recurring_runs, plan.photo_size)
+    uploader = workload.Uploader(coord, layout, work.live_uploads, plan.photo_size)
     uploader.start()
     try:
-        finished = _watch(coord, console, work, uploader, timeout_s)
+        finished = _watch(coord, console, work, uploader, plan.timeout_s)
     finally:
         uploader.stop()
-    notes = [] if finished else [f"timed out after {timeout_s:.0f} s with jobs not finished"]
-    return read_summary(coord, list(workload.QUEUES), schedules, finished=finished, setup_s=setup_s,
-                        wall_s=time.monotonic() - started, notes=notes, **fields)
+    notes = [] if finished else [f"timed out after {plan.timeout_s:.0f} s with jobs not finished"]
+    return plan.summary(coord, finished=finished, notes=notes)
 
 
 def _watch(coord: JobQueueCoordinator, console: Console, work: workload.Workload, uploader: workload.Uploader,
@@ -119,14 +141,19 @@ def say(console: Console, text: str) -> None:
 
 
 def _describe(worker: WorkerStatus) -> str:
-    pool = f"autoscale {worker.autoscale[1]}-{worker.autoscale[0]}" if worker.autoscale else f"concurrency {worker.concurrency}"
+    pool = (f"autoscale {worker.autoscale[1]}-{worker.autoscale[0]}" if worker.autoscale
+            else f"concurrency {worker.concurrency}")
     return f"worker {worker.id} consuming {worker.queue}: pid {worker.pid}, prefork {pool}, log {worker.log_file}"
 
 
 def _clean_up(coord: JobQueueCoordinator, server: DemoRedis, layout: workload.Layout,
               schedules: list[tuple[str, str]], keep: bool, console: Console, keep_logs: bool) -> None:
-    """Stop the workers (warm), delete the demo's keys, stop a throwaway Redis, remove the files."""
-    coord.shutdown(timeout=10)
+    """Stop the workers (warm), delete the demo's keys, stop a throwaway Redis, remove the files;
+    each step runs even if one before it failed."""
+    try:
+        coord.shutdown(timeout=10)
+    except Exception as exc:  # Redis gone: the worker processes were still stopped first
+        say(console, f"shutting down the workers: {exc}")
     if not keep:
         try:
             remove_demo_data(coord, list(workload.QUEUES), schedules)
