@@ -6,7 +6,7 @@ import contextlib
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -51,38 +51,34 @@ def remove_tree(path: Path | None) -> None:
 
 
 @contextlib.contextmanager
-def signals_as_interrupt() -> Iterator[None]:
-    """Inside the block SIGINT and SIGTERM raise KeyboardInterrupt, so Ctrl-C and `kill` both end in
-    the demo's own clean-up (an explicit handler also keeps the worker manager's default one away)."""
+def _signals_handled_by(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """Inside the block ``handler`` takes SIGINT and SIGTERM (main thread only; elsewhere a no-op)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def signals_as_interrupt() -> contextlib.AbstractContextManager[None]:
+    """Inside the block SIGINT and SIGTERM raise KeyboardInterrupt, so Ctrl-C and `kill` both end in
+    the demo's own clean-up (an explicit handler also keeps the worker manager's default one away)."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return _signals_handled_by(interrupt)
 
 
-@contextlib.contextmanager
-def interrupts_deferred(on_interrupt: str = "") -> Iterator[None]:
-    """Inside the block Ctrl-C and SIGTERM do not stop the cleanup; they only print ``on_interrupt``."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def interrupts_deferred(on_interrupt: str = "") -> contextlib.AbstractContextManager[None]:
+    """Inside the block Ctrl-C and SIGTERM do not stop the clean-up; they only print ``on_interrupt``."""
 
     def note(signum: int, frame: FrameType | None) -> None:
         if on_interrupt:
             print(on_interrupt, flush=True)
 
-    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return _signals_handled_by(note)
