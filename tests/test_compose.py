@@ -11,8 +11,6 @@ import click
 import pytest
 import yaml
 
-from coordinator import cli
-
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
@@ -30,9 +28,16 @@ def coordinator_commands() -> list[tuple[str, list[str]]]:
     return found
 
 
+def cli_group() -> click.Group:
+    """The real `coordinator` click group (imported per test, so a missing CLI fails each test)."""
+    from coordinator.cli import main
+
+    return main
+
+
 def parse_cli(argv: list[str]) -> click.Context:
     """Parse ``coordinator ARGS`` as the CLI would, without running it; UsageError if it is wrong."""
-    group: click.Group = cli.main
+    group = cli_group()
     args = list(argv[1:])
     group_ctx = group.make_context("coordinator", args, resilient_parsing=False)
     protected = getattr(group_ctx, "_protected_args", None)  # click >= 8.2; protected_args before
@@ -52,7 +57,7 @@ def test_the_services_of_the_stack() -> None:
 @pytest.mark.parametrize(("service", "argv"), coordinator_commands(), ids=lambda v: v if isinstance(v, str) else "")
 def test_every_coordinator_command_parses_with_the_real_cli(service: str, argv: list[str]) -> None:
     ctx = parse_cli(argv)
-    assert ctx.command.name in cli.main.commands
+    assert ctx.command.name in cli_group().commands
 
 
 def test_every_app_service_runs_a_cli_command_or_the_example_api() -> None:
