@@ -12,6 +12,8 @@ ROWS = (
     ("enqueue, 1 job per call", "enqueue_rate", "jobs/s", True),
     ("bulk enqueue (Celery: group)", "bulk_rate", "jobs/s", True),
     ("processing, prefork -c 2", "processing_rate", "jobs/s", True),
+    ("processing: worker CPU per job", "processing_cpu_ms_per_job", "ms", False),
+    ("processing: Redis CPU per job", "processing_redis_cpu_ms_per_job", "ms", False),
     ("round trip p50", "round_trip_p50_ms", "ms", False),
     ("round trip p99", "round_trip_p99_ms", "ms", False),
     ("memory per waiting job", "memory_per_waiting_job", "bytes", False),
@@ -27,7 +29,7 @@ def _fmt(value: float | None, unit: str = "") -> str:
     if unit == "MiB":
         return f"{value / 2**20:,.0f}"
     if unit == "ms":
-        return f"{value:,.2f}"
+        return f"{value:,.3f}" if value < 1 else f"{value:,.2f}"
     return f"{value:,.0f}" if value >= 100 else f"{value:,.2f}"
 
 

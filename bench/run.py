@@ -28,7 +28,7 @@ import redis
 from bench import celery_side
 from bench.report import print_table, targets
 from bench.server import Counters, DedicatedRedis
-from bench.subjects import CelerySubject, CoordinatorSubject, default_log_dir, tree_rss, wait_finished
+from bench.subjects import CelerySubject, CoordinatorSubject, default_log_dir, tree_cpu, tree_rss, wait_finished
 from bench.status import measure_status
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -66,6 +66,9 @@ def run_subject(subject: CoordinatorSubject | CelerySubject, server: DedicatedRe
     ended, polls = wait_finished(subject, jobs, timeout=max(120, jobs / 50))
     after = Counters.read(client)
     out["processing_rate"] = jobs / (ended - started)
+    # CPU per job is steadier than the rate on a shared machine: the worker's and Redis's CPU time
+    out["processing_cpu_ms_per_job"] = tree_cpu(subject.worker_pid) * 1000 / jobs
+    out["processing_redis_cpu_ms_per_job"] = (after.cpu_s - before.cpu_s) * 1000 / jobs
     out["processing_cost"] = after.since(before, {subject.poll_command: polls}).per_job(jobs)
     out["worker_rss"] = tree_rss(subject.worker_pid)
 

@@ -83,13 +83,16 @@ class Counters:
     commands: dict[str, int]
     reads: int
     memory: int
+    cpu_s: float
+    """CPU seconds redis-server used so far (user + system)."""
 
     @classmethod
     def read(cls, client: redis.Redis) -> Counters:
         info = client.info("everything")  # one command: the delta holds exactly one INFO of ours
         commands = {name.removeprefix("cmdstat_"): int(value["calls"])
                     for name, value in info.items() if name.startswith("cmdstat_")}
-        return cls(commands, int(info["total_reads_processed"]), int(info["used_memory"]))
+        cpu = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        return cls(commands, int(info["total_reads_processed"]), int(info["used_memory"]), cpu)
 
     def since(self, before: Counters, own: dict[str, int] | None = None) -> CommandDelta:
         """What ran in between, less the benchmark's own INFO and ``own`` polling commands."""

@@ -29,6 +29,15 @@ CONCURRENCY = 2
 BULK_CHUNK = 500
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a worker used so far: its main process and every pool child."""
+    try:
+        main = psutil.Process(pid)
+        return sum(sum(proc.cpu_times()[:2]) for proc in [main, *main.children(recursive=True)])
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
 def tree_rss(pid: int) -> int:
     """Resident bytes of a worker: its main process and every pool child."""
     try:

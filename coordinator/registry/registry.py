@@ -127,11 +127,15 @@ class Registry:
         qk = self.queue_keys(queue)
         keys = [qk.meta, qk.index("waiting"), qk.index("delayed"), qk.parked, qk.events, *qk.broker_lists]
         args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
+        encoded: dict[int, str] = {}  # options JSON by object: jobs of one call often share one
         for job in jobs:
             opts = job.options
+            opts_json = encoded.get(id(opts))
+            if opts_json is None:
+                opts_json = encoded[id(opts)] = opts.model_dump_json(exclude_defaults=True)
             keys.append(qk.job(job.id))
             args += [
-                job.id, job.name, job.data_json, opts.model_dump_json(exclude_defaults=True),
+                job.id, job.name, job.data_json, opts_json,
                 opts.priority, job.due_ms, "" if opts.timeout is None else opts.timeout,
                 opts.trace_id or "", opts.max_retries, job.schedule_key,
             ]
@@ -301,16 +305,21 @@ class Registry:
         )
         for state, keep, age_s in rules:
             index = qk.index(state)
-            excess = self.client.zcard(index) - keep
-            victims: list[str] = self.client.zrange(index, 0, min(excess, BATCH_SIZE) - 1) if excess > 0 else []
-            if age_s is not None:
-                victims += self.client.zrangebyscore(index, "-inf", now - age_s * 1000, start=0, num=BATCH_SIZE)
-            victims = list(dict.fromkeys(victims))
-            if victims:
+            while True:  # batch after batch, so a steady stream cannot outgrow the retention
+                excess = self.client.zcard(index) - keep
+                victims: list[str] = self.client.zrange(index, 0, min(excess, BATCH_SIZE) - 1) if excess > 0 else []
+                if age_s is not None:
+                    victims += self.client.zrangebyscore(index, "-inf", now - age_s * 1000, start=0, num=BATCH_SIZE)
+                victims = list(dict.fromkeys(victims))
+                if not victims:
+                    break
                 keys = [index]
                 for job_id in victims:
                     keys += [qk.job(job_id), qk.logs(job_id)]
-                removed += self.scripts.remove_finished(keys=keys, args=victims)
+                done = self.scripts.remove_finished(keys=keys, args=victims)
+                removed += done
+                if done == 0 or len(victims) < BATCH_SIZE:
+                    break
         return removed
 
     def trim_metrics(self, queue: str, keep_minutes: int = 24 * 60) -> None:
