@@ -70,6 +70,15 @@ def print_table(result: dict[str, Any]) -> None:
             f"(ratio {status['ratio']:.2f}; {status['big']['cost_per_call']['commands']} commands per call); "
             f"filled at {status['fill_rate']:,.0f} jobs/s"
         )
+    memory = result.get("memory_breakdown")
+    if memory:
+        for label, parts in memory.items():
+            console.print(
+                f"memory per waiting job ({label}): {parts['total_per_job']:,.0f} B = job hash "
+                f"{parts['job_hash']:,} B ({parts['job_hash_encoding']}) + Celery message {parts['broker_message']:,.0f} B "
+                f"({parts['message_bytes']} B of JSON) + waiting index {parts['waiting_index']:,.0f} B + event "
+                f"{parts['event']:,.0f} B + key overhead"
+            )
     retained = coord.get("retained_completed")
     if retained is not None:
         console.print(f"completed jobs kept after the run (retention 1,000): {retained:,}")

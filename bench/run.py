@@ -29,6 +29,7 @@ from bench import celery_side
 from bench.report import print_table, targets
 from bench.server import Counters, DedicatedRedis
 from bench.subjects import CelerySubject, CoordinatorSubject, default_log_dir, tree_cpu, tree_rss, wait_finished
+from bench.memory import measure_memory
 from bench.status import measure_status
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -170,6 +171,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     print(f"run {run + 1}/{args.runs}: {name} ...", flush=True)
                     runs[name].append(run_subject(subject, server, args.jobs, args.samples))
             if "coordinator" in subjects:
+                print("memory per waiting job, by structure ...", flush=True)
+                result["memory_breakdown"] = measure_memory(subjects["coordinator"], server, PAYLOAD)  # type: ignore[arg-type]
                 print(f"get_queue_status with 100 and {args.status_jobs:,} jobs ...", flush=True)
                 result["queue_status"] = measure_status(subjects["coordinator"], server, args.status_jobs)  # type: ignore[arg-type]
         finally:

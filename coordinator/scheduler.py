@@ -136,9 +136,8 @@ class JobScheduler:
         """Block until the job is completed, failed or cancelled; TimeoutError after ``timeout`` s."""
         self.queues.cached_config(queue)
         deadline = time.monotonic() + timeout
-        last_id = self.registry.last_event_id(queue)
         while True:
-            job = self.registry.get_job(queue, job_id)
+            job, last_id = self.registry.get_job_after_event(queue, job_id)
             if job is None:
                 raise JobNotFoundError(queue, job_id)
             if job.state.is_final:

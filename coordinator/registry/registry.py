@@ -332,14 +332,26 @@ class Registry:
     # ----------------------------------------------------------------------------- reads
 
     def get_job(self, queue: str, job_id: str) -> Job | None:
+        return self._read_job(queue, job_id, with_last_event=False)[0]
+
+    def get_job_after_event(self, queue: str, job_id: str) -> tuple[Job | None, str]:
+        """The job, and the id of the queue's last event before it was read, in one round trip:
+        a wait for the events after that id misses no change of the job."""
+        return self._read_job(queue, job_id, with_last_event=True)
+
+    def _read_job(self, queue: str, job_id: str, with_last_event: bool) -> tuple[Job | None, str]:
         qk = self.queue_keys(queue)
         pipe = self.client.pipeline(transaction=False)
+        if with_last_event:
+            pipe.xrevrange(qk.events, count=1)
         pipe.hgetall(qk.job(job_id))
         pipe.lrange(qk.logs(job_id), 0, -1)
-        fields, logs = pipe.execute()
+        replies = pipe.execute()
+        fields, logs = replies[-2:]
+        last_id = replies[0][0][0] if with_last_event and replies[0] else "0-0"
         if not fields:
-            return None
-        return job_from_hash(queue, job_id, fields, logs)
+            return None, last_id
+        return job_from_hash(queue, job_id, fields, logs), last_id
 
     def get_jobs(self, queue: str, states: Iterable[JobState | str], start: int = 0, end: int = -1,
                  asc: bool = False) -> list[Job]:
