@@ -120,3 +120,24 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         if retained is not None:
             check("completed jobs trimmed to retention (1,000)", retained, retained <= 1000, f"{retained:,} kept")
     return checks
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The same table as `print_table`, as Markdown (for BENCHMARKS.md)."""
+    medians = result["medians"]
+    names = list(medians)
+    coord = medians.get("coordinator", {})
+    others = [name for name in names if name != "coordinator"]
+    head = ["figure", "unit", *names, *(f"coord / {name}" for name in others)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for label, key, unit, _ in ROWS:
+        cells = [_fmt(medians[n].get(key), unit) for n in names]
+        cells += [_ratio(coord.get(key), medians[n].get(key)) for n in others]
+        lines.append("| " + " | ".join([label, unit, *cells]) + " |")
+    for label, key in COSTS:
+        for what, unit in (("commands", "cmds/job"), ("round_trips", "reads/job")):
+            values = [medians[n].get(key, {}).get(what) for n in names]
+            cells = [_fmt(v) for v in values]
+            cells += [_ratio(coord.get(key, {}).get(what), medians[n].get(key, {}).get(what)) for n in others]
+            lines.append("| " + " | ".join([f"{label}: Redis {what.replace('_', ' ')}", unit, *cells]) + " |")
+    return "\n".join(lines) + "\n"

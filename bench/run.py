@@ -26,7 +26,7 @@ import psutil
 import redis
 
 from bench import celery_side
-from bench.report import print_table, targets
+from bench.report import markdown_table, print_table, targets
 from bench.server import Counters, DedicatedRedis
 from bench.subjects import CelerySubject, CoordinatorSubject, default_log_dir, tree_cpu, tree_rss, wait_finished
 from bench.memory import measure_memory
@@ -185,5 +185,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     output = args.output or RESULTS_DIR / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2, default=str))
-    print(f"\nwritten {output}")
+    output.with_suffix(".md").write_text(markdown_table(result))
+    print(f"\nwritten {output} (and the table as {output.with_suffix('.md').name})")
     return result

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import redis
 
+from coordinator.workers.process import stop as stop_process
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -40,6 +42,7 @@ class DedicatedRedis:
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", self._dir, "--databases", "16", "--protected-mode", "yes"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         client = self.client()
         deadline = time.monotonic() + 10
@@ -60,13 +63,8 @@ class DedicatedRedis:
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, decode_responses=True)
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(5)
+        if self._process is not None:
+            stop_process(self._process, timeout=10)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> DedicatedRedis:

@@ -21,12 +21,13 @@ from celery import group
 from bench import celery_side
 from bench.jobs import noop
 from coordinator import JobQueueCoordinator
+from coordinator.workers.process import stop as stop_process
 
 QUEUE = "bench"
 POOL = "prefork"
 CONCURRENCY = 2
 #: Jobs per `enqueue_bulk` call, and per Celery `group` (the registry writes 500 per script call).
-BULK_CHUNK = 500
+BULK_CHUNK = 5000
 
 
 def tree_cpu(pid: int) -> float:
@@ -145,12 +146,7 @@ class CelerySubject:
 
     def stop_worker(self) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(10)
+            stop_process(self._process, timeout=30)  # warm shutdown, then SIGKILL of its group
             self._process = None
 
     def finished(self) -> int:

@@ -99,20 +99,22 @@ class JobScheduler:
                 options=opts,
                 due_ms=now + opts.delay if opts.delay else 0,
             ))
-        added = self.registry.enqueue(queue, new_jobs)
         created_at = datetime.fromtimestamp(now / 1000, tz=timezone.utc)
         jobs = []
-        for (data, _, opts), new, was_added in zip(items, new_jobs, added):
-            if not was_added:
-                existing = self.registry.get_job(queue, new.id)
-                if existing is not None:
-                    jobs.append(existing)
-                    continue
-            jobs.append(Job(
-                id=new.id, queue=queue, name=new.name, data=data, options=opts,
-                state=JobState.DELAYED if new.due_ms else JobState.WAITING,
-                created_at=created_at, trace_id=opts.trace_id,
-            ))
+        pending = zip(items, new_jobs)
+        # the snapshots of one batch are built while Redis runs the next one
+        for added in self.registry.enqueue_batches(queue, new_jobs):
+            for was_added, ((data, _, opts), new) in zip(added, pending):
+                if not was_added:
+                    existing = self.registry.get_job(queue, new.id)
+                    if existing is not None:
+                        jobs.append(existing)
+                        continue
+                jobs.append(Job(
+                    id=new.id, queue=queue, name=new.name, data=data, options=opts,
+                    state=JobState.DELAYED if new.due_ms else JobState.WAITING,
+                    created_at=created_at, trace_id=opts.trace_id,
+                ))
         return jobs
 
     # ----------------------------------------------------------------------------- reads

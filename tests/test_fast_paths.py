@@ -6,7 +6,7 @@ import pydantic
 import pytest
 import redis
 
-from coordinator import BulkJob, JobOptions, JobQueueCoordinator, QueueConfig
+from coordinator import BulkJob, JobOptions, JobQueueCoordinator, QueueConfig, QueueNotFoundError
 from coordinator.models import Retention
 from coordinator.registry.registry import BATCH_SIZE
 
@@ -57,3 +57,23 @@ def test_trim_removes_all_excess_not_one_batch(coord: JobQueueCoordinator, redis
     qk = registry.queue_keys("fp")
     assert not redis_client.exists(qk.job(jobs[0].id))
     assert redis_client.exists(qk.job(jobs[-1].id))
+
+
+def test_bulk_over_several_batches_keeps_order_and_existing_jobs(coord: JobQueueCoordinator) -> None:
+    """Batches are sent while the previous one's snapshots are built: order and existing ids hold."""
+    coord.create_queue("fp")
+    existing = coord.enqueue_job("fp", "old", job_id="j-700")
+    total = 2 * BATCH_SIZE + 200
+    jobs = coord.enqueue_bulk("fp", [{"data": i, "options": {"job_id": f"j-{i}"}} for i in range(total)])
+    assert [job.id for job in jobs] == [f"j-{i}" for i in range(total)]
+    assert jobs[700].data == "old" and jobs[700].created_at == existing.created_at
+    assert [job.data for job in jobs[:700]] == list(range(700))
+    assert coord.get_queue_status("fp").counts.waiting == total
+
+
+def test_bulk_to_a_missing_queue_writes_nothing(coord: JobQueueCoordinator, redis_client: redis.Redis) -> None:
+    coord.create_queue("fp")
+    redis_client.delete(coord.registry.queue_keys("fp").meta)  # gone behind the producer's config cache
+    with pytest.raises(QueueNotFoundError):
+        coord.enqueue_bulk("fp", [{"data": i} for i in range(3 * BATCH_SIZE)])
+    assert redis_client.zcard(coord.registry.queue_keys("fp").index("waiting")) == 0

@@ -126,3 +126,29 @@ def test_a_real_worker_runs_dispatched_messages(fmt_coord: JobQueueCoordinator) 
         done = fmt_coord.wait_for_job(QUEUE, job.id, timeout=30)
         assert done.state.value == "completed", done.failed_reason
         assert done.result["echo"] == job.data
+
+
+def test_redispatch_after_a_retry_runs(coord: JobQueueCoordinator) -> None:
+    """A retried job is dispatched again by promote.lua (token 2) with the same message builder."""
+    coord.create_queue("fmt-retry")
+    job = coord.enqueue_job("fmt-retry", {"failures": 1}, backoff={"type": "fixed", "delay": 10}, timeout=30)
+    coord.register_worker("fmt-retry", processor=processors.flaky, pool="solo")
+    done = coord.wait_for_job("fmt-retry", job.id, timeout=30)
+    assert done.state.value == "completed", done.failed_reason
+    assert done.attempts_made == 2 and done.result == "recovered"
+
+
+def test_names_that_need_json_escaping_still_make_valid_messages(fmt_coord: JobQueueCoordinator,
+                                                                 redis_client: redis.Redis) -> None:
+    """The API only lets plain names through, but the script must not write broken JSON (a worker
+    dies on a message it cannot parse), so its escaping path is checked with a registry call."""
+    from coordinator.models import JobOptions
+    from coordinator.registry import NewJob
+
+    odd_id = 'odd"id\\with\tescapes'
+    options = JobOptions(max_retries=0, trace_id=None)
+    assert fmt_coord.registry.enqueue(QUEUE, [NewJob(id=odd_id, name="n", data_json="1", options=options)]) == [True]
+    _, payload = _only_message(redis_client, fmt_coord, QUEUE)  # json.loads succeeded
+    message = _kombu_message(fmt_coord, payload)
+    assert message.headers["id"] == f"{odd_id}.1"
+    assert message.decode()[1] == {"queue": QUEUE, "job_id": odd_id, "token": 1}

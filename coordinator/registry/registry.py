@@ -7,7 +7,8 @@ exactly one state index. Reads are plain commands, pipelined into one round trip
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,9 +120,25 @@ class Registry:
         """Add jobs (each batch of BATCH_SIZE in one round trip); True per job added, False
         where a job with that id existed and nothing was written."""
         added: list[bool] = []
-        for start in range(0, len(jobs), BATCH_SIZE):
-            added.extend(self._enqueue_batch(queue, jobs[start : start + BATCH_SIZE]))
+        for flags in self.enqueue_batches(queue, jobs):
+            added.extend(flags)
         return added
+
+    def enqueue_batches(self, queue: str, jobs: list[NewJob]) -> Iterator[list[bool]]:
+        """`enqueue`, yielding each batch's flags in order. While the caller handles one batch's
+        flags, the next batch already runs in Redis (sent from a helper thread), so the caller's
+        Python work overlaps the scripts. A batch that fails raises, and no later batch is sent."""
+        batches = [jobs[start : start + BATCH_SIZE] for start in range(0, len(jobs), BATCH_SIZE)]
+        if len(batches) <= 1:
+            yield from (self._enqueue_batch(queue, batch) for batch in batches)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jqc-enqueue") as sender:
+            pending = sender.submit(self._enqueue_batch, queue, batches[0])
+            for batch in batches[1:]:
+                flags = pending.result()
+                pending = sender.submit(self._enqueue_batch, queue, batch)
+                yield flags
+            yield pending.result()
 
     def _enqueue_batch(self, queue: str, jobs: list[NewJob]) -> list[bool]:
         qk = self.queue_keys(queue)
