@@ -24,13 +24,6 @@ _PLAIN_BULK_KEYS = frozenset({"data", "name"})
 _FINAL_STATES = {JobState.COMPLETED.value, JobState.FAILED.value, JobState.CANCELLED.value}
 
 
-def with_trace_id(options: JobOptions) -> JobOptions:
-    """The options with a new trace id (32 hex digits, a valid W3C trace-id) when none was given."""
-    if options.trace_id:
-        return options
-    return options.model_copy(update={"trace_id": uuid.uuid4().hex})
-
-
 class JobScheduler:
     """Writes jobs to the registry (which dispatches them to Celery) and controls them."""
 
@@ -103,7 +96,6 @@ class JobScheduler:
     def _add(self, queue: str, items: list[tuple[Any, str | None, JobOptions]], schedule_key: str = "",
              created_ms: int = 0) -> list[Job]:
         now = now_ms()
-        items = [(data, name, with_trace_id(opts)) for data, name, opts in items]
         new_jobs = []
         for data, name, opts in items:
             new_jobs.append(NewJob(
@@ -114,6 +106,8 @@ class JobScheduler:
                 due_ms=now + opts.delay if opts.delay else 0,
                 schedule_key=schedule_key,
                 created_ms=created_ms,
+                # given at enqueue, or made here: 32 hex digits, a valid W3C trace-id
+                trace_id=opts.trace_id or uuid.uuid4().hex,
             ))
         created_at = datetime.fromtimestamp((created_ms or now) / 1000, tz=timezone.utc)
         jobs = []
@@ -129,7 +123,7 @@ class JobScheduler:
                 jobs.append(Job(
                     id=new.id, queue=queue, name=new.name, data=data, options=opts,
                     state=JobState.DELAYED if new.due_ms else JobState.WAITING,
-                    created_at=created_at, trace_id=opts.trace_id, schedule_key=schedule_key or None,
+                    created_at=created_at, trace_id=new.trace_id, schedule_key=schedule_key or None,
                 ))
         return jobs
 

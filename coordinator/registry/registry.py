@@ -67,6 +67,7 @@ class NewJob:
     schedule_key: str = ""
     created_ms: int = 0
     """When the job was created (ms); 0: now. A recurring job's run passes its tick's time."""
+    trace_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,7 @@ class Registry:
             args += [
                 job.id, job.name, job.data_json, opts_json,
                 opts.priority, job.due_ms, "" if opts.timeout is None else opts.timeout,
-                opts.trace_id or "", opts.max_retries, job.schedule_key, job.created_ms,
+                job.trace_id, opts.max_retries, job.schedule_key, job.created_ms,
             ]
         result = self.scripts.enqueue(keys=keys, args=args)
         if result == -1:
@@ -459,7 +460,7 @@ class Registry:
         items = list(candidates.items())
         for start in range(0, len(items), BATCH_SIZE):
             batch = items[start : start + BATCH_SIZE]
-            keys = [qk.parked, qk.meta, qk.events, *qk.broker_lists, *(qk.job(job_id) for _, (job_id, _) in batch)]
+            keys = [qk.parked, qk.meta, qk.events, *self.broker_keys(qk), *(qk.job(job_id) for _, (job_id, _) in batch)]
             args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
             for _, pair in batch:
                 args += pair

@@ -75,7 +75,7 @@ local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, tok
       '"headers":{"lang":"py","task":"' .. taskName .. '","id":"' .. taskId .. '","root_id":"' .. taskId ..
       '","retries":0,"argsrepr":"()","kwargsrepr":"{}","origin":"coordinator","ignore_result":true' .. extra ..
       '},"properties":{"delivery_mode":2,"delivery_info":{"exchange":"","routing_key":"' .. celeryQueue ..
-      '"},"priority":' .. level .. ',"delivery_tag":"' .. queueName .. '/' .. taskId .. '"}}'
+      '"},"priority":' .. level .. ',"delivery_tag":"' .. celeryQueue .. '/' .. taskId .. '"}}'
   else
     local body = '[[],{"queue":' .. jsonString(queueName) .. ',"job_id":' .. jsonString(jobId) ..
       ',"token":' .. token .. '},{}]'
@@ -85,7 +85,7 @@ local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, tok
       ',"retries":0,"argsrepr":"()","kwargsrepr":"{}","origin":"coordinator","ignore_result":true' .. extra ..
       '},"properties":{"delivery_mode":2,"delivery_info":{"exchange":"","routing_key":' ..
       jsonString(celeryQueue) .. '},"priority":' .. level .. ',"delivery_tag":' ..
-      jsonString(queueName .. "/" .. taskId) .. '}}'
+      jsonString(celeryQueue .. "/" .. taskId) .. '}}'
   end
   redis.call("LPUSH", brokerKeys[level + 1], message)
 end
