@@ -8,6 +8,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -22,22 +24,25 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server with its own port and directory; `restart()` keeps both (and its AOF)."""
 
-    def __init__(self, *args: str, port: int | None = None, tls: bool = False) -> None:
+    def __init__(self, *args: str, port: int | None = None, tls: bool = False, password: str | None = None) -> None:
         self.port = port or free_port()
         self.tls = tls
+        self.password = password
         self.dir = Path(tempfile.mkdtemp(prefix="jqc-redis-"))
         self.args = list(args)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         port_args = ["--port", "0", "--tls-port", str(self.port)] if self.tls else ["--port", str(self.port)]
         self.process = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", *port_args, "--dir", str(self.dir), "--save", "",
-             "--enable-debug-command", "local", *self.args],
+             "--enable-debug-command", "local", *(["--requirepass", self.password] if self.password else []),
+             *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         )
         self._wait_listening()
@@ -54,9 +59,8 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not listen on {self.port}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        if self.process:
+            stop_process(self.process)
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
@@ -68,7 +72,8 @@ class RedisServer:
         self.start()
 
     def client(self, **kwargs: object) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, **kwargs)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, decode_responses=True,
+                           **kwargs)
 
     def __enter__(self) -> RedisServer:
         return self.start()
@@ -76,3 +81,21 @@ class RedisServer:
     def __exit__(self, *exc: object) -> None:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextmanager
+def redis_server(*args: str, port: int | None = None, password: str | None = None) -> Iterator[str]:
+    """A throwaway server with AOF on (unless ``args`` say otherwise); yields its URL."""
+    with RedisServer("--appendonly", "yes", *args, port=port, password=password) as server:
+        yield server.url
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` s; reaped either way."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)

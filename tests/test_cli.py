@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from coordinator import JobQueueCoordinator
 from coordinator.cli import _command_names, main
 from tests.conftest import REDIS_URL
-from tests.own_redis import free_port
+from tests.servers import free_port
 from tests.test_events import wait_until
 
 

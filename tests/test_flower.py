@@ -18,7 +18,7 @@ import pytest
 from coordinator import JobQueueCoordinator
 from tests import processors
 from tests.conftest import REDIS_URL
-from tests.own_redis import free_port
+from tests.servers import free_port, stop_process
 from tests.test_events import wait_until
 
 AUTH = "ops:flower-pw"
@@ -56,12 +56,7 @@ def flower_url(prefix: str, tmp_path: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         log.close()
     assert "flower-pw" not in (tmp_path / "flower.log").read_text()
 

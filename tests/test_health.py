@@ -16,7 +16,7 @@ import pytest
 
 from coordinator import Health, HealthStatus, HealthThresholds, JobQueueCoordinator
 from tests import obs_processors, processors
-from tests.own_redis import free_port, redis_server
+from tests.servers import free_port, redis_server
 from tests.test_events import wait_until
 
 PASSWORD = "s3cret-" + uuid.uuid4().hex[:8]

@@ -21,7 +21,7 @@ from conftest import REDIS_URL
 from pool_support import events, kill_worker_group, wait_until
 from worker_processors import recorded
 
-from tests.reliability.conftest import REPORT, scaled
+from tests.reliability.conftest import scaled
 
 #: Jobs of the repeated-SIGKILL stream test (CI runs the default; raise it for a longer soak).
 KILL_STREAM_JOBS = int(os.environ.get("JQC_KILL_STREAM_JOBS") or scaled(200, 1000))
@@ -61,7 +61,7 @@ def completion_report(coord: JobQueueCoordinator, queue: str, job_ids: list[str]
     }
 
 
-def test_job_of_a_sigkilled_worker_completes_once(coord: JobQueueCoordinator, prefix: str) -> None:
+def test_job_of_a_sigkilled_worker_completes_once(coord: JobQueueCoordinator, prefix: str, report) -> None:
     coord.create_queue("kill")
     worker = coord.register_worker("kill", recorded, pool="prefork", concurrency=1)
     record = f"{prefix}:test:executions"
@@ -74,11 +74,11 @@ def test_job_of_a_sigkilled_worker_completes_once(coord: JobQueueCoordinator, pr
     recovered = time.monotonic() - killed
     assert final.state is JobState.COMPLETED
     assert final.attempts_made == 2
-    report = completion_report(coord, "kill", [job.id], record)
-    assert report == {"lost": 0, "duplicated": 0, "unbacked": 0, "executions": 1, "stalled": 1, "unstarted": 0,
+    counts = completion_report(coord, "kill", [job.id], record)
+    assert counts == {"lost": 0, "duplicated": 0, "unbacked": 0, "executions": 1, "stalled": 1, "unstarted": 0,
                       "failed": 0}
     assert coord.get_worker(worker.id).restarts == 1
-    REPORT.add("worker SIGKILLed mid-job (2 s job)", 1, report["lost"], report["duplicated"], recovered,
+    report.add("worker SIGKILLed mid-job (2 s job)", 1, counts["lost"], counts["duplicated"], recovered,
                note=f"stalled interval {coord.settings.stalled_interval_ms} ms, lock {coord.settings.lock_duration_ms} ms")
 
 
@@ -101,7 +101,7 @@ def test_job_fetched_but_never_started_by_a_killed_worker_is_dispatched_again(
 
 
 def test_repeated_sigkills_under_a_stream_lose_and_duplicate_nothing(tolerant: JobQueueCoordinator,
-                                                                     prefix: str) -> None:
+                                                                     prefix: str, report) -> None:
     coord = tolerant
     coord.create_queue("stream")
     workers = [coord.register_worker("stream", recorded, pool="prefork", concurrency=1) for _ in range(2)]
@@ -122,12 +122,11 @@ def test_repeated_sigkills_under_a_stream_lose_and_duplicate_nothing(tolerant: J
             kills += 1
     wait_until(lambda: coord.registry.client.zcard(completed_key) >= len(job_ids), 60, "every job completed")
 
-    report = completion_report(coord, "stream", job_ids, record)
-    print(f"\n{KILL_STREAM_JOBS} jobs, {kills} SIGKILLs: {report}")
+    counts = completion_report(coord, "stream", job_ids, record)
     assert kills >= 5
-    assert report["stalled"] >= 1, "no kill landed mid-job: the test proved nothing"
-    assert (report["lost"], report["duplicated"], report["unbacked"], report["failed"]) == (0, 0, 0, 0)
-    REPORT.add(f"workers SIGKILLed {kills}x under a stream of {KILL_STREAM_JOBS} jobs", KILL_STREAM_JOBS,
-               report["lost"], report["duplicated"],
-               note=f"{report['stalled']} stalled + {report['unstarted']} unstarted recovered, "
-                    f"{report['executions']} executions")
+    assert counts["stalled"] >= 1, "no kill landed mid-job: the test proved nothing"
+    assert (counts["lost"], counts["duplicated"], counts["unbacked"], counts["failed"]) == (0, 0, 0, 0)
+    report.add(f"workers SIGKILLed {kills}x under a stream of {KILL_STREAM_JOBS} jobs", KILL_STREAM_JOBS,
+               counts["lost"], counts["duplicated"],
+               note=f"{counts['stalled']} stalled + {counts['unstarted']} unstarted recovered, "
+                    f"{counts['executions']} executions")
