@@ -388,7 +388,7 @@ def scale(state: _State, queue: str, count: int, processor: str | None) -> None:
     coord = state.coord
     if processor and queue not in coord.processors:
         coord.processor(queue)(load(processor))
-    result = coord.scale_workers(queue, count)  # type: ignore[attr-defined]
+    result = coord.scale_workers(queue, count)
     click.echo(f"queue {queue}: {result.previous} -> {result.current} workers; Ctrl-C stops them")
     try:
         _wait_for_signal()
@@ -401,7 +401,7 @@ def scale(state: _State, queue: str, count: int, processor: str | None) -> None:
 @pass_state
 def beat(state: _State, loglevel: str | None) -> None:
     """Run the scheduler that fires recurring jobs (one tick fires once, however many run)."""
-    from coordinator.beat import run_beat  # type: ignore[import-not-found]
+    from coordinator.beat import run_beat
 
     coord = state.coord
     run_beat(coord, (loglevel or coord.settings.log_level).upper())
@@ -438,12 +438,13 @@ def metrics(state: _State, address: str, port: int) -> None:
         server.shutdown()  # type: ignore[attr-defined]
 
 
-@main.command()
-def demo() -> None:
-    """Run the demo: queues, workers and jobs on the Redis from the environment."""
-    from coordinator.demo import run_demo  # type: ignore[import-not-found]
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("demo_args", nargs=-1, type=click.UNPROCESSED)
+def demo(demo_args: tuple[str, ...]) -> None:
+    """Run the photo-processing demo (REDIS_URL, else a throwaway redis-server); `demo --help` lists its options."""
+    from coordinator.demo.__main__ import main as demo_main
 
-    run_demo()
+    sys.exit(demo_main(list(demo_args)))
 
 
 def _command_names() -> list[str]:

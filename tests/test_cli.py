@@ -200,3 +200,44 @@ def test_subprocess_exit_codes(coord: JobQueueCoordinator, env: dict[str, str]) 
     assert cli(env, "health", "--strict").returncode == (0 if status == "healthy" else 1)
     coord.enqueue_job("sq", 1)
     assert cli(env, "health").returncode == 1  # a waiting job and no worker
+
+
+def test_scale_command_runs_and_stops_its_workers(coord: JobQueueCoordinator, env: dict[str, str]) -> None:
+    coord.create_queue("cls")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coordinator.cli", "scale", "cls", "2", "--processor", "tests.processors:echo"],
+        env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_until(lambda: coord.get_queue_status("cls").workers == 2, 60)
+        job = coord.enqueue_job("cls", {"via": "scale"})
+        assert coord.wait_for_job("cls", job.id, timeout=60).result["echo"] == {"via": "scale"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    assert "queue cls: 0 -> 2 workers" in stdout, stderr
+    wait_until(lambda: coord.get_queue_status("cls").workers == 0, 30)
+
+
+def test_beat_command_fires_a_recurring_job(coord: JobQueueCoordinator, env: dict[str, str]) -> None:
+    coord.create_queue("clb")
+    coord.schedule_recurring_job("clb", "tick", {"n": 1}, every=1000, key="clb-tick")
+    proc = subprocess.Popen([sys.executable, "-m", "coordinator.cli", "beat"], env={**os.environ, **env},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        fired = wait_until(lambda: coord.get_jobs("clb", ["waiting"]), 30)
+        assert fired[0].schedule_key == "clb-tick" and fired[0].id.startswith("rep:clb-tick:")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+
+
+def test_demo_command_runs_the_demo_and_passes_its_exit_code(env: dict[str, str]) -> None:
+    helped = cli(env, "demo", "--help")
+    assert helped.returncode == 0 and "--quick" in helped.stdout
+    ran = cli(env, "demo", "--quick", "--no-recurring", timeout=240)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    refused = cli({**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "PATH": "/nonexistent"},
+                  "demo", "--quick")
+    assert refused.returncode == 3 and "redis-server" in refused.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from coordinator import JobQueueCoordinator
 
@@ -31,3 +32,13 @@ def lost_and_duplicated(coord: JobQueueCoordinator, queue: str, job_ids: list[st
     lost = sum(1 for job_id in job_ids if done[job_id] == 0)
     duplicated = sum(count - 1 for count in done.values() if count > 1)
     return lost, duplicated
+
+
+def diagnosis(coord: JobQueueCoordinator, queue: str) -> str:
+    """What a failed scenario left behind: counts, workers, broker lists, the workers' log tails."""
+    keys = coord.keys.for_queue(queue)
+    workers = coord.get_all_worker_status()
+    logs = "\n".join(Path(w.log_file).read_text(errors="replace")[-3000:] for w in workers if w.log_file)
+    return (f"{coord.get_queue_status(queue).counts}; workers {[(w.id, w.state.value, w.pid, w.restarts) for w in workers]}; "
+            f"broker lists {[coord.redis.llen(k) for k in keys.broker_lists]}; unacked {coord.redis.hlen(coord.keys.unacked)}\n"
+            f"{logs}")

@@ -11,7 +11,7 @@ import redis
 from coordinator import JobState, RedisUnavailableError
 from tests import processors
 from tests.reliability.conftest import scaled
-from tests.reliability.helpers import coordinator_on, lost_and_duplicated
+from tests.reliability.helpers import coordinator_on, diagnosis, lost_and_duplicated
 from tests.servers import RedisServer
 from tests.test_processing import WAIT_S, wait_until
 
@@ -89,7 +89,10 @@ def test_redis_restart_with_aof_loses_nothing(report) -> None:
             job = wait_until(lambda: _try(lambda: coord.enqueue_job("q", {"seconds": 0.01}, job_id=f"j{n}")),
                              timeout=WAIT_S)
             ids.append(job.id)
-        wait_until(lambda: _try(lambda: coord.get_queue_status("q").counts.completed == count), timeout=120)
+        try:
+            wait_until(lambda: _try(lambda: coord.get_queue_status("q").counts.completed == count), timeout=120)
+        except AssertionError as exc:
+            raise AssertionError(diagnosis(coord, "q")) from exc
         recovered = time.monotonic() - restarted_at
         lost, duplicated = lost_and_duplicated(coord, "q", ids)
         assert (lost, duplicated) == (0, 0)
