@@ -11,6 +11,12 @@ from tests.reliability.conftest import Report
 REPORT = Report()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/scaleout/" in item.nodeid:
+            item.add_marker(pytest.mark.scaleout)
+
+
 @pytest.fixture
 def scaleout_report() -> Report:
     return REPORT

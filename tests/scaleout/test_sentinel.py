@@ -15,6 +15,7 @@ import time
 from coordinator import JobQueueCoordinator, JobState, RedisUnavailableError
 from tests import processors
 from tests.reliability.helpers import completions
+from coordinator.sentinel import SentinelTarget
 from tests.sentinel_servers import SentinelGroup
 from tests.test_processing import wait_until
 
@@ -99,3 +100,26 @@ def _state(coord: JobQueueCoordinator, job_id: str) -> JobState | None:
     except RedisUnavailableError:
         return None
     return None if job is None else job.state
+
+
+def test_sentinel_url_forms_and_settings() -> None:
+    from coordinator.settings import Settings, redact_url, settings_from_env
+
+    ours = Settings(url="sentinel://:s3cret@10.0.0.1:26379,10.0.0.2/2?master_name=main")
+    target = ours.sentinel_target(ours.url)
+    assert target.sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26379))
+    assert (target.master, target.db, target.password) == ("main", 2, "s3cret")
+    assert target.kombu_url == "sentinel://:s3cret@10.0.0.1:26379/2;sentinel://:s3cret@10.0.0.2:26379/2"
+    kombu_form = settings_from_env({"REDIS_URL": target.kombu_url, "REDIS_SENTINEL_MASTER": "main",
+                                    "REDIS_SENTINEL_PASSWORD": "sentinel-pw"})
+    assert kombu_form.sentinel_target(kombu_form.url) == SentinelTarget(
+        target.sentinels, "main", 2, None, "s3cret", "sentinel-pw")
+    assert kombu_form.broker_is_redis
+    for url in (ours.url, target.kombu_url):
+        assert "s3cret" not in redact_url(url)
+    try:
+        Settings(url="sentinel://10.0.0.1:26379/0")
+    except ValueError as exc:
+        assert "REDIS_SENTINEL_MASTER" in str(exc)
+    else:
+        raise AssertionError("a Sentinel URL without a master name was accepted")
