@@ -41,7 +41,9 @@ class Settings(BaseModel):
     tls_insecure: bool = Field(False, description="REDIS_TLS_INSECURE: accept any server certificate (not for production)")
     # Redis Sentinel (issue 9): used when url or broker_url is a sentinel:// URL (coordinator/sentinel.py).
     sentinel_master: str | None = Field(None, description="REDIS_SENTINEL_MASTER: master group, if the URL has none")
-    sentinel_password: str | None = Field(None, description="REDIS_SENTINEL_PASSWORD: the sentinels' own password")
+    sentinel_password: str | None = Field(
+        None, repr=False, description="REDIS_SENTINEL_PASSWORD: the sentinels' own password"
+    )
 
     _check_prefix = field_validator("prefix")(check_prefix)
 

@@ -148,3 +148,24 @@ def test_outbox_claim_and_release_on_the_cluster(client: RedisCluster) -> None:
     assert registry.claim_outbox(queue, 10, stale_ms=0) == []
     registry.delete_queue(queue)
     assert queue not in registry.queue_names()
+
+
+def test_no_script_builds_a_key_name() -> None:
+    """Every command's key is KEYS[...] or a local taken from KEYS: nothing concatenated into a key."""
+    import re
+
+    from coordinator.registry.scripts import SCRIPT_NAMES, script_source
+
+    call = re.compile(r'redis\.call\("([A-Z]+)",\s*([^,)]+)')
+    from_keys = re.compile(r"^(KEYS\[[^\]]+\]|brokerKeys\[[^\]]+\])$")
+    key_locals = re.compile(r"local ([\w, ]+?)\s*=\s*(.+)")
+    for name in SCRIPT_NAMES:
+        source = script_source(name)
+        allowed = {"jobKey", "lockKey", "eventsKey", "parkedKey", "metaKey"}  # parameters of _lib.lua
+        for names, values in key_locals.findall(source):
+            for var, value in zip((n.strip() for n in names.split(",")), values.split(",")):
+                if var.endswith("Key") and not value.strip().startswith("KEYS["):
+                    raise AssertionError(f"{name}.lua: {var} = {value.strip()} is not taken from KEYS")
+        for command, first in call.findall(source):
+            first = first.strip()
+            assert from_keys.match(first) or first in allowed, f"{name}.lua: {command} on {first}"

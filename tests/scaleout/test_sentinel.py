@@ -29,6 +29,9 @@ def test_master_killed_replica_promoted_producers_and_workers_carry_on(scaleout_
         try:
             coord.create_queue("q", retention={"completed_count": 10_000})
             coord.register_worker("q", processors.echo, pool="solo")
+            # The Sentinel transport keeps the poison guard: a non-message is recorded, the worker lives.
+            coord.redis.lpush(coord.keys.for_queue("q").broker_list(0), "not a kombu message")
+            wait_until(lambda: coord.get_queue_status("q").counts.failed == 1, timeout=30)
             accepted: list[str] = []
             raised = 0
             stop = threading.Event()
