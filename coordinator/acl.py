@@ -12,6 +12,7 @@ def acl_rules(prefix: str, db: int = 0) -> list[str]:
     Keys: the prefix (registry, broker lists, results, beat), kombu's binding sets, and the
     pidbox lists of worker control. Channels: kombu's fanout channels of the prefix's control
     and event exchanges; PSUBSCRIBE needs its pattern listed literally, hence the second one.
+    INFO lets health and workers see persistence and eviction settings; CONFIG stays denied.
     """
     control = CoordinatorKeys(prefix).control_exchange
     return [
@@ -20,7 +21,7 @@ def acl_rules(prefix: str, db: int = 0) -> list[str]:
         f"&/{db}.{prefix}.*", f"&/{db}.{control}.pidbox",
         "-@all", "+@read", "+@write", "+@keyspace", "+@list", "+@hash", "+@sortedset", "+@string",
         "+@stream", "+@set", "+@pubsub", "+@scripting", "+@transaction", "+@connection",
-        "-@dangerous", "+time",
+        "-@dangerous", "+time", "+info",
     ]
 
 

@@ -97,7 +97,6 @@ def build_app(settings: Settings, app: Celery | None = None) -> Celery:
         "event_exchange": keys.event_exchange,
         "broker_transport_options": transport,
         "result_backend_transport_options": backend_options,
-        **redbeat_config(settings),
     }
     if app is None:
         app = Celery(
@@ -124,19 +123,6 @@ def celery_url(settings: Settings, url: str) -> str:
 def _redis_transport(sentinel: bool) -> str:
     """Our poison-safe kombu Redis transport, in its Sentinel variant when the broker is Sentinel."""
     return "coordinator.runtime.transport:" + ("SentinelTransport" if sentinel else "Transport")
-
-
-def redbeat_config(settings: Settings) -> dict[str, Any]:
-    """redbeat's settings for recurring jobs: the registry's Redis (or its Sentinel master) and
-    the prefix's key namespace."""
-    config: dict[str, Any] = {"redbeat_key_prefix": CoordinatorKeys(settings.prefix).beat}
-    target = settings.sentinel_target(settings.url)
-    if target is None:
-        config["redbeat_redis_url"] = settings.url
-    else:
-        config["redbeat_redis_url"] = "redis-sentinel://"
-        config["redbeat_redis_options"] = target.redbeat_options(settings.socket_timeout_s)
-    return config
 
 
 def _refuse_unsafe(app: Celery) -> None:

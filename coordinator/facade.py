@@ -4,6 +4,7 @@
     ├── QueueManager   (queues.py)     queues: create, pause, resume, delete, status
     ├── JobScheduler   (scheduler.py)  jobs: enqueue, schedule, read, retry, cancel, prioritise
     ├── WorkerManager  (workers/)      managed `celery worker` processes
+    ├── RecurringManager (recurring/)  recurring jobs: redbeat entries fired once per tick
     └── Registry       (registry/)     job records and state moves in Redis (Lua)
 """
 
@@ -36,13 +37,17 @@ from coordinator.models import (
     QueueConfig,
     QueueInfo,
     QueueStatus,
+    RecurringJob,
+    RecurringJobOptions,
     ScalingResult,
     ScheduleOptions,
     WorkerOptions,
     WorkerStatus,
 )
 from coordinator.queues import QueueManager
+from coordinator.recurring import RecurringManager
 from coordinator.registry import Registry
+from coordinator.runtime.beat_scheduler import configure_beat
 from coordinator.runtime.foreign import ForeignTaskTracker
 from coordinator.runtime.locks import LockKeeper
 from coordinator.runtime.maintenance import maintenance_step
@@ -94,6 +99,8 @@ class JobQueueCoordinator:
         self.queues = QueueManager(self.registry, settings)
         self.jobs = JobScheduler(self.registry, self.queues, settings, self.app, self._default_job_name)
         self.workers = WorkerManager(self)
+        self.recurring = RecurringManager(self.redis, self.keys, self.queues, self.jobs, settings)
+        configure_beat(self.app, settings, self.recurring.fire)
         self._lock_keeper: LockKeeper | None = None
         self._mutex = threading.Lock()
         self._foreign = ForeignTaskTracker(self) if self.adopted_app else None
@@ -157,6 +164,7 @@ class JobQueueCoordinator:
         self.queues.resume_queue(name)
 
     def delete_queue(self, name: str) -> None:
+        self.recurring.remove_queue(name)
         self.queues.delete_queue(name)
 
     # ----------------------------------------------------------------------------- jobs
@@ -196,6 +204,18 @@ class JobQueueCoordinator:
 
     def wait_for_job(self, queue: str, job_id: str, timeout: float) -> Job:
         return self.jobs.wait_for_job(queue, job_id, timeout)
+
+    # ----------------------------------------------------------------------------- recurring jobs
+
+    def schedule_recurring_job(self, queue: str, job_name: str, data: Any,
+                               options: RecurringJobOptions | None = None, **fields: Any) -> RecurringJob:
+        return self.recurring.schedule_recurring_job(queue, job_name, data, options, **fields)
+
+    def get_recurring_jobs(self, queue: str | None = None) -> list[RecurringJob]:
+        return self.recurring.get_recurring_jobs(queue)
+
+    def remove_recurring_job(self, queue: str, key: str) -> bool:
+        return self.recurring.remove_recurring_job(queue, key)
 
     # ----------------------------------------------------------------------------- workers
 

@@ -160,8 +160,42 @@ class CoordinatorKeys:
 
     @property
     def beat(self) -> str:
-        """Key prefix of the redbeat schedule."""
+        """Base of the beat's keys (redbeat's key prefix is this and ``:``)."""
         return f"{self.prefix}:beat"
+
+    # Recurring jobs (redbeat). redbeat names its own keys ``<key prefix>:schedule``, ``:statics``
+    # and ``:lock``; with the key prefix ``<beat>:`` they start with ``<beat>::``, which no
+    # entry key can (entry names start with a queue name).
+    @property
+    def beat_key_prefix(self) -> str:
+        """redbeat's ``redbeat_key_prefix``: every schedule entry key starts with it."""
+        return f"{self.beat}:"
+
+    @property
+    def beat_schedule(self) -> str:
+        """redbeat's sorted set of entry keys by next run (epoch s; -1: never again)."""
+        return f"{self.beat_key_prefix}:schedule"
+
+    @property
+    def beat_lock(self) -> str:
+        """redbeat's lock: the one beat that holds it fires the ticks."""
+        return f"{self.beat_key_prefix}:lock"
+
+    def beat_entry_name(self, queue: str, key: str) -> str:
+        """redbeat's entry name of a recurring job (its key is the key prefix + this name)."""
+        return f"{queue}:{key}"
+
+    def beat_entry(self, queue: str, key: str) -> str:
+        """Hash: the redbeat entry of a recurring job (``definition``, ``meta``) and the
+        coordinator's fields beside them (job name, data, options, limit, run count, last tick,
+        recent ticks, revision)."""
+        return f"{self.beat_key_prefix}{self.beat_entry_name(queue, key)}"
+
+    @property
+    def recurring_task(self) -> str:
+        """The Celery task a schedule entry fires (a ``:`` that no queue name has: no clash
+        with the processor task names ``<prefix>.<queue>``)."""
+        return f"{self.prefix}:recurring"
 
     def task_name(self, queue: str) -> str:
         """The Celery task name of a queue's processor."""

@@ -65,6 +65,11 @@ class JobScheduler:
             job_fields["delay"] = max(0, to_ms(schedule.run_at) - now_ms())
         return self._add(queue, [(data, job_name, self.resolve_options(queue, None, job_fields))])[0]
 
+    def enqueue_run(self, queue: str, name: str, data: Any, options: JobOptions, schedule_key: str,
+                    created_ms: int) -> Job:
+        """Add one run of a recurring job, created at its tick's time and linked to its schedule."""
+        return self._add(queue, [(data, name, options)], schedule_key=schedule_key, created_ms=created_ms)[0]
+
     def resolve_options(self, queue: str, options: JobOptions | None, fields: dict[str, Any]) -> JobOptions:
         """The queue's default options, overlaid by ``options`` and then by ``fields``."""
         defaults = self.queues.cached_config(queue).default_job_options
@@ -78,7 +83,8 @@ class JobScheduler:
             merged["max_retries"] = self.settings.default_max_retries
         return JobOptions(**merged)
 
-    def _add(self, queue: str, items: list[tuple[Any, str | None, JobOptions]]) -> list[Job]:
+    def _add(self, queue: str, items: list[tuple[Any, str | None, JobOptions]], schedule_key: str = "",
+             created_ms: int = 0) -> list[Job]:
         now = now_ms()
         items = [(data, name, with_trace_id(opts)) for data, name, opts in items]
         new_jobs = []
@@ -89,9 +95,11 @@ class JobScheduler:
                 data_json=encode_json(data, "data", self.settings.max_job_size),
                 options=opts,
                 due_ms=now + opts.delay if opts.delay else 0,
+                schedule_key=schedule_key,
+                created_ms=created_ms,
             ))
         added = self.registry.enqueue(queue, new_jobs)
-        created_at = datetime.fromtimestamp(now / 1000, tz=timezone.utc)
+        created_at = datetime.fromtimestamp((created_ms or now) / 1000, tz=timezone.utc)
         jobs = []
         for (data, _, opts), new, was_added in zip(items, new_jobs, added):
             if not was_added:
@@ -102,7 +110,7 @@ class JobScheduler:
             jobs.append(Job(
                 id=new.id, queue=queue, name=new.name, data=data, options=opts,
                 state=JobState.DELAYED if new.due_ms else JobState.WAITING,
-                created_at=created_at, trace_id=opts.trace_id,
+                created_at=created_at, trace_id=opts.trace_id, schedule_key=schedule_key or None,
             ))
         return jobs
 

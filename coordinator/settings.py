@@ -39,6 +39,10 @@ class Settings(BaseModel):
     tls_cert_file: str | None = Field(None, description="REDIS_TLS_CERT: client certificate (optional)")
     tls_key_file: str | None = Field(None, description="REDIS_TLS_KEY: client key (optional)")
     tls_insecure: bool = Field(False, description="REDIS_TLS_INSECURE: accept any server certificate (not for production)")
+    beat_max_interval_s: float = Field(1.0, gt=0, le=60, description="longest sleep of a beat's loop: how soon "
+                                       "it sees a schedule added at run time")
+    beat_lock_timeout_s: int = Field(5, ge=2, le=600, description="TTL of the beat lock: how soon a standby beat "
+                                     "takes over from a dead one")
     # Redis Sentinel (issue 9): used when url or broker_url is a sentinel:// URL (coordinator/sentinel.py).
     sentinel_master: str | None = Field(None, description="REDIS_SENTINEL_MASTER: master group, if the URL has none")
     sentinel_password: str | None = Field(
@@ -46,6 +50,13 @@ class Settings(BaseModel):
     )
 
     _check_prefix = field_validator("prefix")(check_prefix)
+
+    @model_validator(mode="after")
+    def _beat_lock_outlives_a_loop(self) -> Settings:
+        if self.beat_lock_timeout_s < 2 * self.beat_max_interval_s:
+            raise ValueError("beat_lock_timeout_s: must be at least twice beat_max_interval_s "
+                             "(the beat renews its lock once per loop)")
+        return self
 
     @field_validator("url", "broker_url")
     @classmethod

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterError, croniter
 
 from coordinator.errors import InvalidJobDataError, InvalidNameError
 
@@ -64,3 +68,25 @@ def encode_json(value: Any, field: str, max_bytes: int) -> str:
     if len(encoded) > max_bytes // 4 and len(encoded.encode("utf-8")) > max_bytes:
         raise InvalidJobDataError(f"{field}: {len(encoded.encode('utf-8'))} bytes encoded, over the limit of {max_bytes}")
     return encoded
+
+
+def check_cron(expression: str | None) -> str | None:
+    """A 5-field cron expression that fires at least once; ValueError naming ``cron`` otherwise."""
+    if expression is None:
+        return None
+    if not isinstance(expression, str) or len(expression.split()) != 5:
+        raise ValueError(f"cron: {expression!r} must have exactly 5 fields (minute hour day month weekday)")
+    try:
+        croniter(expression, datetime(2000, 1, 1, tzinfo=timezone.utc)).get_next(datetime)
+    except (CroniterError, ValueError, KeyError) as exc:
+        raise ValueError(f"cron: {expression!r} is not a valid expression that ever fires ({exc})") from None
+    return expression
+
+
+def check_zone(name: str) -> str:
+    """An IANA time zone name such as ``Europe/Berlin``; ValueError naming ``tz`` otherwise."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"tz: unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')") from None
+    return name

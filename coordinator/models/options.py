@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from coordinator.validation import check_job_id, check_queue_name, check_trace_id
+from coordinator.validation import check_cron, check_job_id, check_queue_name, check_trace_id, check_zone
 
 
 class _Options(BaseModel):
@@ -77,8 +77,18 @@ class ScheduleOptions(JobOptions):
         return self
 
 
+#: Longest schedule key: the id of each run, ``rep:<key>:<tick ms>``, must stay a valid job id.
+MAX_SCHEDULE_KEY = 180
+#: The fields of `RecurringJobOptions` that describe the schedule, not the jobs it creates.
+RECURRING_ONLY_FIELDS = frozenset({"cron", "every", "tz", "limit", "start_date", "end_date", "key"})
+
+
 class RecurringJobOptions(JobOptions):
-    """Options of `schedule_recurring_job`: ``cron`` (5 fields) or ``every`` (ms), not both."""
+    """Options of `schedule_recurring_job`: ``cron`` (5 fields) or ``every`` (ms), not both.
+
+    The JobOptions fields apply to every run; ``job_id`` is not allowed (each run's id is
+    ``rep:<key>:<tick ms>``). Dates must be timezone-aware; ``tz`` is the zone cron is read in.
+    """
 
     cron: str | None = None
     every: int | None = Field(None, gt=0, description="ms between runs")
@@ -86,9 +96,25 @@ class RecurringJobOptions(JobOptions):
     limit: int | None = Field(None, ge=1, description="stop after this many runs")
     start_date: datetime | None = None
     end_date: datetime | None = None
-    key: str | None = None
+    key: str | None = Field(None, max_length=MAX_SCHEDULE_KEY)
 
     _check_key = field_validator("key")(check_job_id)
+    _check_cron = field_validator("cron")(check_cron)
+    _check_tz = field_validator("tz")(check_zone)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RecurringJobOptions:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("cron, every: give exactly one of cron (5 fields) or every (ms)")
+        if self.job_id is not None:
+            raise ValueError("job_id: not allowed for recurring jobs; each run's id is rep:<key>:<tick ms>")
+        for name in ("start_date", "end_date"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name}: must be timezone-aware")
+        if self.start_date and self.end_date and self.end_date <= self.start_date:
+            raise ValueError("end_date: must be after start_date")
+        return self
 
 
 class Retention(_Options):
@@ -126,7 +152,8 @@ class WorkerOptions(_Options):
     autoscale: tuple[int, int] | None = Field(None, description="(max, min) processes, Celery's --autoscale")
     limiter: RateLimit | None = None
     pool: Literal["prefork", "threads", "solo"] = "prefork"
-    embed_beat: bool = Field(False, description="run a beat in the worker so recurring jobs fire")
+    embed_beat: bool = Field(True, description="run a beat in the worker (`celery worker -B`) so recurring jobs "
+                             "fire with no separate beat; any number of them is safe (one holds the lock)")
     max_restarts: int = Field(5, ge=0, description="restarts in a row after unexpected deaths before giving up")
 
     @field_validator("autoscale")

@@ -102,6 +102,10 @@ class ScalingResult(BaseModel):
 
 
 class RecurringJob(BaseModel):
+    """A recurring job's schedule. ``next_run`` is the first tick after the last run (in the past
+    while no beat runs; None once ``limit`` or ``end_date`` is reached); ``last_run`` is the tick
+    of the last run fired."""
+
     key: str
     queue: str
     name: str

@@ -64,6 +64,8 @@ class NewJob:
     options: JobOptions
     due_ms: int = 0
     schedule_key: str = ""
+    created_ms: int = 0
+    """When the job was created (ms); 0: now. A recurring job's run passes its tick's time."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,7 @@ class Registry:
             args += [
                 job.id, job.name, job.data_json, opts.model_dump_json(exclude_defaults=True),
                 opts.priority, job.due_ms, "" if opts.timeout is None else opts.timeout,
-                opts.trace_id or "", opts.max_retries, job.schedule_key,
+                opts.trace_id or "", opts.max_retries, job.schedule_key, job.created_ms,
             ]
         result = self.scripts.enqueue(keys=keys, args=args)
         if result == -1:

@@ -18,6 +18,8 @@ def celery_argv(spec: WorkerSpec, celery_queue: str) -> list[str]:
         "worker", "-Q", celery_queue, "-n", spec.node_name, "-P", options.pool,
         "-l", spec.settings.log_level, "-E", "--without-gossip", "--without-mingle",
     ]
+    if options.embed_beat:
+        argv += ["-B"]  # the app's beat_scheduler: the coordinator's redbeat scheduler
     if options.autoscale and options.pool == "prefork":
         argv += ["--autoscale", f"{options.autoscale[0]},{options.autoscale[1]}"]
     else:

@@ -11,8 +11,8 @@
 
   ARGV[1] now (ms)  ARGV[2] task name  ARGV[3] celery queue  ARGV[4] queue name
   ARGV[5] events max length
-  then 10 per job: id, name, data, opts, priority, due (ms, 0 = now), timeout (s or ""),
-                   trace id, max retries, schedule key
+  then 11 per job: id, name, data, opts, priority, due (ms, 0 = now), timeout (s or ""),
+                   trace id, max retries, schedule key, created (ms, 0 = now)
 
   Events: waiting or delayed, per job added.
   Returns: -1 if the queue does not exist; else a list with 1 for each job added and 0 for each
@@ -24,7 +24,7 @@ local maxLen = ARGV[5]
 local paused = redis.call("HGET", KEYS[1], "paused") == "1"
 local brokerKeys = sliceKeys(6, 10)
 local added = {}
-local per = 10
+local per = 11
 local count = (#ARGV - 5) / per
 for i = 0, count - 1 do
   local a = 5 + i * per
@@ -34,11 +34,13 @@ for i = 0, count - 1 do
   else
     local due = tonumber(ARGV[a + 6])
     local state = "waiting"
+    local createdAt = tonumber(ARGV[a + 11])
+    if createdAt == 0 then createdAt = now end
     if due > now then state = "delayed" end
     redis.call("HSET", jobKey, "name", ARGV[a + 2], "data", ARGV[a + 3], "opts", ARGV[a + 4],
       "priority", ARGV[a + 5], "timeout", ARGV[a + 7], "trace", ARGV[a + 8],
       "max_retries", ARGV[a + 9], "schedule", ARGV[a + 10], "state", state,
-      "attempts", 0, "stalled", 0, "token", 0, "created", now)
+      "attempts", 0, "stalled", 0, "token", 0, "created", createdAt)
     if state == "delayed" then
       redis.call("ZADD", KEYS[3], due, jobId)
       emitJob(KEYS[5], maxLen, "delayed", jobKey, jobId, "due", due)

@@ -1,0 +1,1 @@
+"""Example: a team's existing Celery app, adopted by the coordinator without rewriting its tasks."""
