@@ -31,7 +31,7 @@ def test_master_killed_replica_promoted_producers_and_workers_carry_on(scaleout_
             coord.register_worker("q", processors.echo, pool="solo")
             # The Sentinel transport keeps the poison guard: a non-message is recorded, the worker lives.
             coord.redis.lpush(coord.keys.for_queue("q").broker_list(0), "not a kombu message")
-            wait_until(lambda: coord.get_queue_status("q").counts.failed == 1, timeout=30)
+            phase(lambda: coord.get_queue_status("q").counts.failed == 1, "poison item recorded as failed")
             accepted: list[str] = []
             raised = 0
             stop = threading.Event()
@@ -50,16 +50,16 @@ def test_master_killed_replica_promoted_producers_and_workers_carry_on(scaleout_
             producer = threading.Thread(target=produce)
             producer.start()
             try:
-                wait_until(lambda: len(accepted) >= BEFORE, timeout=30)
+                phase(lambda: len(accepted) >= BEFORE, "jobs accepted before the kill")
                 old_port = group.master.port
                 group.master.kill()
                 killed_at = time.monotonic()
                 at_kill = len(accepted)
-                wait_until(lambda: group.master_port() == group.replica.port, timeout=30)
+                phase(lambda: group.master_port() == group.replica.port, "replica promoted")
                 promoted_s = time.monotonic() - killed_at
-                wait_until(lambda: len(accepted) >= at_kill + AFTER, timeout=30)
+                phase(lambda: len(accepted) >= at_kill + AFTER, "jobs accepted after the kill")
                 first_after = accepted[at_kill]
-                wait_until(lambda: _state(coord, first_after) is JobState.COMPLETED, timeout=30)
+                phase(lambda: _state(coord, first_after) is JobState.COMPLETED, "first job after the kill done")
                 recovered_s = time.monotonic() - killed_at
             finally:
                 stop.set()
@@ -67,7 +67,7 @@ def test_master_killed_replica_promoted_producers_and_workers_carry_on(scaleout_
             assert group.master_port() != old_port
             # Every job the new master knows completes exactly once; the rest is what async replication lost.
             known = [job_id for job_id in accepted if _exists(coord, job_id)]
-            wait_until(lambda: all(_state(coord, j) is JobState.COMPLETED for j in known), timeout=60)
+            phase(lambda: all(_state(coord, j) is JobState.COMPLETED for j in known), "every known job done")
             done = completions(coord, "q")
             assert all(done[job_id] == 1 for job_id in known)
             lost = len(accepted) - len(known)
@@ -80,6 +80,14 @@ def test_master_killed_replica_promoted_producers_and_workers_carry_on(scaleout_
         "Sentinel: master SIGKILLed mid-stream, replica promoted", len(accepted), lost, duplicated, recovered_s,
         note=f"promoted after {promoted_s:.1f} s; {raised} enqueues raised and were repeated",
     )
+
+
+def phase(predicate, what: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    """Wait for one step of the scenario, naming the step if it does not happen."""
+    try:
+        wait_until(predicate, timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"not within {timeout} s: {what}") from None
 
 
 def _beat_and_results_reach_new_master(coord: JobQueueCoordinator, group: SentinelGroup) -> None:
