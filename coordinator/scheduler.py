@@ -11,7 +11,7 @@ from typing import Any
 from celery import Celery
 
 from coordinator.errors import JobNotFoundError
-from coordinator.models import BulkJob, Job, JobOptions, JobState, ScheduleOptions
+from coordinator.models import BulkJob, Job, JobOptions, JobState, QueueConfig, ScheduleOptions
 from coordinator.queues import QueueManager
 from coordinator.registry import NewJob, Registry
 from coordinator.registry.codec import to_ms
@@ -19,14 +19,9 @@ from coordinator.registry.registry import now_ms
 from coordinator.settings import Settings
 from coordinator.validation import encode_json
 
+#: Keys of an `enqueue_bulk` item that the fast path takes without building a `BulkJob`.
+_PLAIN_BULK_KEYS = frozenset({"data", "name"})
 _FINAL_STATES = {JobState.COMPLETED.value, JobState.FAILED.value, JobState.CANCELLED.value}
-
-
-def with_trace_id(options: JobOptions) -> JobOptions:
-    """The options with a new trace id (32 hex digits, a valid W3C trace-id) when none was given."""
-    if options.trace_id:
-        return options
-    return options.model_copy(update={"trace_id": uuid.uuid4().hex})
 
 
 class JobScheduler:
@@ -39,6 +34,8 @@ class JobScheduler:
         self.settings = settings
         self.app = app
         self._default_name = default_name
+        # queue -> (config it was resolved from, options): the options of a job given no options
+        self._plain_options: dict[str, tuple[QueueConfig, JobOptions]] = {}
 
     # ----------------------------------------------------------------------------- enqueue
 
@@ -51,6 +48,10 @@ class JobScheduler:
         """Add many jobs, each batch in one round trip; all are validated before any is written."""
         items = []
         for job in jobs:
+            if type(job) is dict and job.keys() <= _PLAIN_BULK_KEYS and isinstance(job.get("name"), (str, type(None))):
+                # fast path, same outcome as validating: data is Any, name a str or None, no options
+                items.append((job.get("data"), job.get("name"), self.resolve_options(queue, None, {})))
+                continue
             bulk = job if isinstance(job, BulkJob) else BulkJob.model_validate(job)
             items.append((bulk.data, bulk.name, self.resolve_options(queue, bulk.options, {})))
         return self._add(queue, items)
@@ -72,7 +73,13 @@ class JobScheduler:
 
     def resolve_options(self, queue: str, options: JobOptions | None, fields: dict[str, Any]) -> JobOptions:
         """The queue's default options, overlaid by ``options`` and then by ``fields``."""
-        defaults = self.queues.cached_config(queue).default_job_options
+        config = self.queues.cached_config(queue)
+        plain = options is None and not fields
+        if plain:
+            cached = self._plain_options.get(queue)
+            if cached is not None and cached[0] is config:
+                return cached[1]  # JobOptions is frozen: one instance serves every such job
+        defaults = config.default_job_options
         merged = {
             **defaults.model_dump(exclude_unset=True),
             **(options.model_dump(exclude_unset=True) if options else {}),
@@ -81,12 +88,14 @@ class JobScheduler:
         merged.setdefault("max_retries", self.settings.default_max_retries)
         if merged.get("max_retries") is None:
             merged["max_retries"] = self.settings.default_max_retries
-        return JobOptions(**merged)
+        resolved = JobOptions(**merged)
+        if plain:
+            self._plain_options[queue] = (config, resolved)
+        return resolved
 
     def _add(self, queue: str, items: list[tuple[Any, str | None, JobOptions]], schedule_key: str = "",
              created_ms: int = 0) -> list[Job]:
         now = now_ms()
-        items = [(data, name, with_trace_id(opts)) for data, name, opts in items]
         new_jobs = []
         for data, name, opts in items:
             new_jobs.append(NewJob(
@@ -97,21 +106,25 @@ class JobScheduler:
                 due_ms=now + opts.delay if opts.delay else 0,
                 schedule_key=schedule_key,
                 created_ms=created_ms,
+                # given at enqueue, or made here: 32 hex digits, a valid W3C trace-id
+                trace_id=opts.trace_id or uuid.uuid4().hex,
             ))
-        added = self.registry.enqueue(queue, new_jobs)
         created_at = datetime.fromtimestamp((created_ms or now) / 1000, tz=timezone.utc)
         jobs = []
-        for (data, _, opts), new, was_added in zip(items, new_jobs, added):
-            if not was_added:
-                existing = self.registry.get_job(queue, new.id)
-                if existing is not None:
-                    jobs.append(existing)
-                    continue
-            jobs.append(Job(
-                id=new.id, queue=queue, name=new.name, data=data, options=opts,
-                state=JobState.DELAYED if new.due_ms else JobState.WAITING,
-                created_at=created_at, trace_id=opts.trace_id, schedule_key=schedule_key or None,
-            ))
+        pending = zip(items, new_jobs)
+        # the snapshots of one batch are built while Redis runs the next one
+        for added in self.registry.enqueue_batches(queue, new_jobs):
+            for was_added, ((data, _, opts), new) in zip(added, pending):
+                if not was_added:
+                    existing = self.registry.get_job(queue, new.id)
+                    if existing is not None:
+                        jobs.append(existing)
+                        continue
+                jobs.append(Job(
+                    id=new.id, queue=queue, name=new.name, data=data, options=opts,
+                    state=JobState.DELAYED if new.due_ms else JobState.WAITING,
+                    created_at=created_at, trace_id=new.trace_id, schedule_key=schedule_key or None,
+                ))
         return jobs
 
     # ----------------------------------------------------------------------------- reads
@@ -135,9 +148,8 @@ class JobScheduler:
         """Block until the job is completed, failed or cancelled; TimeoutError after ``timeout`` s."""
         self.queues.cached_config(queue)
         deadline = time.monotonic() + timeout
-        last_id = self.registry.last_event_id(queue)
         while True:
-            job = self.registry.get_job(queue, job_id)
+            job, last_id = self.registry.get_job_after_event(queue, job_id)
             if job is None:
                 raise JobNotFoundError(queue, job_id)
             if job.state.is_final:

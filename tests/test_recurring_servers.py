@@ -13,7 +13,7 @@ from coordinator.acl import acl_rules
 from tests.reliability.test_tls import PASSWORD, certs, tls_server, tls_url  # noqa: F401 (fixtures)
 from tests.servers import RedisServer
 from tests.test_processing import wait_until
-from tests.test_recurring_beat import assert_one_job_per_tick, beats, runs  # noqa: F401 (fixture)
+from tests.reliability.test_beats import assert_one_job_per_tick, beats, runs  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.reliability
 

@@ -67,6 +67,6 @@ def _publish_options(message: dict[str, Any]) -> dict[str, Any]:
     return {
         "headers": message["headers"], "content_type": message["content-type"],
         "content_encoding": message["content-encoding"], "priority": amqp_priority(props["priority"]),
-        "correlation_id": props["correlation_id"], "reply_to": props.get("reply_to") or None,
+        "correlation_id": props.get("correlation_id") or message["headers"]["id"],
         "delivery_mode": 2,
     }

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from coordinator.models.options import JobOptions
 
@@ -48,8 +48,8 @@ class Job(BaseModel):
     progress: Any = 0
     result: Any = None
     failed_reason: str | None = None
-    stacktrace: list[str] = []
-    logs: list[str] = []
+    stacktrace: list[str] = Field(default_factory=list)  # a factory: no deepcopy of a default per job
+    logs: list[str] = Field(default_factory=list)
     created_at: datetime
     processed_on: datetime | None = None
     finished_on: datetime | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 from coordinator.models import Job, JobOptions, JobState
@@ -23,9 +24,16 @@ def _json(value: str | None, default: Any = None) -> Any:
     return default if value in (None, "") else json.loads(value)
 
 
+@lru_cache(maxsize=256)
+def _options(encoded: str) -> JobOptions:
+    """Options from their stored JSON; most jobs of a queue share the same few, and the model is
+    frozen, so one parsed instance serves them all (a worker parses one per job otherwise)."""
+    return JobOptions.model_validate_json(encoded) if encoded else JobOptions()
+
+
 def job_from_hash(queue: str, job_id: str, fields: dict[str, str], logs: list[str] | None = None) -> Job:
     """Build the snapshot from the fields written by the registry's scripts."""
-    options = JobOptions.model_validate_json(fields["opts"]) if fields.get("opts") else JobOptions()
+    options = _options(fields.get("opts") or "")
     if fields.get("priority") and int(fields["priority"]) != options.priority:
         options = options.model_copy(update={"priority": int(fields["priority"])})
     return Job(

@@ -10,7 +10,8 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,7 @@ class NewJob:
     schedule_key: str = ""
     created_ms: int = 0
     """When the job was created (ms); 0: now. A recurring job's run passes its tick's time."""
+    trace_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -182,26 +184,47 @@ class Registry:
 
     # ----------------------------------------------------------------------------- jobs in
 
-    @_dispatches
     def enqueue(self, queue: str, jobs: list[NewJob]) -> list[bool]:
         """Add jobs (each batch of BATCH_SIZE in one round trip); True per job added, False
         where a job with that id existed and nothing was written."""
         added: list[bool] = []
-        for start in range(0, len(jobs), BATCH_SIZE):
-            added.extend(self._enqueue_batch(queue, jobs[start : start + BATCH_SIZE]))
+        for flags in self.enqueue_batches(queue, jobs):
+            added.extend(flags)
         return added
+
+    def enqueue_batches(self, queue: str, jobs: list[NewJob]) -> Iterator[list[bool]]:
+        """`enqueue`, yielding each batch's flags in order. While the caller handles one batch's
+        flags, the next batch already runs in Redis (sent from a helper thread), so the caller's
+        Python work overlaps the scripts. A batch that fails raises, and no later batch is sent."""
+        batches = [jobs[start : start + BATCH_SIZE] for start in range(0, len(jobs), BATCH_SIZE)]
+        if len(batches) <= 1:
+            yield from (self._enqueue_batch(queue, batch) for batch in batches)
+        else:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jqc-enqueue") as sender:
+                pending = sender.submit(self._enqueue_batch, queue, batches[0])
+                for batch in batches[1:]:
+                    flags = pending.result()
+                    pending = sender.submit(self._enqueue_batch, queue, batch)
+                    yield flags
+                yield pending.result()
+        if self.after_dispatch is not None:
+            self.after_dispatch(queue)
 
     def _enqueue_batch(self, queue: str, jobs: list[NewJob]) -> list[bool]:
         qk = self.queue_keys(queue)
         keys = [qk.meta, qk.index("waiting"), qk.index("delayed"), qk.parked, qk.events, *self.broker_keys(qk)]
         args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
+        encoded: dict[int, str] = {}  # options JSON by object: jobs of one call often share one
         for job in jobs:
             opts = job.options
+            opts_json = encoded.get(id(opts))
+            if opts_json is None:
+                opts_json = encoded[id(opts)] = opts.model_dump_json(exclude_defaults=True)
             keys.append(qk.job(job.id))
             args += [
-                job.id, job.name, job.data_json, opts.model_dump_json(exclude_defaults=True),
+                job.id, job.name, job.data_json, opts_json,
                 opts.priority, job.due_ms, "" if opts.timeout is None else opts.timeout,
-                opts.trace_id or "", opts.max_retries, job.schedule_key, job.created_ms,
+                job.trace_id, opts.max_retries, job.schedule_key, job.created_ms,
             ]
         result = self.scripts.enqueue(keys=keys, args=args)
         if result == -1:
@@ -442,7 +465,7 @@ class Registry:
         items = list(candidates.items())
         for start in range(0, len(items), BATCH_SIZE):
             batch = items[start : start + BATCH_SIZE]
-            keys = [qk.parked, qk.meta, qk.events, *qk.broker_lists, *(qk.job(job_id) for _, (job_id, _) in batch)]
+            keys = [qk.parked, qk.meta, qk.events, *self.broker_keys(qk), *(qk.job(job_id) for _, (job_id, _) in batch)]
             args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
             for _, pair in batch:
                 args += pair
@@ -469,16 +492,21 @@ class Registry:
         )
         for state, keep, age_s in rules:
             index = qk.index(state)
-            excess = self.client.zcard(index) - keep
-            victims: list[str] = self.client.zrange(index, 0, min(excess, BATCH_SIZE) - 1) if excess > 0 else []
-            if age_s is not None:
-                victims += self.client.zrangebyscore(index, "-inf", now - age_s * 1000, start=0, num=BATCH_SIZE)
-            victims = list(dict.fromkeys(victims))
-            if victims:
+            while True:  # batch after batch, so a steady stream cannot outgrow the retention
+                excess = self.client.zcard(index) - keep
+                victims: list[str] = self.client.zrange(index, 0, min(excess, BATCH_SIZE) - 1) if excess > 0 else []
+                if age_s is not None:
+                    victims += self.client.zrangebyscore(index, "-inf", now - age_s * 1000, start=0, num=BATCH_SIZE)
+                victims = list(dict.fromkeys(victims))
+                if not victims:
+                    break
                 keys = [index]
                 for job_id in victims:
                     keys += [qk.job(job_id), qk.logs(job_id)]
-                removed += self.scripts.remove_finished(keys=keys, args=victims)
+                done = self.scripts.remove_finished(keys=keys, args=victims)
+                removed += done
+                if done == 0 or len(victims) < BATCH_SIZE:
+                    break
         return removed
 
     def trim_metrics(self, queue: str, keep_minutes: int = 24 * 60) -> None:
@@ -500,14 +528,26 @@ class Registry:
     # ----------------------------------------------------------------------------- reads
 
     def get_job(self, queue: str, job_id: str) -> Job | None:
+        return self._read_job(queue, job_id, with_last_event=False)[0]
+
+    def get_job_after_event(self, queue: str, job_id: str) -> tuple[Job | None, str]:
+        """The job, and the id of the queue's last event before it was read, in one round trip:
+        a wait for the events after that id misses no change of the job."""
+        return self._read_job(queue, job_id, with_last_event=True)
+
+    def _read_job(self, queue: str, job_id: str, with_last_event: bool) -> tuple[Job | None, str]:
         qk = self.queue_keys(queue)
         pipe = self.client.pipeline(transaction=False)
+        if with_last_event:
+            pipe.xrevrange(qk.events, count=1)
         pipe.hgetall(qk.job(job_id))
         pipe.lrange(qk.logs(job_id), 0, -1)
-        fields, logs = pipe.execute()
+        replies = pipe.execute()
+        fields, logs = replies[-2:]
+        last_id = replies[0][0][0] if with_last_event and replies[0] else "0-0"
         if not fields:
-            return None
-        return job_from_hash(queue, job_id, fields, logs)
+            return None, last_id
+        return job_from_hash(queue, job_id, fields, logs), last_id
 
     def get_jobs(self, queue: str, states: Iterable[JobState | str], start: int = 0, end: int = -1,
                  asc: bool = False) -> list[Job]:

@@ -36,3 +36,10 @@ def test_everything_works_under_the_documented_acl(report) -> None:
         assert denied and all(obj.startswith("other:") or obj == "config|get" for obj in denied), denied
     assert acl_setuser_line("acl").startswith("ACL SETUSER jqc on >PASSWORD resetkeys")
     report.add("least-privilege ACL user (prefix keys only)", 3, 0, 0, note="denied only: other prefix, CONFIG GET")
+
+
+def test_the_readme_shows_the_acl_line_the_code_builds() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert acl_setuser_line("jqc") in readme

@@ -32,37 +32,61 @@ local function traceparent(traceId, jobId, token)
   return "00-" .. traceHex .. "-" .. string.sub(redis.sha1hex(jobId .. "." .. token), 1, 16) .. "-01"
 end
 
+-- True if a string needs no escaping inside a JSON string literal (no quote, backslash, control):
+-- the names that validation.py's charsets let through never do.
+local function isPlain(value)
+  return not string.find(value, '[%z\1-\31"\\]')
+end
+
+-- A JSON string literal: a plain name as it is, anything else through cjson.
+local function jsonString(value)
+  if isPlain(value) then return '"' .. value .. '"' end
+  return cjson.encode(value)
+end
+
+-- The message is built as text, not with cjson.encode on a table (that took about half the
+-- script's time per job), and the keys that Celery reads with a default when absent (null
+-- parent_id, group, eta, expires, callbacks...; correlation_id and reply_to, used by RPC result
+-- backends only) are left out, so a waiting job costs less memory. tests/test_message_format.py
+-- checks the result against the installed kombu and Celery.
+local plainQueue = {}  -- task name -> are the queue's names free of characters JSON escapes
+
 local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, token, priority, timeout, traceId)
   local level = tonumber(priority) - 1
   local taskId = jobId .. "." .. token
-  local body = '[[],{"queue":"' .. queueName .. '","job_id":"' .. jobId .. '","token":' .. token ..
-    '},{"callbacks":null,"errbacks":null,"chain":null,"chord":null}]'
-  local soft, hard = cjson.null, cjson.null
+  local extra = ""
   if timeout and timeout ~= "" then
-    soft = tonumber(timeout)
-    hard = soft + 2
+    local soft = tonumber(timeout)
+    extra = ',"timelimit":[' .. cjson.encode(soft + 2) .. ',' .. cjson.encode(soft) .. ']'
   end
-  local trace, parent = cjson.null, cjson.null
   if traceId and traceId ~= "" then
-    trace = traceId
-    parent = traceparent(traceId, jobId, token)
+    extra = extra .. ',"trace_id":' .. jsonString(traceId) .. ',"traceparent":"' .. traceparent(traceId, jobId, token) .. '"'
   end
-  local message = cjson.encode({
-    body = body,
-    ["content-encoding"] = "utf-8",
-    ["content-type"] = "application/json",
-    headers = {
-      lang = "py", task = taskName, id = taskId, root_id = taskId, parent_id = cjson.null,
-      group = cjson.null, retries = 0, eta = cjson.null, expires = cjson.null,
-      timelimit = {hard, soft}, argsrepr = "()", kwargsrepr = "{}", origin = "coordinator",
-      ignore_result = true, trace_id = trace, traceparent = parent
-    },
-    properties = {
-      correlation_id = taskId, reply_to = "", delivery_mode = 2,
-      delivery_info = {exchange = "", routing_key = celeryQueue},
-      priority = level, delivery_tag = celeryQueue .. "/" .. taskId
-    }
-  })
+  local plain = plainQueue[taskName]
+  if plain == nil then
+    plain = isPlain(taskName) and isPlain(celeryQueue) and isPlain(queueName)
+    plainQueue[taskName] = plain
+  end
+  local message
+  if plain and isPlain(jobId) then
+    -- the common case: every name spliced in as it is (the body is a JSON string: quotes escaped)
+    message = '{"body":"[[],{\\"queue\\":\\"' .. queueName .. '\\",\\"job_id\\":\\"' .. jobId ..
+      '\\",\\"token\\":' .. token .. '},{}]","content-encoding":"utf-8","content-type":"application/json",' ..
+      '"headers":{"lang":"py","task":"' .. taskName .. '","id":"' .. taskId .. '","root_id":"' .. taskId ..
+      '","retries":0,"argsrepr":"()","kwargsrepr":"{}","origin":"coordinator","ignore_result":true' .. extra ..
+      '},"properties":{"delivery_mode":2,"delivery_info":{"exchange":"","routing_key":"' .. celeryQueue ..
+      '"},"priority":' .. level .. ',"delivery_tag":"' .. celeryQueue .. '/' .. taskId .. '"}}'
+  else
+    local body = '[[],{"queue":' .. jsonString(queueName) .. ',"job_id":' .. jsonString(jobId) ..
+      ',"token":' .. token .. '},{}]'
+    message = '{"body":' .. cjson.encode(body) ..
+      ',"content-encoding":"utf-8","content-type":"application/json","headers":{"lang":"py","task":' ..
+      jsonString(taskName) .. ',"id":' .. jsonString(taskId) .. ',"root_id":' .. jsonString(taskId) ..
+      ',"retries":0,"argsrepr":"()","kwargsrepr":"{}","origin":"coordinator","ignore_result":true' .. extra ..
+      '},"properties":{"delivery_mode":2,"delivery_info":{"exchange":"","routing_key":' ..
+      jsonString(celeryQueue) .. '},"priority":' .. level .. ',"delivery_tag":' ..
+      jsonString(celeryQueue .. "/" .. taskId) .. '}}'
+  end
   redis.call("LPUSH", brokerKeys[level + 1], message)
 end
 

@@ -37,16 +37,23 @@ for i = 0, count - 1 do
     local createdAt = tonumber(ARGV[a + 11])
     if createdAt == 0 then createdAt = now end
     if due > now then state = "delayed" end
+    -- a waiting job gets dispatch token 1 here, as makeWaiting would give it, without reading it back
+    local token = 0
+    if state == "waiting" then token = 1 end
     redis.call("HSET", jobKey, "name", ARGV[a + 2], "data", ARGV[a + 3], "opts", ARGV[a + 4],
       "priority", ARGV[a + 5], "timeout", ARGV[a + 7], "trace", ARGV[a + 8],
       "max_retries", ARGV[a + 9], "schedule", ARGV[a + 10], "state", state,
-      "attempts", 0, "stalled", 0, "token", 0, "created", createdAt)
+      "attempts", 0, "stalled", 0, "token", token, "created", createdAt)
     if state == "delayed" then
       redis.call("ZADD", KEYS[3], due, jobId)
       emitJob(KEYS[5], maxLen, "delayed", jobKey, jobId, "due", due)
     else
       redis.call("ZADD", KEYS[2], waitingScore(KEYS[1], now), jobId)
-      makeWaiting(jobKey, KEYS[4], paused, now, brokerKeys, ARGV[2], ARGV[3], ARGV[4], jobId)
+      if paused then
+        redis.call("ZADD", KEYS[4], 0, jobId)
+      else
+        dispatch(brokerKeys, ARGV[2], ARGV[3], ARGV[4], jobId, 1, ARGV[a + 5], ARGV[a + 7], ARGV[a + 8])
+      end
       emitJob(KEYS[5], maxLen, "waiting", jobKey, jobId)
     end
     added[i + 1] = 1

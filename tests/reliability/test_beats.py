@@ -23,6 +23,7 @@ from coordinator.recurring.manager import run_id
 from coordinator.registry.codec import to_ms
 from tests import processors
 from tests.conftest import REDIS_URL
+from tests.reliability.conftest import REPORT
 from tests.test_processing import wait_until
 
 ALL_STATES = [state.value for state in JobState]
@@ -134,6 +135,8 @@ def test_two_beats_fire_each_tick_once_and_a_standby_takes_over(coord: JobQueueC
     # second old, so none of the older missed ticks was fired late.
     assert 2000 <= after[0] - killed_ms <= 9000, (killed_ms, after)
     assert all(lag < 1500 for lag in standby.fire_lags_ms()), standby.fire_lags_ms()
+    REPORT.add("two beats, the leader SIGKILLed (every=1000)", len(ticks), 0, 0, (after[0] - killed_ms) / 1000,
+               note="one job per tick; standby fired the latest missed tick only")
 
 
 def test_beat_killed_and_restarted_fires_no_duplicate_and_one_catch_up(coord: JobQueueCoordinator,
@@ -153,6 +156,8 @@ def test_beat_killed_and_restarted_fires_no_duplicate_and_one_catch_up(coord: Jo
     # latest tick, under a second old when fired), none for the older missed ticks.
     assert after[0] - killed_ms >= 2000, (killed_ms, after)
     assert all(lag < 1500 for lag in second.fire_lags_ms()), second.fire_lags_ms()
+    REPORT.add("beat SIGKILLed and restarted (every=1000)", len(ticks), 0, 0, (after[0] - killed_ms) / 1000,
+               note="no duplicate tick, one catch-up run")
 
 
 def test_missed_cron_ticks_in_a_zone_fire_once_on_return(coord: JobQueueCoordinator,

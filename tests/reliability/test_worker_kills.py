@@ -21,8 +21,10 @@ from conftest import REDIS_URL
 from pool_support import events, kill_worker_group, wait_until
 from worker_processors import recorded
 
+from tests.reliability.conftest import REPORT, scaled
+
 #: Jobs of the repeated-SIGKILL stream test (CI runs the default; raise it for a longer soak).
-KILL_STREAM_JOBS = int(os.environ.get("JQC_KILL_STREAM_JOBS", "200"))
+KILL_STREAM_JOBS = int(os.environ.get("JQC_KILL_STREAM_JOBS") or scaled(200, 1000))
 
 
 @pytest.fixture
@@ -66,14 +68,18 @@ def test_job_of_a_sigkilled_worker_completes_once(coord: JobQueueCoordinator, pr
     job = coord.enqueue_job("kill", {"seconds": 2, "record": record})
     wait_until(lambda: coord.get_job("kill", job.id).state is JobState.ACTIVE, 15, "the job active")
     kill_worker_group(worker.pid)
+    killed = time.monotonic()
 
     final = coord.wait_for_job("kill", job.id, 60)
+    recovered = time.monotonic() - killed
     assert final.state is JobState.COMPLETED
     assert final.attempts_made == 2
     report = completion_report(coord, "kill", [job.id], record)
     assert report == {"lost": 0, "duplicated": 0, "unbacked": 0, "executions": 1, "stalled": 1, "unstarted": 0,
                       "failed": 0}
     assert coord.get_worker(worker.id).restarts == 1
+    REPORT.add("worker SIGKILLed mid-job (2 s job)", 1, report["lost"], report["duplicated"], recovered,
+               note=f"stalled interval {coord.settings.stalled_interval_ms} ms, lock {coord.settings.lock_duration_ms} ms")
 
 
 def test_job_fetched_but_never_started_by_a_killed_worker_is_dispatched_again(
@@ -121,3 +127,7 @@ def test_repeated_sigkills_under_a_stream_lose_and_duplicate_nothing(tolerant: J
     assert kills >= 5
     assert report["stalled"] >= 1, "no kill landed mid-job: the test proved nothing"
     assert (report["lost"], report["duplicated"], report["unbacked"], report["failed"]) == (0, 0, 0, 0)
+    REPORT.add(f"workers SIGKILLed {kills}x under a stream of {KILL_STREAM_JOBS} jobs", KILL_STREAM_JOBS,
+               report["lost"], report["duplicated"],
+               note=f"{report['stalled']} stalled + {report['unstarted']} unstarted recovered, "
+                    f"{report['executions']} executions")

@@ -1,0 +1,187 @@
+"""The systems under test, behind one small interface: the coordinator and two raw Celery apps.
+
+Each subject can enqueue one job, enqueue many, start and stop a worker (prefork, 2 processes),
+count finished jobs cheaply, run one round trip, and purge what it left in Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+from celery import group
+
+from bench import celery_side
+from bench.jobs import noop
+from coordinator import JobQueueCoordinator
+from coordinator.workers.process import stop as stop_process
+
+QUEUE = "bench"
+POOL = "prefork"
+CONCURRENCY = 2
+#: Jobs per `enqueue_bulk` call, and per Celery `group` (the registry writes 500 per script call).
+BULK_CHUNK = 5000
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a worker used so far: its main process and every pool child."""
+    try:
+        main = psutil.Process(pid)
+        return sum(sum(proc.cpu_times()[:2]) for proc in [main, *main.children(recursive=True)])
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a worker: its main process and every pool child."""
+    try:
+        main = psutil.Process(pid)
+        return sum(proc.memory_info().rss for proc in [main, *main.children(recursive=True)])
+    except psutil.NoSuchProcess:
+        return 0
+
+
+class CoordinatorSubject:
+    """The coordinator at its defaults, with the queue's processor run by a managed worker."""
+
+    name = "coordinator"
+    poll_command = "hgetall"
+
+    def __init__(self, url: str, **settings: Any) -> None:
+        self.coord = JobQueueCoordinator(url, prefix="bench", **settings)
+        self.coord.create_queue(QUEUE)
+        self._worker_id: str | None = None
+        self.worker_pid = 0
+
+    def enqueue_one(self, data: Any) -> None:
+        self.coord.enqueue_job(QUEUE, data)
+
+    def enqueue_many(self, items: list[Any]) -> None:
+        for start in range(0, len(items), BULK_CHUNK):
+            self.coord.enqueue_bulk(QUEUE, [{"data": d} for d in items[start : start + BULK_CHUNK]])
+
+    def start_worker(self) -> None:
+        status = self.coord.register_worker(QUEUE, processor=noop, pool=POOL, concurrency=CONCURRENCY)
+        self._worker_id = status.id
+        self.worker_pid = status.pid
+
+    def stop_worker(self) -> None:
+        if self._worker_id is not None:
+            self.coord.close_worker(self._worker_id, timeout=30)
+            self._worker_id = None
+
+    def finished(self) -> int:
+        """Completed jobs so far, from the per-minute metrics the finish script counts."""
+        fields = self.coord.redis.hgetall(self.coord.registry.queue_keys(QUEUE).metrics)
+        return sum(int(value) for field, value in fields.items() if field.endswith(":c"))
+
+    def round_trip(self, data: Any) -> None:
+        job = self.coord.enqueue_job(QUEUE, data)
+        self.coord.wait_for_job(QUEUE, job.id, timeout=30)
+
+    def retained_completed(self) -> int:
+        return self.coord.redis.zcard(self.coord.registry.queue_keys(QUEUE).index("completed"))
+
+    def purge(self) -> None:
+        self.coord.delete_queue(QUEUE)
+        self.coord.create_queue(QUEUE)
+
+    def close(self) -> None:
+        self.coord.shutdown(timeout=30)
+
+
+class CelerySubject:
+    """Raw Celery: ``celery-defaults`` (Celery's own defaults) or ``celery-same`` (the
+    coordinator's Celery settings), each with a Redis result backend in a database of its own."""
+
+    poll_command = "dbsize"
+
+    def __init__(self, variant: str, log_dir: Path) -> None:
+        self.name = variant
+        self.variant = variant
+        self.app = celery_side.make_app(variant)
+        self.task = self.app.tasks["bench.noop"]
+        broker_db, backend_db = celery_side.DATABASES[variant]
+        port = int(os.environ[celery_side.PORT_ENV])
+        self.broker = redis.Redis(host="127.0.0.1", port=port, db=broker_db)
+        self.results = redis.Redis(host="127.0.0.1", port=port, db=backend_db)
+        self.log_path = log_dir / f"{variant}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self.worker_pid = 0
+
+    def fresh_app(self) -> None:
+        """Drop the producer's state (result subscriptions) before the next phase."""
+        self.app.close()
+        self.app = celery_side.make_app(self.variant)
+        self.task = self.app.tasks["bench.noop"]
+
+    def enqueue_one(self, data: Any) -> None:
+        self.task.apply_async((data,))
+
+    def enqueue_many(self, items: list[Any]) -> None:
+        for start in range(0, len(items), BULK_CHUNK):
+            group(self.task.s(d) for d in items[start : start + BULK_CHUNK]).apply_async()
+
+    def start_worker(self) -> None:
+        app = "bench.celery_side:" + ("same_app" if self.variant == "celery-same" else "defaults_app")
+        argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-P", POOL, "-c", str(CONCURRENCY),
+                "--without-gossip", "--without-mingle", "-n", f"{self.variant}@%h"]
+        # celery-same runs the way a managed coordinator worker does: task events on, log level INFO.
+        argv += ["-E", "-l", "INFO"] if self.variant == "celery-same" else ["-l", "WARNING"]
+        with open(self.log_path, "ab") as log_file:
+            self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+        self.worker_pid = self._process.pid
+
+    def wait_consuming(self, timeout: float = 60) -> None:
+        """Block until the worker runs a task (one warm-up round trip)."""
+        self.task.apply_async((None,)).get(timeout=timeout)
+
+    def stop_worker(self) -> None:
+        if self._process is not None:
+            stop_process(self._process, timeout=30)  # warm shutdown, then SIGKILL of its group
+            self._process = None
+
+    def finished(self) -> int:
+        return int(self.results.dbsize())
+
+    def round_trip(self, data: Any) -> None:
+        self.task.apply_async((data,)).get(timeout=30)
+
+    def retained_completed(self) -> int:
+        return self.finished()
+
+    def purge(self) -> None:
+        self.broker.flushdb()
+        self.results.flushdb()
+
+    def close(self) -> None:
+        self.stop_worker()
+        self.app.close()
+
+
+def default_log_dir() -> Path:
+    path = Path(tempfile.gettempdir()) / "jqc-bench-logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def wait_finished(subject: CoordinatorSubject | CelerySubject, target: int, timeout: float,
+                  interval: float = 0.01) -> tuple[float, int]:
+    """Poll until ``target`` jobs finished; returns (monotonic time seen, number of polls)."""
+    deadline = time.monotonic() + timeout
+    polls = 0
+    while True:
+        polls += 1
+        if subject.finished() >= target:
+            return time.monotonic(), polls
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{subject.name}: {subject.finished()} of {target} jobs finished after {timeout} s")
+        time.sleep(interval)
