@@ -71,10 +71,13 @@ def build_app(settings: Settings, app: Celery | None = None) -> Celery:
         transport[PREFIX_OPTION] = settings.prefix
     else:  # RabbitMQ: the outbox relay waits for publisher confirms
         transport["confirm_publish"] = True
+    broker_sentinel = settings.sentinel_target(settings.effective_broker_url)
+    if broker_sentinel is not None:
+        transport.update(broker_sentinel.transport_options())
     safety = {
         # A poison message is recorded as a failed job, never delivered or silently dropped.
         "worker_consumer": "coordinator.runtime.consumer:Consumer",
-        **({"broker_transport": "coordinator.runtime.transport:Transport"} if settings.broker_is_redis
+        **({"broker_transport": _redis_transport(broker_sentinel is not None)} if settings.broker_is_redis
            # RabbitMQ: every queue declared with x-max-priority, so priorities hold there too.
            else {"task_queue_max_priority": AMQP_MAX_PRIORITY}),
     }
@@ -85,16 +88,20 @@ def build_app(settings: Settings, app: Celery | None = None) -> Celery:
             safety["broker_use_ssl"] = tls
         if urlsplit(settings.url).scheme == "rediss":
             safety["redis_backend_use_ssl"] = tls
+    backend_options: dict[str, Any] = {"global_keyprefix": f"{settings.prefix}:"}
+    registry_sentinel = settings.sentinel_target(settings.url)
+    if registry_sentinel is not None:
+        backend_options.update(registry_sentinel.transport_options())
     prefixed = {
         "control_exchange": keys.control_exchange,
         "event_exchange": keys.event_exchange,
         "broker_transport_options": transport,
-        "result_backend_transport_options": {"global_keyprefix": f"{settings.prefix}:"},
+        "result_backend_transport_options": backend_options,
     }
     if app is None:
         app = Celery(
-            f"coordinator-{settings.prefix}", broker=settings.effective_broker_url,
-            backend=settings.url, set_as_current=False,
+            f"coordinator-{settings.prefix}", broker=celery_url(settings, settings.effective_broker_url),
+            backend=celery_url(settings, settings.url), set_as_current=False,
         )
         app.conf.update(CELERY_DEFAULTS, **prefixed, **safety)
         return app
@@ -104,6 +111,18 @@ def build_app(settings: Settings, app: Celery | None = None) -> Celery:
     app.conf.update(broker_transport_options=merged, **safety)
     log.info("adopted Celery app %r (broker %s)", app.main, redact_url(str(app.conf.broker_url)))
     return app
+
+
+def celery_url(settings: Settings, url: str) -> str:
+    """The URL as kombu and Celery spell it: a Sentinel URL becomes their ``;``-separated form
+    (the master name travels in the transport options)."""
+    target = settings.sentinel_target(url)
+    return url if target is None else target.kombu_url
+
+
+def _redis_transport(sentinel: bool) -> str:
+    """Our poison-safe kombu Redis transport, in its Sentinel variant when the broker is Sentinel."""
+    return "coordinator.runtime.transport:" + ("SentinelTransport" if sentinel else "Transport")
 
 
 def _refuse_unsafe(app: Celery) -> None:

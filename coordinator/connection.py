@@ -13,8 +13,10 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.client import Pipeline
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from coordinator.errors import ConfigurationError, RedisUnavailableError
+from coordinator.sentinel import SentinelTarget
 from coordinator.settings import Settings, redact_url
 
 #: Retries of a command whose connection dropped (not of one that timed out: that would
@@ -47,9 +49,25 @@ def connect(settings: Settings, *, client_name: str | None = None, extra_read_s:
     )
     if settings.uses_tls and settings.url.startswith("rediss://"):
         kwargs.update(tls_options(settings))
-    client = CoordinatorRedis.from_url(settings.url, **kwargs)
+    target = settings.sentinel_target(settings.url)
+    if target is not None:
+        client = _sentinel_master(settings, target, kwargs)
+    else:
+        client = CoordinatorRedis.from_url(settings.url, **kwargs)
     client.coordinator_settings = settings
     return client
+
+
+def _sentinel_master(settings: Settings, target: SentinelTarget, kwargs: dict[str, Any]) -> CoordinatorRedis:
+    """A client of the master the sentinels name; after a failover its next connection asks them
+    again, so a dropped command is retried (CONNECTION_RETRIES) against the new master."""
+    sentinel_kwargs = dict(target.sentinel_kwargs, socket_timeout=settings.socket_timeout_s,
+                           socket_connect_timeout=settings.socket_timeout_s)
+    sentinels = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
+    credentials = {"username": target.username, "password": target.password}
+    client = sentinels.master_for(target.master, redis_class=CoordinatorRedis, db=target.db,
+                                  **credentials, **kwargs)
+    return client  # type: ignore[no-any-return]
 
 
 @contextmanager

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from coordinator.errors import ConfigurationError
+from coordinator.sentinel import SentinelTarget, is_sentinel_url, parse_sentinel_url
 from coordinator.validation import DEFAULT_MAX_JOB_SIZE, check_prefix
 
 
@@ -41,6 +43,11 @@ class Settings(BaseModel):
                                        "it sees a schedule added at run time")
     beat_lock_timeout_s: int = Field(5, ge=2, le=600, description="TTL of the beat lock: how soon a standby beat "
                                      "takes over from a dead one")
+    # Redis Sentinel (issue 9): used when url or broker_url is a sentinel:// URL (coordinator/sentinel.py).
+    sentinel_master: str | None = Field(None, description="REDIS_SENTINEL_MASTER: master group, if the URL has none")
+    sentinel_password: str | None = Field(
+        None, repr=False, description="REDIS_SENTINEL_PASSWORD: the sentinels' own password"
+    )
 
     _check_prefix = field_validator("prefix")(check_prefix)
 
@@ -81,6 +88,16 @@ class Settings(BaseModel):
             raise ValueError("tls_cert_file: a client certificate needs tls_key_file too, and the reverse")
         return self
 
+    @model_validator(mode="after")
+    def _sentinel_complete(self) -> Settings:
+        for url in (self.url, self.broker_url):
+            if url and is_sentinel_url(url):
+                try:
+                    self.sentinel_target(url)
+                except ConfigurationError as exc:
+                    raise ValueError(str(exc)) from None
+        return self
+
     @property
     def uses_tls(self) -> bool:
         return any(urlsplit(u).scheme in ("rediss", "amqps") for u in (self.url, self.broker_url) if u)
@@ -91,7 +108,13 @@ class Settings(BaseModel):
 
     @property
     def broker_is_redis(self) -> bool:
-        return urlsplit(self.effective_broker_url).scheme in ("redis", "rediss", "unix")
+        return urlsplit(self.effective_broker_url).scheme in ("redis", "rediss", "unix", "sentinel")
+
+    def sentinel_target(self, url: str) -> SentinelTarget | None:
+        """The Sentinel target of ``url`` (the registry's or the broker's), or None if it is not sentinel://."""
+        if not is_sentinel_url(url):
+            return None
+        return parse_sentinel_url(url, self.sentinel_master, self.sentinel_password)
 
 
 def settings_from_env(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -110,6 +133,8 @@ def settings_from_env(environ: dict[str, str] | None = None, **overrides: object
         ("WORKER_CONCURRENCY", "worker_concurrency"),
         ("MAX_JOB_RETRIES", "default_max_retries"),
         ("JQC_PREFIX", "prefix"),
+        ("REDIS_SENTINEL_MASTER", "sentinel_master"),
+        ("REDIS_SENTINEL_PASSWORD", "sentinel_password"),
     ):
         if env.get(name):
             values[field] = env[name]
@@ -136,6 +161,10 @@ def _disables_cert_check(url: str) -> bool:
 
 def redact_url(url: str) -> str:
     """The URL with its password replaced by ``***``, for logs, errors and health output."""
+    if ";" in url:  # kombu's multi-host form (Sentinel): redact each part
+        return ";".join(redact_url(part) for part in url.split(";"))
+    if "," in url.split("?", 1)[0]:  # several sentinels in one URL: the host list is not one netloc
+        return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -119,14 +119,19 @@ class Registry:
     def save_queue(self, config: QueueConfig) -> bool:
         """Create or update a queue; True if it was created."""
         qk = self.queue_keys(config.name)
+        # The queue's own keys in one MULTI (one cluster slot); the prefix-wide set and epoch
+        # marker after it, in another slot: a crash in between leaves a working queue that is
+        # listed again by the next save.
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(qk.meta, "config", config.model_dump_json())
         pipe.hsetnx(qk.meta, "created", now_ms())
         pipe.hsetnx(qk.meta, "paused", "0")
+        _, created, _ = pipe.execute()
+        pipe = self.client.pipeline(transaction=False)
         pipe.sadd(self.keys.queues, config.name)
         pipe.set(self.keys.epoch, f"{uuid.uuid4()}@{now_ms()}", nx=True)
         pipe.get(self.keys.epoch)
-        _, created, _, _, _, epoch = pipe.execute()
+        _, _, epoch = pipe.execute()
         self.epoch_lost(epoch)
         return bool(created)
 

@@ -62,6 +62,10 @@ def configure_beat(app: Celery, settings: Settings, fire: Callable[[str, str, in
         # rediss://: the registry's certificate checks (redbeat's default is CERT_REQUIRED, no CA).
         redbeat_redis_use_ssl=tls_options(settings) or None,
     )
+    sentinel = settings.sentinel_target(settings.url)
+    if sentinel is not None:  # redbeat asks the sentinels for the master, again after a failover
+        app.conf.update(redbeat_redis_url="redis-sentinel://", redbeat_redis_options=dict(
+            app.conf.redbeat_redis_options, **sentinel.redbeat_options(settings.socket_timeout_s)))
 
     def fire_tick(queue: str, key: str, tick_ms: int) -> str:
         return fire(queue, key, tick_ms)

@@ -66,8 +66,12 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
                 raise  # SystemExit, KeyboardInterrupt: the worker is going down; the lock expires
             _record_failure(coord, job, token, exc, started)
             return
-        registry.finish(queue, job_id, token, "completed", payload=payload,
-                        remove=job.options.remove_on_complete is True, duration_ms=_ms_since(started))
+        owned = registry.finish(queue, job_id, token, "completed", payload=payload,
+                                remove=job.options.remove_on_complete is True, duration_ms=_ms_since(started))
+        if not owned:  # fenced off: the job was recovered or cancelled while this attempt ran
+            log.warning("job result discarded: attempt %s no longer owns the job", token,
+                        extra=_log_fields(job, started))
+            return
         log.info("job completed", extra=_log_fields(job, started))
         keep = job.options.remove_on_complete
         if keep is not True and keep is not False:

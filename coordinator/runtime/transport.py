@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 PREFIX_OPTION = "coordinator_prefix"
 
 
-class Channel(kombu_redis.Channel):
-    from_transport_options = kombu_redis.Channel.from_transport_options + (PREFIX_OPTION,)
+class PoisonGuard:
+    """The checked `_brpop_read` shared by the plain and the Sentinel channel."""
+
     coordinator_prefix: str | None = None
 
     def _brpop_read(self, **options: Any) -> bool:
@@ -72,5 +73,19 @@ class Channel(kombu_redis.Channel):
             Registry(self.client, self.coordinator_prefix).record_poison(queue, item, reason)
 
 
+class Channel(PoisonGuard, kombu_redis.Channel):
+    from_transport_options = kombu_redis.Channel.from_transport_options + (PREFIX_OPTION,)
+
+
+class SentinelChannel(PoisonGuard, kombu_redis.SentinelChannel):
+    """The same checks over a master found through Redis Sentinel (reconnects after a failover)."""
+
+    from_transport_options = kombu_redis.SentinelChannel.from_transport_options + (PREFIX_OPTION,)
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel

@@ -1,0 +1,33 @@
+"""The scale-out suite: Sentinel failover, a Redis Cluster registry, network partitions between
+worker hosts. Failover and partition scenarios add a row to a report printed at the end, like
+the reliability suite's."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.reliability.conftest import Report
+
+REPORT = Report()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/scaleout/" in item.nodeid:
+            item.add_marker(pytest.mark.scaleout)
+
+
+@pytest.fixture
+def scaleout_report() -> Report:
+    return REPORT
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if not REPORT.rows:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("scale-out report")
+    write(f"{'scenario':<52} {'sent':>7} {'lost':>5} {'dup':>4} {'recovery s':>10}  note")
+    for row in REPORT.rows:
+        recovery = "-" if row.recovery_s is None else f"{row.recovery_s:.1f}"
+        write(f"{row.scenario:<52} {row.sent:>7} {row.lost:>5} {row.duplicated:>4} {recovery:>10}  {row.note}")
