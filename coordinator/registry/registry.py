@@ -108,7 +108,8 @@ class Registry:
 
     def release_outbox(self, queue: str, messages: list[str]) -> None:
         """Forget messages the broker confirmed."""
-        self.client.zrem(self.queue_keys(queue).relaying, *messages)
+        if messages:
+            self.client.zrem(self.queue_keys(queue).relaying, *messages)
 
     def _dispatch_args(self, queue: str) -> list[str]:
         """ARGV the dispatching scripts share: task name, Celery queue, queue name."""

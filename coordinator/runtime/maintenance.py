@@ -127,6 +127,9 @@ class Maintenance:
                 registry.recover_stalled(queue, self.coord.settings.max_stalled_count)
                 if self.coord.settings.broker_is_redis:
                     registry.recover_unstarted(queue, self.coord.settings.lock_duration_ms)
+                elif registry.after_dispatch is not None:
+                    # messages a producer wrote to the outbox but died before publishing
+                    registry.after_dispatch(queue)
             if trim:
                 registry.trim(queue, config.retention)
                 registry.trim_metrics(queue)
