@@ -10,10 +10,10 @@ from pathlib import Path
 import redis
 from redis.cluster import RedisCluster
 
-from tests.servers import RedisServer, free_port
+from tests.servers import RedisServer, ServerGroup, free_port
 
 
-class RedisClusterGroup:
+class RedisClusterGroup(ServerGroup):
     """Three `redis-server --cluster-enabled yes` nodes joined with `redis-cli --cluster create`."""
 
     def __init__(self, masters: int = 3) -> None:
@@ -53,16 +53,6 @@ class RedisClusterGroup:
         for node in self.nodes:
             node.kill()
             shutil.rmtree(Path(node.dir), ignore_errors=True)
-
-    def __enter__(self) -> RedisClusterGroup:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _slot_ranges(client: redis.Redis) -> list[tuple[int, int]]:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import redis
 
-from tests.servers import RedisServer, free_port
+from tests.servers import RedisServer, ServerGroup, free_port
 
 MASTER_NAME = "jqcmaster"
 
 
-class SentinelGroup:
+class SentinelGroup(ServerGroup):
     """Master + replica + three sentinels (quorum 2) that fail over within a few seconds."""
 
     def __init__(self, down_after_ms: int = 1000) -> None:
@@ -95,13 +95,3 @@ class SentinelGroup:
         for server in (self.master, self.replica):
             server.kill()
             shutil.rmtree(Path(server.dir), ignore_errors=True)
-
-    def __enter__(self) -> SentinelGroup:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

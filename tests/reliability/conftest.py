@@ -37,6 +37,17 @@ class Report:
             note: str = "") -> None:
         self.rows.append(Row(scenario, sent, lost, duplicated, recovery_s, note))
 
+    def print(self, terminalreporter, title: str) -> None:  # type: ignore[no-untyped-def]
+        """The table at the end of a pytest run, if any scenario added a row."""
+        if not self.rows:
+            return
+        write = terminalreporter.write_line
+        terminalreporter.section(title)
+        write(f"{'scenario':<52} {'sent':>7} {'lost':>5} {'dup':>4} {'recovery s':>10}  note")
+        for row in self.rows:
+            recovery = "-" if row.recovery_s is None else f"{row.recovery_s:.1f}"
+            write(f"{row.scenario:<52} {row.sent:>7} {row.lost:>5} {row.duplicated:>4} {recovery:>10}  {row.note}")
+
 
 REPORT = Report()
 
@@ -52,12 +63,5 @@ def report() -> Report:
     return REPORT
 
 
-def pytest_terminal_summary(terminalreporter) -> None:
-    if not REPORT.rows:
-        return
-    write = terminalreporter.write_line
-    terminalreporter.section("reliability report")
-    write(f"{'scenario':<52} {'sent':>7} {'lost':>5} {'dup':>4} {'recovery s':>10}  note")
-    for row in REPORT.rows:
-        recovery = "-" if row.recovery_s is None else f"{row.recovery_s:.1f}"
-        write(f"{row.scenario:<52} {row.sent:>7} {row.lost:>5} {row.duplicated:>4} {recovery:>10}  {row.note}")
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    REPORT.print(terminalreporter, "reliability report")

@@ -23,11 +23,4 @@ def scaleout_report() -> Report:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
-    if not REPORT.rows:
-        return
-    write = terminalreporter.write_line
-    terminalreporter.section("scale-out report")
-    write(f"{'scenario':<52} {'sent':>7} {'lost':>5} {'dup':>4} {'recovery s':>10}  note")
-    for row in REPORT.rows:
-        recovery = "-" if row.recovery_s is None else f"{row.recovery_s:.1f}"
-        write(f"{row.scenario:<52} {row.sent:>7} {row.lost:>5} {row.duplicated:>4} {recovery:>10}  {row.note}")
+    REPORT.print(terminalreporter, "scale-out report")
