@@ -7,6 +7,7 @@ import signal
 import time
 
 import psutil
+import pytest
 
 from coordinator import JobState
 from tests import processors
@@ -63,6 +64,7 @@ def test_delays_and_runs_longer_than_the_visibility_timeout_run_once(report) -> 
                note="Celery countdowns ran 3x in this setup (CELERY-NOTES)")
 
 
+@pytest.mark.timeout(1800)  # 100,000 jobs with JQC_RELIABILITY_FULL=1
 def test_a_long_stream_loses_nothing_and_memory_stays_bounded(report) -> None:
     count = scaled(3_000, 100_000)
     with RedisServer() as server, coordinator_on(server, events_max_len=1000) as coord:
