@@ -8,7 +8,6 @@ import json
 import os
 import uuid
 
-import pytest
 
 from coordinator import JobQueueCoordinator, JobState
 from tests import processors

@@ -9,7 +9,6 @@ import time
 import psutil
 import pytest
 
-from coordinator import JobState
 from tests import processors
 from tests.reliability.conftest import scaled
 from tests.reliability.helpers import coordinator_on, lost_and_duplicated
