@@ -280,6 +280,16 @@ class Registry:
                     raise
                 time.sleep(0.2)
 
+    def count_worker_outcome(self, node: str, failed: bool, ttl_ms: int) -> None:
+        """Add one finished attempt (and one failure) to a worker's heartbeat hash, for its status."""
+        key = self.keys.worker(node)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hincrby(key, "processed", 1)
+        if failed:
+            pipe.hincrby(key, "failed", 1)
+        pipe.pexpire(key, ttl_ms)
+        pipe.execute()
+
     def update_progress(self, queue: str, job_id: str, token: int | None, progress: Any) -> bool:
         qk = self.queue_keys(queue)
         encoded = encode_json(progress, "progress", MAX_PROGRESS_SIZE)

@@ -7,7 +7,7 @@ sweep the same queue at once.
 
 The heartbeat hash (`keys.worker(node)`) is the worker's status for any reader on any host:
 state (running / paused), pool size and autoscale bounds, active requests, processed and
-failed counts (counted by `job_counter.JobCounter` where the job ran), RSS of the process tree. The pause
+failed counts (counted by `runtime.task` where the job ran, in the same hash), RSS of the process tree. The pause
 flag (`keys.worker_paused(node)`) is polled here: control broadcasts are lost by a worker that
 is not yet subscribed, a flag in Redis is not.
 """
@@ -28,7 +28,6 @@ from celery.worker import state as worker_state
 from coordinator.errors import CoordinatorError, QueueNotFoundError
 from coordinator.health import redis_settings_warnings
 from coordinator.registry.registry import now_ms
-from coordinator.runtime.job_counter import JobCounter
 
 if TYPE_CHECKING:
     from coordinator.facade import JobQueueCoordinator
@@ -223,12 +222,9 @@ def _tree_rss() -> int | None:
 def maintenance_step(coord: JobQueueCoordinator) -> type[bootsteps.StartStopStep]:
     """A consumer bootstep that runs `Maintenance` once the worker consumes its queues."""
 
-    counter = JobCounter(coord, HEARTBEAT_TTL_MS)
-
     class CoordinatorMaintenance(bootsteps.StartStopStep):
         requires = ("celery.worker.consumer.tasks:Tasks",)
         label = f"coordinator maintenance ({coord.settings.prefix})"
-        job_counter = counter  # keeps the weakly connected signal receiver alive with the app
 
         def __init__(self, parent: Any, **kwargs: Any) -> None:
             super().__init__(parent, **kwargs)

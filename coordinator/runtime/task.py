@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Task
 
-from coordinator.errors import UnrecoverableError
+from coordinator.errors import CoordinatorError, UnrecoverableError
 from coordinator.models import Job
 from coordinator.registry.registry import now_ms
+from coordinator.runtime.maintenance import HEARTBEAT_TTL_MS
 from coordinator.validation import MAX_RESULT_SIZE, encode_json
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise  # SystemExit, KeyboardInterrupt: the worker is going down; the lock expires
-            _record_failure(coord, job, token, exc, started)
+            if _record_failure(coord, job, token, exc, started):
+                _count(coord, worker_id, failed=True)
             return
         owned = registry.finish(queue, job_id, token, "completed", payload=payload,
                                 remove=job.options.remove_on_complete is True, duration_ms=_ms_since(started))
@@ -73,6 +75,7 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
                         extra=_log_fields(job, started))
             return
         log.info("job completed", extra=_log_fields(job, started))
+        _count(coord, worker_id, failed=False)
         keep = job.options.remove_on_complete
         if keep is not True and keep is not False:
             registry.trim(queue, config.retention, keep_completed=keep)
@@ -80,7 +83,16 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
         locks.remove(queue, job_id)
 
 
-def _record_failure(coord: JobQueueCoordinator, job: Job, token: int, exc: Exception, started: float) -> None:
+def _count(coord: JobQueueCoordinator, worker_id: str, failed: bool) -> None:
+    """The worker's processed / failed counts (its status); a count is not worth failing a job for."""
+    try:
+        coord.registry.count_worker_outcome(worker_id, failed, HEARTBEAT_TTL_MS)
+    except CoordinatorError:
+        log.warning("could not count a job outcome for %s", worker_id, exc_info=True)
+
+
+def _record_failure(coord: JobQueueCoordinator, job: Job, token: int, exc: Exception, started: float) -> bool:
+    """Record a failed attempt (retry after its back-off, or failed for good); False if fenced off."""
     options = job.options
     max_retries = options.max_retries if options.max_retries is not None else coord.settings.default_max_retries
     reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -88,13 +100,14 @@ def _record_failure(coord: JobQueueCoordinator, job: Job, token: int, exc: Excep
     retries_left = job.attempts_made <= max_retries and not is_unrecoverable(exc)
     if retries_left:
         due = now_ms() + options.backoff.delay_ms(job.attempts_made)
-        coord.registry.finish(job.queue, job.id, token, "retry", payload=reason, stack=stack, due_ms=due,
-                              duration_ms=_ms_since(started))
+        owned = coord.registry.finish(job.queue, job.id, token, "retry", payload=reason, stack=stack,
+                                      due_ms=due, duration_ms=_ms_since(started))
         log.warning("job failed, will retry: %s", reason, extra=_log_fields(job, started))
-        return
-    coord.registry.finish(job.queue, job.id, token, "failed", payload=reason, stack=stack,
-                          remove=options.remove_on_fail is True, duration_ms=_ms_since(started))
+        return owned
+    owned = coord.registry.finish(job.queue, job.id, token, "failed", payload=reason, stack=stack,
+                                  remove=options.remove_on_fail is True, duration_ms=_ms_since(started))
     log.error("job failed: %s", reason, extra=_log_fields(job, started))
+    return owned
 
 
 def _ms_since(started: float) -> int:
