@@ -182,8 +182,8 @@ class CelerySubject(InProcessPhases):
         app = "bench.celery_side:" + ("same_app" if self.variant == "celery-same" else "defaults_app")
         argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-P", pool, "-c", str(concurrency),
                 "--without-gossip", "--without-mingle", "-n", f"{self.variant}@%h"]
-        # celery-same runs the way a managed coordinator worker does: task events on, log level INFO.
-        argv += ["-E", "-l", "INFO"] if self.variant == "celery-same" else ["-l", "WARNING"]
+        # celery-same runs the way a managed coordinator worker does: log level INFO (events off).
+        argv += ["-l", "INFO"] if self.variant == "celery-same" else ["-l", "WARNING"]
         with open(self.log_path, "ab") as log_file:
             self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
                                              stderr=subprocess.STDOUT, start_new_session=True)

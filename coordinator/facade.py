@@ -50,7 +50,7 @@ from coordinator.registry import Registry
 from coordinator.runtime.beat_scheduler import configure_beat
 from coordinator.runtime.foreign import ForeignTaskTracker
 from coordinator.runtime.locks import LockKeeper
-from coordinator.runtime.maintenance import maintenance_step
+from coordinator.runtime.maintenance import HEARTBEAT_TTL_MS, maintenance_step
 from coordinator.runtime.task import Processor, register_processor_task
 from coordinator.scheduler import JobScheduler
 from coordinator.settings import Settings, settings_from_env
@@ -140,7 +140,7 @@ class JobQueueCoordinator:
     def lock_keeper(self) -> LockKeeper:
         with self._mutex:
             if self._lock_keeper is None:
-                self._lock_keeper = LockKeeper(self.registry, self.settings.lock_duration_ms)
+                self._lock_keeper = LockKeeper(self.registry, self.settings.lock_duration_ms, HEARTBEAT_TTL_MS)
             return self._lock_keeper
 
     # ----------------------------------------------------------------------------- queues

@@ -110,6 +110,8 @@ class Maintenance:
                     self._reconcile_pause(in_loop=True)
                 if self._due("heartbeat", HEARTBEAT_INTERVAL_S):
                     self._heartbeat()
+                if settings.broker_is_redis and self._due("hold", settings.lock_duration_ms / 3000):
+                    self._hold_messages()
             except Exception:  # Redis away for a moment: the next round tries again
                 log.warning("maintenance sweep failed", exc_info=True)
 
@@ -132,6 +134,15 @@ class Maintenance:
             if trim:
                 registry.trim(queue, config.retention)
                 registry.trim_metrics(queue)
+
+    def _hold_messages(self) -> None:
+        """Mark the messages this worker holds (prefetched or running) as held, as a job's lock
+        is renewed: `Registry.recover_unstarted` takes only messages unheld for a lock duration
+        to be stranded by a dead worker, and kombu restores none of them while the worker lives."""
+        requests = tuple(worker_state.requests.values())  # one C-level copy: safe across threads
+        tags = [request.message.delivery_tag for request in requests if request.message is not None]
+        if tags:
+            self.coord.registry.hold_unacked(tags)
 
     def _reconcile_pause(self, in_loop: bool) -> None:
         """Cancel or re-add this worker's consumers when its pause flag changed."""

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Task
 
-from coordinator.errors import CoordinatorError, UnrecoverableError
+from coordinator.errors import UnrecoverableError
 from coordinator.models import Job
 from coordinator.registry.registry import now_ms
-from coordinator.runtime.maintenance import HEARTBEAT_TTL_MS
 from coordinator.validation import MAX_RESULT_SIZE, encode_json
 
 if TYPE_CHECKING:
@@ -58,7 +57,9 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
     locks = coord.lock_keeper
     locks.add(queue, job_id)
     started = time.monotonic()
-    log.info("job started", extra=_log_fields(job, started))
+    verbose = log.isEnabledFor(logging.INFO)  # per-job lines cost nothing when nobody reads INFO
+    if verbose:
+        log.info("job started", extra=_log_fields(job, started))
     try:
         try:
             payload = encode_json(handler(job), "result", MAX_RESULT_SIZE)
@@ -66,7 +67,7 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
             if not isinstance(exc, Exception):
                 raise  # SystemExit, KeyboardInterrupt: the worker is going down; the lock expires
             if _record_failure(coord, job, token, exc, started):
-                _count(coord, worker_id, failed=True)
+                locks.count(worker_id, failed=True)
             return
         owned = registry.finish(queue, job_id, token, "completed", payload=payload,
                                 remove=job.options.remove_on_complete is True, duration_ms=_ms_since(started))
@@ -74,21 +75,14 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
             log.warning("job result discarded: attempt %s no longer owns the job", token,
                         extra=_log_fields(job, started))
             return
-        log.info("job completed", extra=_log_fields(job, started))
-        _count(coord, worker_id, failed=False)
+        if verbose:
+            log.info("job completed", extra=_log_fields(job, started))
+        locks.count(worker_id, failed=False)
         keep = job.options.remove_on_complete
         if keep is not True and keep is not False:
             registry.trim(queue, config.retention, keep_completed=keep)
     finally:
         locks.remove(queue, job_id)
-
-
-def _count(coord: JobQueueCoordinator, worker_id: str, failed: bool) -> None:
-    """The worker's processed / failed counts (its status); a count is not worth failing a job for."""
-    try:
-        coord.registry.count_worker_outcome(worker_id, failed, HEARTBEAT_TTL_MS)
-    except CoordinatorError:
-        log.warning("could not count a job outcome for %s", worker_id, exc_info=True)
 
 
 def _record_failure(coord: JobQueueCoordinator, job: Job, token: int, exc: Exception, started: float) -> bool:
