@@ -11,11 +11,11 @@
 
   ARGV[1] now (ms)  ARGV[2] task name  ARGV[3] celery queue  ARGV[4] queue name
   ARGV[5] events max length
-  then 11 per job: id, name, data, opts, priority, due (ms, 0 = now), timeout (s or ""),
+  then 12 per job: id, name, data, opts, priority, due (ms, 0 = now), timeout (s or ""),
                    trace id, max retries (not stored: opts has them), schedule key,
-                   created (ms, 0 = now)
+                   created (ms, 0 = now), start deadline (ms, 0 = none)
   Job hash fields written: name data opts priority state attempts token created, and timeout,
-  trace, schedule when not empty (`stalled` appears with the first stall).
+  trace, schedule, expires when set (`stalled` appears with the first stall).
 
   Events: waiting or delayed, per job added.
   Returns: -1 if the queue does not exist; else a list with 1 for each job added and 0 for each
@@ -27,7 +27,7 @@ local maxLen = ARGV[5]
 local paused = redis.call("HGET", KEYS[1], "paused") == "1"
 local brokerKeys = sliceKeys(6, 10)
 local added = {}
-local per = 11
+local per = 12
 local count = (#ARGV - 5) / per
 for i = 0, count - 1 do
   local a = 5 + i * per
@@ -50,6 +50,7 @@ for i = 0, count - 1 do
     if ARGV[a + 7] ~= "" then redis.call("HSET", jobKey, "timeout", ARGV[a + 7]) end
     if ARGV[a + 8] ~= "" then redis.call("HSET", jobKey, "trace", ARGV[a + 8]) end
     if ARGV[a + 10] ~= "" then redis.call("HSET", jobKey, "schedule", ARGV[a + 10]) end
+    if ARGV[a + 12] ~= "0" then redis.call("HSET", jobKey, "expires", ARGV[a + 12]) end
     if state == "delayed" then
       redis.call("ZADD", KEYS[3], due, jobId)
       emitJob(KEYS[5], maxLen, "delayed", jobKey, jobId, "due", due)
