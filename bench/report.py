@@ -70,6 +70,8 @@ def print_table(result: dict[str, Any]) -> None:
                           *(_ratio(coord.get(key, {}).get(what), medians[n].get(key, {}).get(what)) for n in others))
     console = Console(width=280)
     console.print(table)
+    for name, pool in result.get("peer_pools", {}).items():
+        console.print(f"{name}: processing with {pool}")
     status = result.get("queue_status")
     if status:
         console.print(
@@ -159,4 +161,5 @@ def markdown_table(result: dict[str, Any]) -> str:
             cells = [_fmt(v) for v in values]
             cells += [_ratio(coord.get(key, {}).get(what), medians[n].get(key, {}).get(what)) for n in others]
             lines.append("| " + " | ".join([f"{label}: Redis {what.replace('_', ' ')}", unit, *cells]) + " |")
+    lines += ["", *(f"- {name}: processing with {pool}" for name, pool in result.get("peer_pools", {}).items())]
     return "\n".join(lines) + "\n"
