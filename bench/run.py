@@ -180,11 +180,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         subjects = {name: make_subject(name, server, log_dir) for name in names}
         result["peer_pools"] = {name: s.pool for name, s in subjects.items() if isinstance(s, PeerSubject)}
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        failed: dict[str, str] = {}
         try:
             for run in range(args.runs):
                 for name, subject in subjects.items():
+                    if name in failed:
+                        continue
                     print(f"run {run + 1}/{args.runs}: {name} ...", flush=True)
-                    runs[name].append(run_subject(subject, server, args.jobs, args.samples))
+                    try:
+                        runs[name].append(run_subject(subject, server, args.jobs, args.samples))
+                    except Exception as exc:  # a peer that breaks leaves the others' figures standing
+                        if name == "coordinator":
+                            raise
+                        failed[name] = f"{type(exc).__name__}: {exc}"
+                        print(f"  {name} failed, left out: {failed[name]}", flush=True)
+                        subject.stop_worker()
             if "coordinator" in subjects:
                 print("memory per waiting job, by structure ...", flush=True)
                 result["memory_breakdown"] = measure_memory(subjects["coordinator"], server, PAYLOAD)  # type: ignore[arg-type]
@@ -194,7 +204,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for subject in subjects.values():
                 subject.close()
     result["runs_raw"] = runs
-    result["medians"] = {name: median_of(values) for name, values in runs.items()}
+    result["failed"] = failed
+    result["medians"] = {name: median_of(values) for name, values in runs.items() if values}
     result["targets"] = targets(result)
     print_table(result)
     output = args.output or RESULTS_DIR / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"

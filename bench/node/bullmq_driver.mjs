@@ -49,7 +49,7 @@ async function driver(url) {
       for (let i = 0; i < n; i++) {
         const began = performance.now();
         const job = await queue.add("noop", PAYLOAD);
-        await job.waitUntilFinished(events, 30000);
+        await job.waitUntilFinished(events, 60000);
         latencies.push(performance.now() - began);
       }
       reply.latencies_ms = latencies;

@@ -122,7 +122,10 @@ class PeerSubject:
     def close(self) -> None:
         self.stop_worker()
         if self._driver.stdin is not None:
-            self._driver.stdin.close()
+            try:
+                self._driver.stdin.close()
+            except OSError:  # the driver already exited
+                pass
         try:
             self._driver.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -33,6 +33,8 @@ class LockKeeper:
         self._count_ttl_ms = count_ttl_ms
         self._running: dict[tuple[str, str], int] = {}
         self._counts: dict[str, list[int]] = {}
+        self._flushed = 0.0
+        """When the counts were last written (monotonic s)."""
         self._mutex = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -44,6 +46,7 @@ class LockKeeper:
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 if self._pid != os.getpid():
                     self._counts.clear()  # a forked child starts its own counts
+                    self._flushed = 0.0
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._run, name="jqc-locks", daemon=True)
                 self._thread.start()
@@ -58,11 +61,16 @@ class LockKeeper:
                 self._running.pop(key, None)
 
     def count(self, worker: str, failed: bool) -> None:
-        """Note one finished attempt of ``worker`` (failed or not); written within `COUNT_FLUSH_S`."""
+        """Note one finished attempt of ``worker`` (failed or not). Written at once when the last
+        write is `COUNT_FLUSH_S` old (so a slow worker's counts never lag, and the supervisor sees
+        a restarted worker make progress), else by the thread within `COUNT_FLUSH_S`."""
         with self._mutex:
             counts = self._counts.setdefault(worker, [0, 0])
             counts[0] += 1
             counts[1] += failed
+            due = time.monotonic() - self._flushed >= COUNT_FLUSH_S
+        if due:
+            self.flush_counts()
 
     def _run(self) -> None:
         renew_every = self._lock_ms / 3000
@@ -86,6 +94,7 @@ class LockKeeper:
         """Write the counts noted so far; kept for the next round if Redis is away."""
         with self._mutex:
             counts, self._counts = self._counts, {}
+            self._flushed = time.monotonic()
         for worker, (processed, failed) in counts.items():
             try:
                 self._registry.count_worker_outcome(worker, processed, failed, self._count_ttl_ms)
