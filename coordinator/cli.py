@@ -29,8 +29,9 @@ from coordinator.errors import (
     WorkerNotFoundError,
 )
 from coordinator.facade import JobQueueCoordinator
+from coordinator.heartbeats import queue_list
 from coordinator.models import HealthStatus, JobState, WorkerOptions
-from coordinator.registry.registry import now_ms
+from coordinator.clock import now_ms
 from coordinator.settings import redact_url
 from coordinator.workers.spec import WorkerSpec, import_path, load
 
@@ -133,22 +134,12 @@ def main(ctx: click.Context, app_path: str | None) -> None:
 
 def live_workers(coord: JobQueueCoordinator) -> list[dict[str, Any]]:
     """Workers on any host with a fresh heartbeat: node, host, pid, queues, heartbeat age."""
-    from coordinator.queues import WORKER_LIVE_MS
-
-    client = coord.registry.client
-    nodes = client.zrangebyscore(coord.keys.workers, now_ms() - WORKER_LIVE_MS, "+inf")
-    pipe = client.pipeline(transaction=False)
-    for node in nodes:
-        pipe.hgetall(coord.keys.worker(node))
-    workers = []
-    for node, record in zip(nodes, pipe.execute()):
-        if record:
-            workers.append({
-                "node": node, "host": record.get("host"), "pid": int(record.get("pid") or 0),
-                "queues": [q for q in record.get("queues", "").split(",") if q],
-                "heartbeat_age_s": round((now_ms() - int(record.get("heartbeat") or 0)) / 1000, 1),
-            })
-    return workers
+    now = now_ms()
+    return [{
+        "node": record["node"], "host": record.get("host"), "pid": int(record.get("pid") or 0),
+        "queues": queue_list(record.get("queues")),
+        "heartbeat_age_s": round((now - int(record.get("heartbeat") or 0)) / 1000, 1),
+    } for record in coord.get_live_workers()]
 
 
 @main.command()

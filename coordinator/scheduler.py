@@ -15,7 +15,7 @@ from coordinator.models import BulkJob, Job, JobOptions, JobState, QueueConfig, 
 from coordinator.queues import QueueManager
 from coordinator.registry import NewJob, Registry
 from coordinator.registry.codec import to_ms
-from coordinator.registry.registry import now_ms
+from coordinator.clock import now_ms
 from coordinator.settings import Settings
 from coordinator.validation import encode_json
 

@@ -77,7 +77,7 @@ def test_pause_holds_across_a_restart(coord: JobQueueCoordinator) -> None:
 
 def test_worker_that_stops_making_progress_is_restarted(coord: JobQueueCoordinator) -> None:
     coord.create_queue("stuck")
-    coord.workers.supervisor.stuck_after_s = 3
+    coord._workers.supervisor.stuck_after_s = 3
     worker = coord.register_worker("stuck", recorded, pool="prefork", concurrency=1)
     for child in psutil.Process(worker.pid).children():
         os.kill(child.pid, signal.SIGSTOP)  # alive, heartbeat fine, but nothing gets done

@@ -160,9 +160,9 @@ def _clean_up(coord: JobQueueCoordinator, server: DemoRedis, layout: workload.La
         except (CoordinatorError, redis.RedisError, OSError) as exc:
             say(console, f"could not remove the demo's keys (prefix {coord.settings.prefix}): {exc}")
     if keep_logs:
-        say(console, f"worker logs kept in {coord.workers.log_dir}")
+        say(console, f"worker logs kept in {coord.worker_log_dir}")
     else:
-        remove_tree(coord.workers.log_dir)
+        remove_tree(coord.worker_log_dir)
     if server.owned:
         server.stop()
         say(console, f"stopped the throwaway redis-server (pid {server.process.pid})")  # type: ignore[union-attr]

@@ -17,8 +17,10 @@ from typing import Any
 
 import redis
 
+from coordinator.clock import minute_of, now_ms
 from coordinator.errors import JobNotFoundError, QueueNotFoundError, RedisUnavailableError
 from coordinator.keys import STATE_INDEXES, CoordinatorKeys, QueueKeys
+from coordinator.metrics import FAILED, outcome_fields, processing_bucket, stale_minute_fields
 from coordinator.models import Job, JobOptions, JobState, QueueConfig, QueueCounts, RateLimit, Retention
 from coordinator.registry.codec import job_from_hash
 from coordinator.registry.scripts import Scripts
@@ -26,18 +28,6 @@ from coordinator.validation import MAX_LOG_LINE, MAX_LOG_LINES, MAX_PROGRESS_SIZ
 
 #: Jobs per script call in `enqueue` (bulk) and in the workers' sweeps.
 BATCH_SIZE = 500
-#: Upper bounds (ms) of the processing-time histogram buckets kept in each queue's metrics hash.
-PROCESSING_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000)
-
-
-def processing_bucket(duration_ms: int) -> str:
-    """The metrics-hash field of the histogram bucket a processing time falls in (``all:le:<ms>``)."""
-    for bound in PROCESSING_BUCKETS_MS:
-        if duration_ms <= bound:
-            return f"all:le:{bound}"
-    return "all:le:inf"
-
-
 def _dispatches(method: Callable[..., Any]) -> Callable[..., Any]:
     """Marks a write whose scripts may leave messages in an outbox: publish them right after."""
 
@@ -49,10 +39,6 @@ def _dispatches(method: Callable[..., Any]) -> Callable[..., Any]:
         return result
 
     return write_then_publish
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -268,7 +254,7 @@ class Registry:
         keys = [qk.job(job_id), qk.index("active"), qk.index("completed"), qk.index("failed"),
                 qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id)]
         args = [job_id, token, outcome, now, payload, stack, due_ms, "1" if remove else "0",
-                self.events_max_len, now // 60_000, duration_ms, processing_bucket(duration_ms)]
+                self.events_max_len, minute_of(now), duration_ms, processing_bucket(duration_ms)]
         # A finished attempt outlives a short Redis outage rather than run again; repeating the
         # script is safe, since a second call finds the job no longer owned (fencing by token).
         deadline = time.monotonic() + self.finish_retry_s
@@ -279,16 +265,6 @@ class Registry:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.2)
-
-    def count_worker_outcome(self, node: str, failed: bool, ttl_ms: int) -> None:
-        """Add one finished attempt (and one failure) to a worker's heartbeat hash, for its status."""
-        key = self.keys.worker(node)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hincrby(key, "processed", 1)
-        if failed:
-            pipe.hincrby(key, "failed", 1)
-        pipe.pexpire(key, ttl_ms)
-        pipe.execute()
 
     def update_progress(self, queue: str, job_id: str, token: int | None, progress: Any) -> bool:
         qk = self.queue_keys(queue)
@@ -349,7 +325,8 @@ class Registry:
             "attempts": 0, "created": now, "finished": now, "reason": reason[:MAX_LOG_LINE],
         })
         pipe.zadd(qk.index("failed"), {job_id: now})
-        pipe.hincrby(qk.metrics, f"{now // 60_000}:f", 1)
+        for field in outcome_fields(FAILED, now):
+            pipe.hincrby(qk.metrics, field, 1)
         pipe.xadd(qk.events, {"event": "failed", "job_id": job_id, "reason": reason[:1000]},
                   maxlen=self.events_max_len, approximate=True)
         pipe.execute()
@@ -450,7 +427,7 @@ class Registry:
             recovered += self.scripts.recover_stalled(
                 keys=keys,
                 args=[now_ms(), max_stalled_count, *self._dispatch_args(queue), self.events_max_len,
-                      now_ms() // 60_000, *batch],
+                      minute_of(now_ms()), *batch],
             )
         return recovered
 
@@ -520,11 +497,10 @@ class Registry:
                     break
         return removed
 
-    def trim_metrics(self, queue: str, keep_minutes: int = 24 * 60) -> None:
+    def trim_metrics(self, queue: str) -> None:
+        """Delete the queue's per-minute metrics older than a day (see `coordinator.metrics`)."""
         key = self.queue_keys(queue).metrics
-        oldest = now_ms() // 60_000 - keep_minutes
-        stale = [field for field in self.client.hkeys(key)
-                 if field.split(":")[0].isdigit() and int(field.split(":")[0]) < oldest]
+        stale = stale_minute_fields(self.client.hkeys(key))
         if stale:
             self.client.hdel(key, *stale)
 

@@ -7,6 +7,8 @@
   the list of its priority, so a job becomes waiting and publishable in one atomic step.
   The message body carries only the queue, job id and dispatch token; the worker reads the job
   itself from the registry when it starts it.
+  countOutcome() / countDuration(): the only writers of a queue's metrics hash in Lua; its
+  fields are described (and read) in coordinator/metrics.py.
 ]]
 local function emit(eventsKey, maxLen, event, jobId, ...)
   redis.call("XADD", eventsKey, "MAXLEN", "~", maxLen, "*", "event", event, "job_id", jobId, ...)
@@ -111,6 +113,19 @@ local function waitingScore(metaKey, now)
   local text = string.format("%.3f", score)
   redis.call("HSET", metaKey, "last_waiting", text)
   return text
+end
+
+-- A job finished for good as kind "c" (completed) or "f" (failed) in minute bucket `minute`.
+local function countOutcome(metricsKey, minute, kind)
+  redis.call("HINCRBY", metricsKey, minute .. ":" .. kind, 1)
+  redis.call("HINCRBY", metricsKey, "all:" .. kind, 1)
+end
+
+-- The processing time (ms) of a finished attempt, and its histogram bucket field.
+local function countDuration(metricsKey, minute, durationMs, bucketField)
+  redis.call("HINCRBY", metricsKey, minute .. ":t", durationMs)
+  redis.call("HINCRBY", metricsKey, "all:t", durationMs)
+  redis.call("HINCRBY", metricsKey, bucketField, 1)
 end
 
 local function sliceKeys(from, count)

@@ -27,8 +27,7 @@ for i = 8, #ARGV do
       redis.call("HINCRBY", jobKey, "token", 1)
       redis.call("HSET", jobKey, "state", "failed", "finished", now, "reason", reason)
       redis.call("ZADD", KEYS[3], now, jobId)
-      redis.call("HINCRBY", KEYS[7], ARGV[7] .. ":f", 1)
-      redis.call("HINCRBY", KEYS[7], "all:f", 1)
+      countOutcome(KEYS[7], ARGV[7], "f")
       emitJob(KEYS[6], ARGV[6], "failed", jobKey, jobId, "reason", reason)
     else
       redis.call("HSET", jobKey, "state", "waiting")
