@@ -18,17 +18,15 @@ from datetime import datetime, timezone
 import redis
 
 from coordinator.connection import connect
-from coordinator.errors import ConfigurationError, RedisUnavailableError
-from coordinator.models import Event
+from coordinator.errors import InvalidArgumentError, RedisUnavailableError
+from coordinator.models import Event, EventName
 from coordinator.registry import Registry
 from coordinator.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Events the registry emits for jobs, and the queue-level ones.
-JOB_EVENTS = ("waiting", "active", "progress", "completed", "failed", "retrying", "delayed", "stalled",
-              "cancelled")
-QUEUE_EVENTS = ("paused", "resumed")
+#: Every event name (`EventName`): job, queue (paused, resumed) and worker events.
+EVENT_NAMES = tuple(name.value for name in EventName)
 #: `on("*", handler)` receives every event.
 ALL_EVENTS = "*"
 
@@ -135,11 +133,12 @@ class EventListener:
         """The name of the listener's Redis connection (`CLIENT LIST` shows it)."""
         return f"{self.settings.prefix}-events"
 
-    def on(self, event: str, handler: EventHandler, queue: str | None = None) -> None:
+    def on(self, event: EventName | str, handler: EventHandler, queue: str | None = None) -> None:
         """Call ``handler(Event)`` for each ``event`` (or ``"*"``) of ``queue`` (None: all queues)
         that happens from now on."""
-        if event != ALL_EVENTS and event not in JOB_EVENTS + QUEUE_EVENTS:
-            raise ConfigurationError(f"event {event!r}: use one of {', '.join(JOB_EVENTS + QUEUE_EVENTS)} or '*'")
+        event = event.value if isinstance(event, EventName) else event
+        if event != ALL_EVENTS and event not in EVENT_NAMES:
+            raise InvalidArgumentError(f"event {event!r}: use one of {', '.join(EVENT_NAMES)} or '*'")
         if queue is not None:
             self.registry.queue_meta(queue)  # QueueNotFoundError for a queue never created
         with self._mutex:

@@ -21,7 +21,7 @@ from celery import Celery
 from coordinator.broker import OutboxRelay
 from coordinator.celery_config import build_app
 from coordinator.connection import connect
-from coordinator.errors import ConfigurationError
+from coordinator.errors import InvalidArgumentError
 from coordinator.events import EventListener, iter_events
 from coordinator.health import HealthChecker, QueueSnapshot
 from coordinator.heartbeats import HeartbeatStore
@@ -30,6 +30,7 @@ from coordinator.models import (
     AutoscalePolicy,
     BulkJob,
     Event,
+    EventName,
     Health,
     HealthThresholds,
     Job,
@@ -81,6 +82,7 @@ class JobQueueCoordinator:
 
     @classmethod
     def from_settings(cls, settings: Settings, app: Celery | None = None) -> JobQueueCoordinator:
+        """A coordinator from a `Settings` object (``app``: adopt that Celery app)."""
         coord = cls.__new__(cls)
         coord._init(settings, app)
         return coord
@@ -126,7 +128,7 @@ class JobQueueCoordinator:
         def register(handler: Processor) -> Processor:
             existing = self._processors.get(queue)
             if existing is not None and existing is not handler:
-                raise ConfigurationError(f"processor: queue {queue!r} already has processor {existing.__name__}")
+                raise InvalidArgumentError(f"processor: queue {queue!r} already has processor {existing.__name__}")
             if existing is None:
                 self._processors[queue] = handler
                 register_processor_task(self.app, self._keys.task_name(queue), self._runner, handler)
@@ -164,24 +166,34 @@ class JobQueueCoordinator:
     # ----------------------------------------------------------------------------- queues
 
     def create_queue(self, config: QueueConfig | str, **fields: Any) -> QueueInfo:
+        """Create a queue (a `QueueConfig`, or a name plus its fields) or update its config;
+        idempotent for the same config. Returns the stored `QueueInfo`."""
         return self._queues.create_queue(config, **fields)
 
     def get_queue(self, name: str) -> QueueInfo:
+        """The queue's config and state; `QueueNotFoundError` if it was never created."""
         return self._queues.get_queue(name)
 
     def get_queue_names(self) -> list[str]:
+        """The names of every queue of this prefix, sorted."""
         return self._queues.get_queue_names()
 
     def get_queue_status(self, name: str) -> QueueStatus:
+        """The queue's counts per state, paused flag, live workers and health (with the recent
+        throughput, error rate and mean processing time)."""
         return self._queues.get_queue_status(name)
 
     def pause_queue(self, name: str) -> None:
+        """No worker, present or future, starts a new job of the queue until `resume_queue`;
+        running jobs finish."""
         self._queues.pause_queue(name)
 
     def resume_queue(self, name: str) -> None:
+        """Let the queue's jobs start again; the jobs held while it was paused are dispatched now."""
         self._queues.resume_queue(name)
 
     def delete_queue(self, name: str) -> None:
+        """Remove the queue with its jobs, recurring jobs, events, metrics and keys."""
         self._recurring.remove_queue(name)
         self._queues.delete_queue(name)
 
@@ -189,94 +201,139 @@ class JobQueueCoordinator:
 
     def enqueue_job(self, queue: str, data: Any, options: JobOptions | None = None, *,
                     name: str | None = None, **option_fields: Any) -> Job:
+        """Add one job to ``queue`` and return it (``waiting``, or ``delayed`` with a delay).
+
+        ``options`` and/or ``option_fields`` (`JobOptions` fields: priority, max_retries, backoff,
+        delay, job_id, timeout, remove_on_complete, remove_on_fail, trace_id); ``name`` labels the
+        job (default: the queue's processor's name). An existing ``job_id`` returns that job and
+        adds nothing. `InvalidJobDataError` if ``data`` is not plain JSON or too large;
+        `QueueNotFoundError` if the queue was never created."""
         return self._jobs.enqueue_job(queue, data, options, name=name, **option_fields)
 
     def enqueue_bulk(self, queue: str, jobs: Iterable[BulkJob | dict[str, Any]]) -> list[Job]:
+        """Add many jobs (`BulkJob`s or dicts with ``data``, ``name``, ``options``) in a few round
+        trips; returns them in order."""
         return self._jobs.enqueue_bulk(queue, jobs)
 
     def schedule_job(self, queue: str, job_name: str, data: Any, options: ScheduleOptions | None = None,
                      **fields: Any) -> Job:
+        """Add a job that waits until ``delay`` ms from now or ``run_at`` (`ScheduleOptions`), then
+        runs like any other; it is ``delayed`` until then."""
         return self._jobs.schedule_job(queue, job_name, data, options, **fields)
 
     def get_job(self, queue: str, job_id: str) -> Job | None:
+        """A snapshot of the job, or None if there is no such job (never raises for an unknown id)."""
         return self._jobs.get_job(queue, job_id)
 
     def get_jobs(self, queue: str, states: Iterable[JobState | str] | JobState | str, start: int = 0,
                  end: int = -1, asc: bool = False) -> list[Job]:
+        """The queue's jobs in the given states, newest first (``asc``: oldest first); ``start`` and
+        ``end`` are inclusive indexes as in Redis ranges (-1: the last)."""
         return self._jobs.get_jobs(queue, states, start, end, asc)
 
     def get_failed_jobs(self, queue: str, start: int = 0, end: int = -1) -> list[Job]:
+        """The queue's failed jobs (the dead-letter list), newest first."""
         return self._jobs.get_failed_jobs(queue, start, end)
 
     def retry_job(self, queue: str, job_id: str) -> bool:
+        """Run a failed or cancelled job again with a fresh set of retries; False if its state
+        does not allow it, `JobNotFoundError` for an unknown id."""
         return self._jobs.retry_job(queue, job_id)
 
     def cancel_job(self, queue: str, job_id: str, terminate: bool = False) -> bool:
+        """Cancel a waiting or delayed job (an active one only with ``terminate``: its process is
+        stopped first); False if its state does not allow it."""
         return self._jobs.cancel_job(queue, job_id, terminate)
 
     def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
+        """Change the priority (1 highest .. 10 lowest) of a waiting or delayed job; False if its
+        state does not allow it."""
         return self._jobs.update_job_priority(queue, job_id, priority)
 
     def promote_job(self, queue: str, job_id: str) -> bool:
+        """Move a delayed job to waiting now; False if it is not delayed."""
         return self._jobs.promote_job(queue, job_id)
 
     def wait_for_job(self, queue: str, job_id: str, timeout: float) -> Job:
+        """Block until the job is completed, failed or cancelled and return it; `WaitTimeoutError`
+        (a `TimeoutError`) after ``timeout`` s, the job going on."""
         return self._jobs.wait_for_job(queue, job_id, timeout)
 
     # ----------------------------------------------------------------------------- recurring jobs
 
     def schedule_recurring_job(self, queue: str, job_name: str, data: Any,
                                options: RecurringJobOptions | None = None, **fields: Any) -> RecurringJob:
+        """Schedule ``job_name`` on ``queue`` by ``cron`` (with ``tz``) or ``every`` ms
+        (`RecurringJobOptions`); scheduling the same ``key`` again updates it. Each tick fires
+        once, however many beats run."""
         return self._recurring.schedule_recurring_job(queue, job_name, data, options, **fields)
 
     def get_recurring_jobs(self, queue: str | None = None) -> list[RecurringJob]:
+        """The recurring jobs of ``queue`` (None: of every queue) with their next run."""
         return self._recurring.get_recurring_jobs(queue)
 
     def remove_recurring_job(self, queue: str, key: str) -> bool:
+        """Stop a recurring job; False if there was none with that key."""
         return self._recurring.remove_recurring_job(queue, key)
 
     # ----------------------------------------------------------------------------- workers
 
     def register_worker(self, queue: str, processor: Processor | None = None,
                         options: WorkerOptions | None = None, **fields: Any) -> WorkerStatus:
+        """Start a managed `celery worker` process for ``queue`` and return its status once it
+        consumes. ``processor``: an importable module-level callable, else the one registered with
+        `processor`; ``options`` / ``fields``: `WorkerOptions`. `WorkerStartError` after 30 s."""
         return self._workers.register_worker(queue, processor, options, **fields)
 
     def close_worker(self, worker_id: str, timeout: float = 30) -> None:
+        """Warm shutdown of a managed worker: running jobs finish (up to ``timeout`` s), then the
+        process stops. `WorkerNotFoundError` for an unknown id."""
         self._workers.close_worker(worker_id, timeout)
 
     def get_worker(self, worker_id: str) -> WorkerStatus:
+        """The status of one managed worker (from its process and its heartbeat)."""
         return self._workers.get_worker(worker_id)
 
     def get_workers_by_queue(self, queue: str) -> list[WorkerStatus]:
+        """The status of every managed worker of ``queue`` in this process."""
         return self._workers.get_workers_by_queue(queue)
 
     def get_all_worker_status(self) -> list[WorkerStatus]:
+        """The status of every worker this coordinator manages."""
         return self._workers.get_all_worker_status()
 
     def scale_workers(self, queue: str, target_count: int) -> ScalingResult:
+        """Start or warm-stop managed workers of ``queue`` until it has ``target_count``; returns
+        once new ones consume and stopped ones are gone."""
         return self._workers.scale_workers(queue, target_count)
 
     def pause_worker(self, worker_id: str) -> None:
+        """That worker stops taking jobs (its running jobs finish); the queue's other workers go on."""
         self._workers.pause_worker(worker_id)
 
     def resume_worker(self, worker_id: str) -> None:
+        """That worker takes jobs again."""
         self._workers.resume_worker(worker_id)
 
     def set_autoscale_policy(self, queue: str, policy: AutoscalePolicy | None,
                              processor: Processor | None = None) -> None:
+        """Scale ``queue``'s managed workers by its depth under ``policy`` (None removes it);
+        ``processor`` for the workers it starts."""
         self._workers.set_autoscale_policy(queue, policy, processor)
 
     def get_autoscale_policy(self, queue: str) -> AutoscalePolicy | None:
+        """The queue's autoscale policy, or None."""
         return self._workers.get_autoscale_policy(queue)
 
     # ----------------------------------------------------------------------------- observability
 
-    def on(self, event: str, handler: Callable[[Event], object], queue: str | None = None) -> None:
-        """Call ``handler(Event)`` on the listener thread for each ``event`` (``"*"``: all) of
-        ``queue`` (None: every queue) from now on."""
+    def on(self, event: EventName | str, handler: Callable[[Event], object], queue: str | None = None) -> None:
+        """Call ``handler(Event)`` on the listener thread for each ``event`` (an `EventName`, or
+        ``"*"``: all, including ``worker`` events) of ``queue`` (None: every queue) from now on.
+        `InvalidArgumentError` for an unknown event name."""
         self._listener().on(event, handler, queue)
 
-    def off(self, event: str, handler: Callable[[Event], object]) -> None:
+    def off(self, event: EventName | str, handler: Callable[[Event], object]) -> None:
         """Stop calling ``handler`` for ``event``."""
         self._listener().off(event, handler)
 
@@ -328,8 +385,10 @@ class JobQueueCoordinator:
         self._redis.connection_pool.disconnect()
 
     def __enter__(self) -> JobQueueCoordinator:
+        """The coordinator itself; `shutdown` runs on exit."""
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        """`shutdown` with the default timeout."""
         self.shutdown()

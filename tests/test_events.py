@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from coordinator import ConfigurationError, Event, JobQueueCoordinator
+from coordinator import Event, InvalidArgumentError, JobQueueCoordinator
 from tests import processors
 
 
@@ -154,7 +154,7 @@ def test_off_and_failing_handlers(coord: JobQueueCoordinator) -> None:
     wait_until(lambda: len(kept) == 2, what="second delivery")
     assert [e.job_id for e in kept] == [first.id, second.id]
     assert len(dropped) == 1
-    with pytest.raises(ConfigurationError, match="event 'finished'"):
+    with pytest.raises(InvalidArgumentError, match="event 'finished'"):
         coord.on("finished", kept.append)
 
 

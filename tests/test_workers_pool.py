@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from coordinator import (
-    ConfigurationError,
+    InvalidArgumentError,
     JobQueueCoordinator,
     JobState,
     RateLimit,
@@ -92,9 +92,9 @@ def test_scaling_down_is_a_warm_shutdown(coord: JobQueueCoordinator) -> None:
 
 def test_scale_needs_a_processor_and_a_sane_target(coord: JobQueueCoordinator) -> None:
     coord.create_queue("bare")
-    with pytest.raises(ConfigurationError, match="processor"):
+    with pytest.raises(InvalidArgumentError, match="processor"):
         coord.scale_workers("bare", 1)
-    with pytest.raises(ConfigurationError, match="target_count"):
+    with pytest.raises(InvalidArgumentError, match="target_count"):
         coord.scale_workers("bare", -1)
 
 
@@ -123,7 +123,7 @@ def test_worker_limiter_becomes_the_queues_global_limit(coord: JobQueueCoordinat
     limit = RateLimit(max=5, duration=1000)
     coord.register_worker("wlimit", recorded, pool="solo", limiter=limit)
     assert coord.get_queue("wlimit").config.limiter == limit
-    with pytest.raises(ConfigurationError, match="limiter"):
+    with pytest.raises(InvalidArgumentError, match="limiter"):
         coord.register_worker("wlimit", recorded, pool="solo", limiter=RateLimit(max=1, duration=10))
 
 

@@ -18,11 +18,23 @@ from typing import Any
 import redis
 
 from coordinator.clock import minute_of, now_ms
+from coordinator.dispatch import Dispatch, parse_delivery_tag
 from coordinator.errors import JobNotFoundError, QueueNotFoundError, RedisUnavailableError
 from coordinator.keys import STATE_INDEXES, CoordinatorKeys, QueueKeys
 from coordinator.metrics import FAILED, outcome_fields, processing_bucket, stale_minute_fields
-from coordinator.models import Job, JobOptions, JobState, QueueConfig, QueueCounts, RateLimit, Retention
+from coordinator.models import (
+    EventName,
+    Job,
+    JobOptions,
+    JobState,
+    QueueConfig,
+    QueueCounts,
+    RateLimit,
+    Retention,
+    WorkerAction,
+)
 from coordinator.registry.codec import job_from_hash
+from coordinator.registry.replies import Reply, outcome
 from coordinator.registry.scripts import Scripts
 from coordinator.validation import MAX_LOG_LINE, MAX_LOG_LINES, MAX_PROGRESS_SIZE, encode_json
 
@@ -149,7 +161,8 @@ class Registry:
         pipe = self.client.pipeline(transaction=True)
         pipe.exists(qk.meta)
         pipe.hset(qk.meta, "paused", "1" if paused else "0")
-        pipe.xadd(qk.events, {"event": "paused" if paused else "resumed", "job_id": ""},
+        event = EventName.PAUSED if paused else EventName.RESUMED
+        pipe.xadd(qk.events, {"event": event.value, "job_id": ""},
                   maxlen=self.events_max_len, approximate=True)
         exists, _, _ = pipe.execute()
         if not exists:
@@ -214,9 +227,9 @@ class Registry:
                 job.trace_id, opts.max_retries, job.schedule_key, job.created_ms,
             ]
         result = self.scripts.enqueue(keys=keys, args=args)
-        if result == -1:
-            raise QueueNotFoundError(queue)
-        return [flag == 1 for flag in result]
+        if not isinstance(result, list):
+            outcome("enqueue", result, queue)
+        return [flag == Reply.DONE for flag in result]
 
     # ----------------------------------------------------------------------------- worker side
 
@@ -260,7 +273,7 @@ class Registry:
         deadline = time.monotonic() + self.finish_retry_s
         while True:
             try:
-                return self.scripts.finish(keys=keys, args=args) == 1
+                return outcome("finish", self.scripts.finish(keys=keys, args=args), queue, job_id)
             except RedisUnavailableError:
                 if time.monotonic() >= deadline:
                     raise
@@ -271,7 +284,7 @@ class Registry:
         encoded = encode_json(progress, "progress", MAX_PROGRESS_SIZE)
         return self.scripts.progress(
             keys=[qk.job(job_id), qk.events], args=[job_id, token, encoded, self.events_max_len]
-        ) == 1
+        ) == Reply.DONE
 
     def add_log(self, queue: str, job_id: str, line: str) -> None:
         qk = self.queue_keys(queue)
@@ -334,10 +347,6 @@ class Registry:
 
     # ----------------------------------------------------------------------------- job control
 
-    def _checked(self, queue: str, job_id: str, reply: int) -> bool:
-        if reply == -1:
-            raise JobNotFoundError(queue, job_id)
-        return reply == 1
 
     def cancel(self, queue: str, job_id: str, allow_active: bool = False) -> bool:
         qk = self.queue_keys(queue)
@@ -346,7 +355,7 @@ class Registry:
                   qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id)],
             args=[job_id, now_ms(), "1" if allow_active else "0", self.events_max_len],
         )
-        return self._checked(queue, job_id, reply)
+        return outcome("cancel", reply, queue, job_id)
 
     @_dispatches
     def retry(self, queue: str, job_id: str) -> bool:
@@ -356,7 +365,7 @@ class Registry:
                   qk.parked, qk.meta, qk.events, *self.broker_keys(qk)],
             args=[job_id, now_ms(), *self._dispatch_args(queue), self.events_max_len],
         )
-        return self._checked(queue, job_id, reply)
+        return outcome("retry", reply, queue, job_id)
 
     @_dispatches
     def change_priority(self, queue: str, job_id: str, priority: int) -> bool:
@@ -365,7 +374,7 @@ class Registry:
             keys=[qk.job(job_id), qk.parked, qk.meta, qk.events, *self.broker_keys(qk)],
             args=[job_id, priority, now_ms(), *self._dispatch_args(queue), self.events_max_len],
         )
-        return self._checked(queue, job_id, reply)
+        return outcome("change_priority", reply, queue, job_id)
 
     @_dispatches
     def promote(self, queue: str, job_id: str) -> bool:
@@ -441,22 +450,19 @@ class Registry:
         """
         qk = self.queue_keys(queue)
         cutoff_s = (now_ms() - older_than_ms) / 1000
-        head = f"{qk.celery_queue}/"
-        tags = [tag for tag in self.client.zrangebyscore(self.keys.unacked_index, "-inf", cutoff_s)
-                if tag.startswith(head)]
-        candidates: dict[str, tuple[str, str]] = {}
-        for tag in tags:
-            job_id, _, token = tag[len(head):].rpartition(".")
-            if job_id and token.isdigit():
-                candidates[tag] = (job_id, token)
+        candidates: dict[str, Dispatch] = {}
+        for tag in self.client.zrangebyscore(self.keys.unacked_index, "-inf", cutoff_s):
+            dispatch = parse_delivery_tag(tag, qk.celery_queue)
+            if dispatch is not None:
+                candidates[tag] = dispatch
         recovered: list[str] = []
         items = list(candidates.items())
         for start in range(0, len(items), BATCH_SIZE):
             batch = items[start : start + BATCH_SIZE]
             keys = [qk.parked, qk.meta, qk.events, *self.broker_keys(qk), *(qk.job(job_id) for _, (job_id, _) in batch)]
             args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
-            for _, pair in batch:
-                args += pair
+            for _, (job_id, token) in batch:
+                args += [job_id, token]
             moved = set(self.scripts.recover_orphans(keys=keys, args=args))
             stranded = [tag for tag, (job_id, _) in batch if job_id in moved]
             if stranded:
@@ -506,9 +512,9 @@ class Registry:
 
     # ----------------------------------------------------------------------------- worker events
 
-    def emit_worker_event(self, queue: str, action: str, worker_id: str, **fields: Any) -> None:
-        """Append a ``worker`` event (crashed, restarted, gave_up, ...) to the queue's stream."""
-        entry = {"event": "worker", "job_id": "", "action": action, "worker": worker_id}
+    def emit_worker_event(self, queue: str, action: WorkerAction, worker_id: str, **fields: Any) -> None:
+        """Append a ``worker`` event (`WorkerAction`: crashed, restarted, gave_up) to the queue's stream."""
+        entry = {"event": EventName.WORKER.value, "job_id": "", "action": action.value, "worker": worker_id}
         entry.update({name: str(value) for name, value in fields.items() if value is not None})
         self.client.xadd(self.queue_keys(queue).events, entry, maxlen=self.events_max_len, approximate=True)
 

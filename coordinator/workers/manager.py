@@ -23,7 +23,7 @@ from typing import Any
 
 from celery import Celery
 
-from coordinator.errors import ConfigurationError, WorkerNotFoundError, WorkerStartError
+from coordinator.errors import InvalidArgumentError, WorkerNotFoundError, WorkerStartError
 from coordinator.heartbeats import PAUSED, RUNNING, HeartbeatStore
 from coordinator.models import AutoscalePolicy, RateLimit, ScalingResult, WorkerOptions, WorkerState, WorkerStatus
 from coordinator.queues import QueueManager
@@ -86,7 +86,7 @@ class WorkerManager:
     def _processor_path(self, queue: str, processor: Callable[..., Any] | None) -> str | None:
         handler = processor or self.processors.get(queue)
         if handler is None and not self.adopted_app:
-            raise ConfigurationError(f"processor: no processor given or registered for queue {queue!r}")
+            raise InvalidArgumentError(f"processor: no processor given or registered for queue {queue!r}")
         return import_path(handler, "processor") if handler else None
 
     def _apply_limiter(self, queue: str, limiter: RateLimit | None) -> None:
@@ -97,7 +97,7 @@ class WorkerManager:
         if config.limiter == limiter:
             return
         if config.limiter is not None:
-            raise ConfigurationError(
+            raise InvalidArgumentError(
                 f"limiter: queue {queue!r} already has the global limit {config.limiter!r}; a worker's "
                 "limiter is its queue's global limit, change it with create_queue(..., limiter=...)"
             )
@@ -153,7 +153,7 @@ class WorkerManager:
         New workers copy the processor and options of the queue's last registered worker.
         """
         if target_count < 0:
-            raise ConfigurationError(f"target_count: must be >= 0, got {target_count}")
+            raise InvalidArgumentError(f"target_count: must be >= 0, got {target_count}")
         self.queues.get_queue(queue)
         with self._scale_lock(queue):
             for worker in self.members(queue, include_gave_up=True):

@@ -18,7 +18,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from coordinator.models import WorkerState
+from coordinator.models import WorkerAction, WorkerState
 from coordinator.clock import now_ms
 from coordinator.heartbeats import HEARTBEAT_TTL_MS
 from coordinator.workers import process
@@ -140,11 +140,11 @@ class Supervisor:
         spec = managed.spec
         log.error("worker %s (pid %s) died: %s, exit code %s", spec.worker_id, managed.process.pid, reason, code)
         registry = self.manager.registry
-        registry.emit_worker_event(spec.queue, "crashed", spec.worker_id, pid=managed.process.pid,
+        registry.emit_worker_event(spec.queue, WorkerAction.CRASHED, spec.worker_id, pid=managed.process.pid,
                                    exit_code=code, reason=reason, restarts=managed.restarts)
         if managed.gave_up:
             log.error("worker %s died %d times in a row: not restarting it", spec.worker_id, managed.crashes_in_row)
-            registry.emit_worker_event(spec.queue, "gave_up", spec.worker_id, restarts=managed.restarts)
+            registry.emit_worker_event(spec.queue, WorkerAction.GAVE_UP, spec.worker_id, restarts=managed.restarts)
 
     def _restart(self, managed: ManagedProcess) -> None:
         spec = managed.spec
@@ -158,7 +158,7 @@ class Supervisor:
             log.warning("worker %s restarted (restart %d, pid %s)", spec.worker_id, managed.restarts,
                         managed.process.pid)
             self.manager.registry.emit_worker_event(
-                spec.queue, "restarted", spec.worker_id, pid=managed.process.pid, restarts=managed.restarts)
+                spec.queue, WorkerAction.RESTARTED, spec.worker_id, pid=managed.process.pid, restarts=managed.restarts)
             return
         process.stop(managed.process, timeout=1)
         with self.manager.mutex:

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from coordinator import JobQueueCoordinator, JobState, WorkerState
+from coordinator.dispatch import delivery_tag
 from conftest import REDIS_URL
 from pool_support import events, kill_worker_group, wait_until
 from worker_processors import recorded
@@ -89,7 +90,7 @@ def test_job_fetched_but_never_started_by_a_killed_worker_is_dispatched_again(
     for child in psutil.Process(worker.pid).children():
         os.kill(child.pid, signal.SIGSTOP)  # the pool process can take the job but not start it
     job = coord.enqueue_job("fetched", {"seconds": 0.01})
-    tag = f"{coord.celery_queue('fetched')}/{job.id}.1"
+    tag = delivery_tag(coord.celery_queue("fetched"), job.id, 1)
     wait_until(lambda: coord._redis.hexists(coord.keys.unacked, tag), 15, "the message fetched")
     assert coord.get_job("fetched", job.id).state is JobState.WAITING
     kill_worker_group(worker.pid)

@@ -13,17 +13,15 @@
 ]]
 local now, force = tonumber(ARGV[1]), ARGV[2] == "1"
 local paused = redis.call("HGET", KEYS[4], "paused") == "1"
-local brokerKeys = sliceKeys(6, 10)
+local q = {waiting = KEYS[2], meta = KEYS[4], parked = KEYS[3], events = KEYS[5], maxLen = ARGV[6],
+  paused = paused, brokerKeys = sliceKeys(6, 10), task = ARGV[3], celeryQueue = ARGV[4], queue = ARGV[5]}
 local moved = 0
 for i = 7, #ARGV do
   local jobId, jobKey = ARGV[i], KEYS[16 + i - 7]
   local due = redis.call("ZSCORE", KEYS[1], jobId)
   if due and (force or tonumber(due) <= now) and redis.call("HGET", jobKey, "state") == "delayed" then
     redis.call("ZREM", KEYS[1], jobId)
-    redis.call("ZADD", KEYS[2], waitingScore(KEYS[4], now), jobId)
-    redis.call("HSET", jobKey, "state", "waiting")
-    makeWaiting(jobKey, KEYS[3], paused, now, brokerKeys, ARGV[3], ARGV[4], ARGV[5], jobId)
-    emitJob(KEYS[5], ARGV[6], "waiting", jobKey, jobId)
+    moveToWaiting(q, jobKey, jobId, now)
     moved = moved + 1
   end
 end
