@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
 import redis
 
 from coordinator.connection import connect
@@ -94,9 +95,7 @@ def iter_events(registry: Registry, queue: str, since: str | None = None, *, fol
             yield parse_event(queue, entry_id, fields)
         if entries:
             idle_since = time.monotonic()
-        elif not follow:
-            return
-        elif idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
+        elif not follow or (idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s):
             return
 
 

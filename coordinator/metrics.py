@@ -84,7 +84,8 @@ def series(fields: list[str], values: list[str | None]) -> list[MetricsPoint]:
         completed, failed, total_ms = (int(v or 0) for v in values[i : i + 3])
         finished = completed + failed
         points.append(MetricsPoint(
-            minute=datetime.fromtimestamp(minute * MINUTE_MS / 1000, tz=timezone.utc), completed=completed, failed=failed, processing_time_ms=total_ms,
+            minute=datetime.fromtimestamp(minute * MINUTE_MS / 1000, tz=timezone.utc),
+            completed=completed, failed=failed, processing_time_ms=total_ms,
             average_processing_time=round(total_ms / finished, 3) if finished else 0.0,
         ))
     return points

@@ -10,13 +10,13 @@ from typing import Any
 
 from celery import Celery
 
+from coordinator.clock import now_ms
 from coordinator.dispatch import task_id
 from coordinator.errors import JobNotFoundError, WaitTimeoutError
 from coordinator.models import BulkJob, Job, JobOptions, JobState, QueueConfig, ScheduleOptions
 from coordinator.queues import QueueManager
 from coordinator.registry import NewJob, Registry
 from coordinator.registry.codec import to_ms
-from coordinator.clock import now_ms
 from coordinator.settings import Settings
 from coordinator.validation import encode_json
 

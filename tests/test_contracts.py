@@ -11,7 +11,7 @@ import pytest
 
 from coordinator import EventName, JobQueueCoordinator
 from coordinator.dispatch import Dispatch, delivery_tag, parse_delivery_tag, parse_task_id, task_id
-from coordinator.registry.replies import SCRIPT_REPLIES, Reply, outcome
+from coordinator.registry.replies import SCRIPT_REPLIES, Reply, interpret_reply
 from coordinator.errors import JobNotFoundError, QueueNotFoundError
 
 LUA = resources.files("coordinator.registry") / "lua"
@@ -34,10 +34,10 @@ def test_every_script_that_replies_missing_has_its_error_in_the_table() -> None:
     missing = {name for name, source in lua_sources().items() if re.search(r"return -1\b", source)}
     assert missing and all(SCRIPT_REPLIES.get(name) is not None for name in missing), missing
     with pytest.raises(JobNotFoundError):
-        outcome("cancel", Reply.MISSING, "q", "j")
+        interpret_reply("cancel", Reply.MISSING, "q", "j")
     with pytest.raises(QueueNotFoundError):
-        outcome("enqueue", Reply.MISSING, "q")
-    assert outcome("retry", Reply.DONE, "q", "j") and not outcome("retry", Reply.REFUSED, "q", "j")
+        interpret_reply("enqueue", Reply.MISSING, "q")
+    assert interpret_reply("retry", Reply.DONE, "q", "j") and not interpret_reply("retry", Reply.REFUSED, "q", "j")
 
 
 @pytest.mark.parametrize("job_id", ["plain", "with.dots.in.it", "rep:key:1780000000000"])

@@ -50,7 +50,7 @@ def run_demo(redis_url: str | None = None, jobs: int = DEFAULT_PHOTOS, *, quick:
     coord = JobQueueCoordinator(server.url, prefix=prefix, promote_interval_ms=100)
     plan = _Plan(photos=photos, recurring_runs=runs, timeout_s=timeout_s, started=started,
                  fields={"prefix": prefix, "redis_url": redact_url(server.url), "own_redis": server.owned})
-    summary = DemoSummary(finished=False, **plan.fields)  # type: ignore[arg-type]
+    summary = DemoSummary(finished=False, **plan.fields)
     try:
         with signals_as_interrupt():
             summary = _run(coord, console, layout, plan)

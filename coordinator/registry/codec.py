@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, overload
 
 from coordinator.models import Job, JobOptions, JobState
 
 
+@overload
+def from_ms(value: int) -> datetime: ...
+@overload
+def from_ms(value: str | int | None) -> datetime | None: ...
 def from_ms(value: str | int | None) -> datetime | None:
+    """A UTC datetime from ms since the epoch; None for None or ""."""
     if value in (None, ""):
         return None
     return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)

@@ -34,7 +34,7 @@ from coordinator.models import (
     WorkerAction,
 )
 from coordinator.registry.codec import job_from_hash
-from coordinator.registry.replies import Reply, outcome
+from coordinator.registry.replies import Reply, interpret_reply
 from coordinator.registry.scripts import Scripts
 from coordinator.validation import MAX_LOG_LINE, MAX_LOG_LINES, MAX_PROGRESS_SIZE, encode_json
 
@@ -228,7 +228,7 @@ class Registry:
             ]
         result = self.scripts.enqueue(keys=keys, args=args)
         if not isinstance(result, list):
-            outcome("enqueue", result, queue)
+            interpret_reply("enqueue", result, queue)
         return [flag == Reply.DONE for flag in result]
 
     # ----------------------------------------------------------------------------- worker side
@@ -273,7 +273,7 @@ class Registry:
         deadline = time.monotonic() + self.finish_retry_s
         while True:
             try:
-                return outcome("finish", self.scripts.finish(keys=keys, args=args), queue, job_id)
+                return interpret_reply("finish", self.scripts.finish(keys=keys, args=args), queue, job_id)
             except RedisUnavailableError:
                 if time.monotonic() >= deadline:
                     raise
@@ -355,7 +355,7 @@ class Registry:
                   qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id)],
             args=[job_id, now_ms(), "1" if allow_active else "0", self.events_max_len],
         )
-        return outcome("cancel", reply, queue, job_id)
+        return interpret_reply("cancel", reply, queue, job_id)
 
     @_dispatches
     def retry(self, queue: str, job_id: str) -> bool:
@@ -365,7 +365,7 @@ class Registry:
                   qk.parked, qk.meta, qk.events, *self.broker_keys(qk)],
             args=[job_id, now_ms(), *self._dispatch_args(queue), self.events_max_len],
         )
-        return outcome("retry", reply, queue, job_id)
+        return interpret_reply("retry", reply, queue, job_id)
 
     @_dispatches
     def change_priority(self, queue: str, job_id: str, priority: int) -> bool:
@@ -374,7 +374,7 @@ class Registry:
             keys=[qk.job(job_id), qk.parked, qk.meta, qk.events, *self.broker_keys(qk)],
             args=[job_id, priority, now_ms(), *self._dispatch_args(queue), self.events_max_len],
         )
-        return outcome("change_priority", reply, queue, job_id)
+        return interpret_reply("change_priority", reply, queue, job_id)
 
     @_dispatches
     def promote(self, queue: str, job_id: str) -> bool:

@@ -2,7 +2,7 @@
 
 The write scripts that act on one job (or on a queue) reply ``1`` done, ``0`` refused (the job's
 state does not allow the move, or this attempt no longer owns it: fencing by token) or ``-1``
-missing. `SCRIPT_REPLIES` says, per script, what error a missing reply becomes; `outcome` turns a
+missing. `SCRIPT_REPLIES` says, per script, what error a missing reply becomes; `interpret_reply` turns a
 reply into the bool the registry returns. `lua/start.lua` replies with a status word instead
 (`START_STATUSES`).
 """
@@ -43,7 +43,7 @@ SCRIPT_REPLIES: dict[str, Callable[[str, str], CoordinatorError] | None] = {
 START_STATUSES = ("active", "missing", "stale", "paused", "limited")
 
 
-def outcome(script: str, reply: int, queue: str, job_id: str = "") -> bool:
+def interpret_reply(script: str, reply: int, queue: str, job_id: str = "") -> bool:
     """True for `Reply.DONE`, False for `Reply.REFUSED`; raises the script's error for `Reply.MISSING`."""
     if reply == Reply.MISSING:
         error = SCRIPT_REPLIES[script]

@@ -295,7 +295,7 @@ class WorkerManager:
         for managed in workers:
             try:
                 managed.process.wait(10)
-            except Exception:  # noqa: BLE001 - reaping is best effort when killing everything
+            except Exception:
                 log.warning("worker %s did not exit after SIGKILL", managed.spec.worker_id)
             self._forget(managed)
 

@@ -18,9 +18,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from coordinator.models import WorkerAction, WorkerState
 from coordinator.clock import now_ms
 from coordinator.heartbeats import HEARTBEAT_TTL_MS
+from coordinator.models import WorkerAction, WorkerState
 from coordinator.workers import process
 from coordinator.workers.loop import BackgroundLoop
 from coordinator.workers.managed import ManagedProcess
