@@ -2,7 +2,8 @@
 
 Flower is started through the app itself (``app.start(["flower", ...])``), so it uses the
 coordinator's broker, its per-prefix event exchange and control exchange, and sees the task
-events that managed workers send (they run with ``-E``). A coordinator job shows there as the
+events that managed workers send (Flower turns them on with its ``enable_events`` broadcast;
+``TASK_EVENTS=1`` starts them with ``-E``). A coordinator job shows there as the
 task ``<prefix>.<queue>`` with id ``<job_id>.<token>``.
 
 Flower 2.2 listens on every interface by default and serves its UI without auth; here it binds
@@ -17,7 +18,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from coordinator.errors import ConfigurationError
+from coordinator.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from coordinator.facade import JobQueueCoordinator
@@ -40,7 +41,7 @@ def run_flower(coord: JobQueueCoordinator, address: str = "127.0.0.1", port: int
     auth = basic_auth or os.environ.get(BASIC_AUTH_ENV)
     if auth:
         if any(":" not in pair for pair in auth.split(",")):
-            raise ConfigurationError("basic_auth: use user:password (comma-separated for several users)")
+            raise InvalidArgumentError("basic_auth: use user:password (comma-separated for several users)")
         os.environ[BASIC_AUTH_ENV] = auth
     elif address not in LOOPBACK:
         log.warning("Flower on %s without basic auth: anyone who reaches it sees and controls the workers",

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+from coordinator.heartbeats import HeartbeatStore
 from coordinator.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,10 @@ class LockKeeper:
     that runs jobs (a thread does not survive fork).
     """
 
-    def __init__(self, registry: Registry, lock_ms: int, count_ttl_ms: int = 10_000) -> None:
+    def __init__(self, registry: Registry, lock_ms: int, heartbeats: HeartbeatStore) -> None:
         self._registry = registry
         self._lock_ms = lock_ms
-        self._count_ttl_ms = count_ttl_ms
+        self._heartbeats = heartbeats
         self._running: dict[tuple[str, str], int] = {}
         self._counts: dict[str, list[int]] = {}
         self._flushed = 0.0
@@ -97,7 +98,7 @@ class LockKeeper:
             self._flushed = time.monotonic()
         for worker, (processed, failed) in counts.items():
             try:
-                self._registry.count_worker_outcome(worker, processed, failed, self._count_ttl_ms)
+                self._heartbeats.count_outcome(worker, processed, failed)
             except Exception:  # a count is not worth failing anything for; retried next round
                 log.warning("could not count job outcomes for %s", worker, exc_info=True)
                 self.count_back(worker, processed, failed)
