@@ -16,7 +16,7 @@ def from_ms(value: int) -> datetime: ...
 def from_ms(value: str | int | None) -> datetime | None: ...
 def from_ms(value: str | int | None) -> datetime | None:
     """A UTC datetime from ms since the epoch; None for None or ""."""
-    if value in (None, ""):
+    if value is None or value == "":
         return None
     return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
 
@@ -26,7 +26,7 @@ def to_ms(moment: datetime) -> int:
 
 
 def _json(value: str | None, default: Any = None) -> Any:
-    return default if value in (None, "") else json.loads(value)
+    return default if value is None or value == "" else json.loads(value)
 
 
 @lru_cache(maxsize=256)

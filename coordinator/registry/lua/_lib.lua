@@ -7,12 +7,9 @@
   the list of its priority, so a job becomes waiting and publishable in one atomic step.
   The message body carries only the queue, job id and dispatch token; the worker reads the job
   itself from the registry when it starts it.
-<<<<<<< HEAD
+  expire(): ends a job whose start deadline (`expires`) passed before it could start.
   countOutcome() / countDuration(): the only writers of a queue's metrics hash in Lua; its
   fields are described (and read) in coordinator/metrics.py.
-=======
-  expire(): ends a job whose start deadline (`expires`) passed before it could start.
->>>>>>> main
 ]]
 local function emit(eventsKey, maxLen, event, jobId, ...)
   redis.call("XADD", eventsKey, "MAXLEN", "~", maxLen, "*", "event", event, "job_id", jobId, ...)
