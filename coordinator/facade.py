@@ -202,6 +202,11 @@ class JobQueueCoordinator:
     def promote_job(self, queue: str, job_id: str) -> bool:
         return self.jobs.promote_job(queue, job_id)
 
+    def remove_job(self, queue: str, job_id: str) -> bool:
+        """Delete a job that is not active, with its logs (a waiting or delayed one is cancelled
+        first); False for an active job."""
+        return self.jobs.remove_job(queue, job_id)
+
     def wait_for_job(self, queue: str, job_id: str, timeout: float) -> Job:
         return self.jobs.wait_for_job(queue, job_id, timeout)
 
