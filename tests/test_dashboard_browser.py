@@ -152,3 +152,62 @@ def test_a_script_in_a_payload_is_shown_as_text_and_never_runs(env: dict[str, An
         assert page.evaluate("typeof window.__pwned") == "undefined"
         assert page.locator("td script, td img, td svg").count() == 0
         assert dialogs == []
+
+
+def test_workers_page_pauses_and_resumes_a_managed_worker(env: dict[str, Any]) -> None:
+    from playwright.sync_api import expect
+
+    coord: JobQueueCoordinator = env["coord"]
+    worker = coord.get_workers_by_queue(QUEUE)[0]
+    try:
+        with browser_page(env["url"]) as page:
+            page.goto("/workers")
+            row = page.locator(f"tr[data-worker='{worker.id}']")
+            expect(row).to_contain_text(str(worker.pid))
+            expect(row).to_contain_text("MiB")  # the worker's RSS
+            row.get_by_role("button", name="Pause").click()
+            expect(page.locator("#flash")).to_contain_text("paused")
+            expect(row.locator(".state")).to_have_text("paused")
+            assert coord.get_worker(worker.id).state.value == "paused"
+            row.get_by_role("button", name="Resume").click()
+            expect(row.locator(".state")).to_have_text("running")
+    finally:
+        coord.resume_worker(worker.id)
+    assert coord.get_worker(worker.id).state.value == "running"
+
+
+def test_recurring_page_lists_next_run_and_removes(env: dict[str, Any]) -> None:
+    from playwright.sync_api import expect
+
+    coord: JobQueueCoordinator = env["coord"]
+    coord.schedule_recurring_job(QUEUE, "nightly", {}, cron="0 3 * * *", key="nightly-report")
+    with browser_page(env["url"]) as page:
+        page.goto("/recurring")
+        row = page.locator("tr[data-key='nightly-report']")
+        expect(row).to_contain_text("0 3 * * *")
+        expect(row).to_contain_text("03:00:00")  # the next run
+        page.on("dialog", lambda dialog: dialog.accept())  # hx-confirm
+        row.get_by_role("button", name="Remove").click()
+        expect(page.locator("#flash")).to_contain_text("removed")
+        expect(row).to_have_count(0)
+    assert [r.key for r in coord.get_recurring_jobs(QUEUE)] == []
+
+
+def test_scale_a_pool_from_the_queue_page(env: dict[str, Any]) -> None:
+    from playwright.sync_api import expect
+
+    coord: JobQueueCoordinator = env["coord"]
+    try:
+        with browser_page(env["url"]) as page:
+            page.goto(f"/queues/{QUEUE}")
+            form = page.locator("form[hx-post$='/scale']")
+            form.locator("input[name=count]").fill("2")
+            form.get_by_role("button", name="Scale").click()
+            expect(page.locator("#flash")).to_contain_text("1 -> 2 workers", timeout=90_000)
+            assert len(coord.get_workers_by_queue(QUEUE)) == 2
+            form.locator("input[name=count]").fill("1")
+            form.get_by_role("button", name="Scale").click()
+            expect(page.locator("#flash")).to_contain_text("2 -> 1 workers", timeout=90_000)
+    finally:
+        coord.scale_workers(QUEUE, 1)
+    assert len(coord.get_workers_by_queue(QUEUE)) == 1

@@ -34,14 +34,21 @@ REFRESH = {"HX-Trigger": "jqc-refresh"}
 BULK_ACTIONS = {"retry": "retry_job", "remove": "remove_job", "cancel": "cancel_job", "promote": "promote_job"}
 
 
-def _int(form: Mapping[str, Any], name: str, *, optional: bool = False) -> int | None:
+def _optional_int(form: Mapping[str, Any], name: str) -> int | None:
     raw = str(form.get(name) or "").strip()
-    if not raw and optional:
+    if not raw:
         return None
     try:
         return int(raw)
     except ValueError:
         raise CoordinatorError(f"{name}: a whole number, not {raw!r}") from None
+
+
+def _int(form: Mapping[str, Any], name: str) -> int:
+    value = _optional_int(form, name)
+    if value is None:
+        raise CoordinatorError(f"{name}: required")
+    return value
 
 
 def routes(dash: Dashboard) -> list[Route]:
@@ -81,8 +88,8 @@ def routes(dash: Dashboard) -> list[Route]:
 
     def set_retention(queue: str, form: Mapping[str, Any]) -> str:
         info = coord.get_queue(queue)
-        retention = Retention(**{name: _int(form, name, optional=True) for name in
-                                 ("completed_count", "completed_age_s", "failed_count", "failed_age_s")})
+        retention = Retention.model_validate({name: _optional_int(form, name) for name in
+                                              ("completed_count", "completed_age_s", "failed_count", "failed_age_s")})
         coord.create_queue(info.config.model_copy(update={"retention": retention}))
         return f"Queue {queue}: retention saved."
 
@@ -95,7 +102,7 @@ def routes(dash: Dashboard) -> list[Route]:
         return f"Queue {queue} resumed."
 
     def scale(queue: str, form: Mapping[str, Any]) -> str:
-        result = coord.scale_workers(queue, _int(form, "count") or 0)
+        result = coord.scale_workers(queue, _int(form, "count"))
         return f"Queue {queue}: {result.previous} -> {result.current} workers."
 
     def bulk(queue: str, form: Mapping[str, Any]) -> str:
@@ -111,7 +118,7 @@ def routes(dash: Dashboard) -> list[Route]:
             except JobNotFoundError:
                 ok = False
             done, refused = (done + 1, refused) if ok else (done, refused + 1)
-        expected = _int(form, "expected", optional=True)
+        expected = _optional_int(form, "expected")
         drift = f" (the preview counted {expected})" if expected is not None and expected != len(selection.ids) else ""
         tail = f"; {refused} had moved on and were left alone" if refused else ""
         return f"{action}: {done} of {len(selection.ids)} jobs{drift}{tail}."

@@ -132,7 +132,8 @@ def routes(dash: Dashboard) -> list[Route]:
 
     async def recurring(request: Request) -> Response:
         entries = await run_in_threadpool(coord.get_recurring_jobs)
-        return dash.render(request, "recurring.html", entries=entries, live_queue=None,
+        template = "_recurring.html" if _fragment(request) else "recurring.html"
+        return dash.render(request, template, entries=entries, live_queue=None,
                            can_pause=hasattr(coord, "pause_recurring_job"))
 
     async def flows(request: Request) -> Response:
@@ -176,6 +177,7 @@ def routes(dash: Dashboard) -> list[Route]:
         Route("/fragments/queues/{queue}/jobs", fragment(jobs)),
         Route("/fragments/queues/{queue}/jobs/{job_id}", fragment(job)),
         Route("/fragments/workers", fragment(workers)),
+        Route("/fragments/recurring", fragment(recurring)),
     ]
 
 
