@@ -4,7 +4,12 @@ may act, CSRF on every action, escaped output, mounting, the events stream and t
 from __future__ import annotations
 
 import base64
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +25,9 @@ from coordinator.cli import main
 from coordinator.dashboard import create_app
 from coordinator.dashboard.auth import hash_password, parse_users, verify_password
 from coordinator.errors import ConfigurationError
+from tests.conftest import REDIS_URL
 from tests.dashboard_support import serving
+from tests.servers import free_port
 
 LOOPBACK = ("127.0.0.1", 50000)
 REMOTE = ("203.0.113.7", 50000)
@@ -230,6 +237,29 @@ def test_cli_refuses_off_loopback_without_users_and_hashes_passwords(monkeypatch
     hashed = runner.invoke(main, ["dashboard", "--hash-password"], input="pw-123\n")
     assert hashed.exit_code == 0, hashed.output
     assert verify_password("pw-123", hashed.output.strip().splitlines()[-1])
+
+
+def test_the_dashboard_command_serves_and_stops_on_sigint(prefix: str) -> None:
+    port = free_port()
+    env = {**os.environ, "JQC_PREFIX": prefix, "REDIS_URL": REDIS_URL}
+    env.pop("JQC_DASHBOARD_USERS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "coordinator.cli", "dashboard", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/queues", timeout=5)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.2)
+        assert page.status_code == 200 and "Queues" in page.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert f"dashboard on http://127.0.0.1:{port}/ (loopback clients only, no login)" in out
 
 
 @pytest.fixture(autouse=True)

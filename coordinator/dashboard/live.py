@@ -52,7 +52,10 @@ class LiveHub:
             subs = list(self._subs)
         for sub in subs:
             if sub.queue is None or sub.queue == event.queue:
-                sub.loop.call_soon_threadsafe(sub.notify, event.queue)
+                try:
+                    sub.loop.call_soon_threadsafe(sub.notify, event.queue)
+                except RuntimeError:  # its loop closed; the page's stream is going away
+                    continue
 
     def _add(self, sub: _Subscriber) -> None:
         with self._mutex:
