@@ -139,6 +139,24 @@ def test_actions_answer_with_the_outcome_and_name_bad_fields(coord: JobQueueCoor
     assert coord.get_job("q", cancelled_job.id) is None
 
 
+def test_job_actions_change_the_job(coord: JobQueueCoordinator) -> None:
+    coord.create_queue("q")
+    waiting = coord.enqueue_job("q", {"n": 1})
+    delayed = coord.enqueue_job("q", {"n": 2}, delay=600_000)
+    client = _client(coord)
+    headers = {"X-CSRF-Token": _token(client)}
+    assert client.post(f"/queues/q/jobs/{waiting.id}/priority", data={"priority": "1"}, headers=headers).status_code == 200
+    assert coord.get_job("q", waiting.id).options.priority == 1
+    assert client.post(f"/queues/q/jobs/{delayed.id}/promote", headers=headers).status_code == 200
+    assert coord.get_job("q", delayed.id).state is JobState.WAITING
+    assert client.post(f"/queues/q/jobs/{waiting.id}/cancel", headers=headers).status_code == 200
+    assert coord.get_job("q", waiting.id).state is JobState.CANCELLED
+    page = client.get(f"/queues/q/jobs/{waiting.id}").text
+    assert 'id="retry"' in page and 'id="remove"' in page and 'id="cancel"' not in page
+    assert [e.event for e in coord.events("q") if e.job_id == waiting.id] == ["waiting", "cancelled"]
+    assert ">cancelled<" in page.split("Timeline", 1)[1]
+
+
 def test_bulk_counts_then_runs_on_the_filter_only(coord: JobQueueCoordinator) -> None:
     coord.create_queue("q")
     keep = coord.enqueue_job("q", {"user": "bob"}, name="mail")
