@@ -234,6 +234,27 @@ def test_the_events_stream_says_which_queue_changed(coord: JobQueueCoordinator) 
     assert seen[-2:] == ["event: changed", 'data: ["q"]']
 
 
+def test_a_job_page_hears_only_of_its_job(coord: JobQueueCoordinator) -> None:
+    coord.create_queue("q")
+    target = coord.enqueue_job("q", {"n": 0}, delay=600_000)
+    promoted = threading.Event()
+
+    def promote() -> None:
+        promoted.set()
+        coord.promote_job("q", target.id)
+
+    with serving(create_app(coord, users="")) as url, httpx.Client(base_url=url, timeout=30) as http:
+        with http.stream("GET", "/events", params={"queue": "q", "job": target.id}) as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 2000"
+            threading.Timer(0.2, coord.enqueue_job, ("q", {"n": 1})).start()  # another job: not heard
+            threading.Timer(1.5, promote).start()
+            for line in lines:
+                if line.startswith("data:"):
+                    assert promoted.is_set(), "told of another job's change"
+                    break
+
+
 def test_users_and_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
     encoded = hash_password("s3cret", iterations=FAST)
     assert verify_password("s3cret", encoded) and not verify_password("s3cret!", encoded)

@@ -2,7 +2,7 @@
 
 One `coord.on("*")` subscription (the coordinator's listener thread, reading every queue's
 stream) serves every open page. Each page gets ``changed`` events naming the queues that
-changed, at most one every `COALESCE_S`, and its htmx fragments re-read what they show.
+changed (a job's page: only when that job changed), at most one every `COALESCE_S`, and its htmx fragments re-read what they show.
 The subscription is dropped when the last page closes.
 """
 
@@ -26,9 +26,10 @@ KEEPALIVE_S = 15.0
 
 
 class _Subscriber:
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: str | None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: str | None, job_id: str | None) -> None:
         self.loop = loop
         self.queue = queue
+        self.job_id = job_id
         self.changed: set[str] = set()
         self.wake = asyncio.Event()
 
@@ -51,7 +52,7 @@ class LiveHub:
         with self._mutex:
             subs = list(self._subs)
         for sub in subs:
-            if sub.queue is None or sub.queue == event.queue:
+            if sub.queue in (None, event.queue) and sub.job_id in (None, event.job_id):
                 try:
                     sub.loop.call_soon_threadsafe(sub.notify, event.queue)
                 except RuntimeError:  # its loop closed; the page's stream is going away
@@ -74,10 +75,10 @@ class LiveHub:
         if unsubscribe:
             self.coord.off("*", self._on_event)
 
-    async def stream(self, queue: str | None) -> AsyncIterator[str]:
+    async def stream(self, queue: str | None, job_id: str | None = None) -> AsyncIterator[str]:
         """SSE text: a ``changed`` event (data: JSON list of queue names) after each burst of
-        events of ``queue`` (None: every queue)."""
-        sub = _Subscriber(asyncio.get_running_loop(), queue)
+        events of ``queue`` (None: every queue), or only of its job ``job_id``."""
+        sub = _Subscriber(asyncio.get_running_loop(), queue, job_id)
         await asyncio.to_thread(self._add, sub)
         try:
             yield "retry: 2000\n: connected\n\n"

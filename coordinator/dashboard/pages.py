@@ -102,9 +102,9 @@ def routes(dash: Dashboard) -> list[Route]:
     def job_context(name: str, job_id: str) -> dict[str, Any]:
         job = coord.get_job(name, job_id)
         if job is None:
-            return {"job": None, "queue": name, "job_id": job_id, "live_queue": name}
+            return {"job": None, "queue": name, "job_id": job_id, "live_queue": name, "live_job": job_id}
         return {"job": job, "queue": name, "job_id": job_id, "events": readmodel.timeline(coord, job),
-                "shown": readmodel.shown, "group": readmodel.job_group(job), "live_queue": name,
+                "shown": readmodel.shown, "group": readmodel.job_group(job), "live_queue": name, "live_job": job_id,
                 "flow": _flow(coord, name, job_id)}
 
     async def job(request: Request) -> Response:
@@ -154,7 +154,8 @@ def routes(dash: Dashboard) -> list[Route]:
         return RedirectResponse(f"{base}/queues/{found[0]}/jobs/{found[1]}", status_code=303)
 
     async def events(request: Request) -> Response:
-        return StreamingResponse(dash.live.stream(request.query_params.get("queue") or None),
+        params = request.query_params
+        return StreamingResponse(dash.live.stream(params.get("queue") or None, params.get("job") or None),
                                  media_type="text/event-stream",
                                  headers={"cache-control": "no-store", "x-accel-buffering": "no"})
 
