@@ -56,7 +56,8 @@ def chromium_or_skip() -> str:
 
 @contextmanager
 def browser_page(base_url: str, **context_options: Any) -> Iterator[Any]:
-    """A Playwright page in Debian's Chromium (never a downloaded browser)."""
+    """A Playwright page in Debian's Chromium (never a downloaded browser); a JavaScript error on
+    the page fails the test."""
     from playwright.sync_api import sync_playwright
 
     executable = chromium_or_skip()
@@ -67,6 +68,9 @@ def browser_page(base_url: str, **context_options: Any) -> Iterator[Any]:
                                           **context_options)
             page = context.new_page()
             page.set_default_timeout(30_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
             yield page
+            assert errors == [], f"JavaScript errors on the page: {errors}"
         finally:
             browser.close()
