@@ -255,6 +255,23 @@ def test_a_job_page_hears_only_of_its_job(coord: JobQueueCoordinator) -> None:
                     break
 
 
+def test_flows_page_shows_a_flow_tree_or_says_there_are_none(coord: JobQueueCoordinator) -> None:
+    coord.create_queue("reports")
+    coord.create_queue("extract")
+    client = _client(coord)
+    if not hasattr(coord, "add_flow"):
+        assert "has no flows or batches" in client.get("/flows").text
+        return
+    from coordinator import FlowJob  # type: ignore[attr-defined]
+
+    node = coord.add_flow(FlowJob(queue="reports", name="monthly", data={}, children=[
+        FlowJob(queue="extract", name="part", data={"part": 1}), FlowJob(queue="extract", name="part", data={"part": 2})]))
+    page = client.get("/flows", params={"queue": "reports", "job_id": node.job.id}).text
+    assert page.count('class="state waiting') >= 2 and "monthly" in page
+    assert all(child.job.id[:14] in page for child in node.children)
+    assert "monthly" in client.get(f"/queues/reports/jobs/{node.job.id}").text
+
+
 def test_users_and_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
     encoded = hash_password("s3cret", iterations=FAST)
     assert verify_password("s3cret", encoded) and not verify_password("s3cret!", encoded)

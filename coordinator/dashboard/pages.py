@@ -139,9 +139,13 @@ def routes(dash: Dashboard) -> list[Route]:
     async def flows(request: Request) -> Response:
         name = request.query_params.get("queue", "")
         job_id = request.query_params.get("job_id", "")
+        batch_id = request.query_params.get("batch_id", "").strip()
         tree = await run_in_threadpool(_flow, coord, name, job_id) if name and job_id else None
-        return dash.render(request, "flows.html", supported=hasattr(coord, "get_flow"), queue=name,
-                           job_id=job_id, tree=tree, queue_names=sorted(coord.get_queue_names()), live_queue=None)
+        batch = await run_in_threadpool(_batch, coord, batch_id) if batch_id else None
+        names = await run_in_threadpool(coord.get_queue_names)
+        return dash.render(request, "flows.html", supported=hasattr(coord, "get_flow"),
+                           batches=hasattr(coord, "get_batch"), queue=name, job_id=job_id, tree=tree,
+                           batch_id=batch_id, batch=batch, queue_names=sorted(names), live_queue=None)
 
     async def find(request: Request) -> Response:
         """Flower -> dashboard: a Celery task id (``<job id>.<token>`` or an adopted task's id)."""
@@ -226,3 +230,15 @@ def _flow(coord: Any, queue: str, job_id: str) -> Any:
         return get_flow(queue, job_id)
     except CoordinatorError:
         return None
+
+
+def _batch(coord: Any, batch_id: str) -> dict[str, Any] | None:
+    """A batch's status as a dict when the coordinator has batches (`get_batch`), else None."""
+    get_batch = getattr(coord, "get_batch", None)
+    if get_batch is None:
+        return None
+    try:
+        status = get_batch(batch_id)
+    except CoordinatorError:
+        return None
+    return status.model_dump(mode="json") if hasattr(status, "model_dump") else None
