@@ -222,15 +222,15 @@ def test_flower_links_both_ways(coord: JobQueueCoordinator) -> None:
 def test_the_events_stream_says_which_queue_changed(coord: JobQueueCoordinator) -> None:
     coord.create_queue("q")
     seen: list[str] = []
-    with serving(create_app(coord, users="")) as url, httpx.Client(base_url=url, timeout=30) as http:
-        with http.stream("GET", "/events", params={"queue": "q"}) as stream:
-            lines = stream.iter_lines()
-            assert next(lines) == "retry: 2000"  # connected: the subscription is in place
-            threading.Timer(0.3, coord.enqueue_job, ("q", {"n": 1})).start()
-            for line in lines:
-                seen.append(line)
-                if line.startswith("data:"):
-                    break
+    with serving(create_app(coord, users="")) as url, httpx.Client(base_url=url, timeout=30) as http, \
+            http.stream("GET", "/events", params={"queue": "q"}) as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 2000"  # connected: the subscription is in place
+        threading.Timer(0.3, coord.enqueue_job, ("q", {"n": 1})).start()
+        for line in lines:
+            seen.append(line)
+            if line.startswith("data:"):
+                break
     assert seen[-2:] == ["event: changed", 'data: ["q"]']
 
 
@@ -243,16 +243,16 @@ def test_a_job_page_hears_only_of_its_job(coord: JobQueueCoordinator) -> None:
         promoted.set()
         coord.promote_job("q", target.id)
 
-    with serving(create_app(coord, users="")) as url, httpx.Client(base_url=url, timeout=30) as http:
-        with http.stream("GET", "/events", params={"queue": "q", "job": target.id}) as stream:
-            lines = stream.iter_lines()
-            assert next(lines) == "retry: 2000"
-            threading.Timer(0.2, coord.enqueue_job, ("q", {"n": 1})).start()  # another job: not heard
-            threading.Timer(1.5, promote).start()
-            for line in lines:
-                if line.startswith("data:"):
-                    assert promoted.is_set(), "told of another job's change"
-                    break
+    with serving(create_app(coord, users="")) as url, httpx.Client(base_url=url, timeout=30) as http, \
+            http.stream("GET", "/events", params={"queue": "q", "job": target.id}) as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 2000"
+        threading.Timer(0.2, coord.enqueue_job, ("q", {"n": 1})).start()  # another job: not heard
+        threading.Timer(1.5, promote).start()
+        for line in lines:
+            if line.startswith("data:"):
+                assert promoted.is_set(), "told of another job's change"
+                break
 
 
 def test_flows_page_shows_a_flow_tree_or_says_there_are_none(coord: JobQueueCoordinator) -> None:
