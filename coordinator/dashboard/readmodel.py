@@ -98,7 +98,7 @@ def job_page(coord: JobQueueCoordinator, queue: str, flt: JobFilter, page: int =
     """One page of the queue's jobs in ``flt.state`` that pass the filter, newest first."""
     if flt.plain:
         jobs = coord.get_jobs(queue, flt.state, page * size, page * size + size)
-        total = getattr(coord.get_queue_status(queue).counts, flt.state.value)
+        total = getattr(coord.get_queue_status(queue).counts, flt.state.value, None)
         return JobPage(jobs[:size], page, size, total, len(jobs) > size)
     now = datetime.now(timezone.utc)
     skip, matched, scanned = page * size, [], 0
