@@ -132,7 +132,7 @@ def _cookie(headers: Headers, name: str) -> str | None:
     jar: SimpleCookie = SimpleCookie()
     try:
         jar.load(raw)
-    except Exception:  # noqa: BLE001 - a malformed cookie header is treated as no cookie
+    except Exception:  # a malformed cookie header is treated as no cookie
         return None
     morsel = jar.get(name)
     return morsel.value if morsel else None

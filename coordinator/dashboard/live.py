@@ -2,7 +2,8 @@
 
 One `coord.on("*")` subscription (the coordinator's listener thread, reading every queue's
 stream) serves every open page. Each page gets ``changed`` events naming the queues that
-changed (a job's page: only when that job changed), at most one every `COALESCE_S`, and its htmx fragments re-read what they show.
+changed (a job's page: only when that job changed), at most one every `COALESCE_S`, and its htmx
+fragments re-read what they show.
 The subscription is dropped when the last page closes.
 """
 

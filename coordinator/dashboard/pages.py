@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from coordinator.dashboard import readmodel
 from coordinator.dashboard.readmodel import JobFilter
+from coordinator.dispatch import parse_task_id
 from coordinator.errors import CoordinatorError
 from coordinator.models import JobState
 
@@ -207,13 +208,11 @@ def _query(flt: JobFilter) -> str:
                                          ("text", flt.text)) if v})
 
 
-def _find_job(coord: Any, task_id: str) -> tuple[str, str] | None:
-    if not task_id:
+def _find_job(coord: Any, task: str) -> tuple[str, str] | None:
+    if not task:
         return None
-    candidates = [task_id]
-    head, _, tail = task_id.rpartition(".")
-    if head and tail.isdigit():
-        candidates.insert(0, head)
+    dispatch = parse_task_id(task)
+    candidates = [dispatch.job_id, task] if dispatch else [task]
     for name in coord.get_queue_names():
         for job_id in candidates:
             if coord.get_job(name, job_id) is not None:
