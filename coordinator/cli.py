@@ -133,12 +133,16 @@ def main(ctx: click.Context, app_path: str | None) -> None:
 
 
 def live_workers(coord: JobQueueCoordinator) -> list[dict[str, Any]]:
-    """Workers on any host with a fresh heartbeat: node, host, pid, queues, heartbeat age."""
+    """Workers on any host with a fresh heartbeat: node, host, pid, queues, heartbeat age, state,
+    active / processed / failed jobs and RSS."""
     now = now_ms()
     return [{
         "node": record["node"], "host": record.get("host"), "pid": int(record.get("pid") or 0),
         "queues": queue_list(record.get("queues")),
         "heartbeat_age_s": round((now - int(record.get("heartbeat") or 0)) / 1000, 1),
+        "state": record.get("state"), "active": int(record.get("active") or 0),
+        "processed": int(record.get("processed") or 0), "failed": int(record.get("failed") or 0),
+        "rss_bytes": int(record["rss"]) if record.get("rss") else None,
     } for record in coord.get_live_workers()]
 
 
@@ -410,6 +414,33 @@ def flower(state: _State, address: str, port: int, basic_auth: str | None) -> No
     from coordinator.flower import run_flower
 
     run_flower(state.coord, address, port, basic_auth)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Off loopback only with users in JQC_DASHBOARD_USERS.")
+@click.option("--port", default=5556, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--flower-url", envvar="JQC_DASHBOARD_FLOWER_URL", metavar="URL",
+              help="Flower's base URL, for links from a job to its Celery task.")
+@click.option("--hash-password", is_flag=True,
+              help="Read a password (prompt or stdin) and print its hash for JQC_DASHBOARD_USERS.")
+@pass_state
+def dashboard(state: _State, host: str, port: int, flower_url: str | None, hash_password: bool) -> None:
+    """Serve the web dashboard: queues, jobs, workers, recurring jobs, with actions."""
+    if hash_password:
+        from coordinator.dashboard.auth import hash_password as make_hash
+
+        password = click.prompt("password", hide_input=True, confirmation_prompt=sys.stdin.isatty())
+        click.echo(make_hash(password))
+        return
+    from coordinator.dashboard.serve import serve
+    from coordinator.log_format import configure_logging
+
+    configure_logging(state.coord.settings.log_level)
+    try:
+        serve(state.coord, host, port, flower_url)
+    finally:
+        state.coord.shutdown()
 
 
 @main.command()

@@ -254,6 +254,11 @@ class JobQueueCoordinator:
         """Move a delayed job to waiting now; False if it is not delayed."""
         return self._jobs.promote_job(queue, job_id)
 
+    def remove_job(self, queue: str, job_id: str) -> bool:
+        """Delete a job that is not active, with its logs (a waiting or delayed one is cancelled
+        first); False for an active job."""
+        return self._jobs.remove_job(queue, job_id)
+
     def wait_for_job(self, queue: str, job_id: str, timeout: float) -> Job:
         """Block until the job is completed, failed or cancelled and return it; `WaitTimeoutError`
         (a `TimeoutError`) after ``timeout`` s, the job going on."""
