@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from coordinator import Backoff, JobQueueCoordinator, JobState, RateLimit
-from pool_support import events
+from tests.support.pools import events
 from worker_processors import hang, recorded, stubborn
 
 

@@ -7,8 +7,8 @@ import pytest
 from coordinator import ConfigurationError, JobQueueCoordinator, JobState
 from coordinator.acl import acl_rules, acl_setuser_line
 from tests import processors
-from tests.servers import RedisServer
-from tests.test_processing import WAIT_S, wait_until
+from tests.support.servers import RedisServer
+from tests.support.waiting import WAIT_S, wait_until
 
 
 def test_everything_works_under_the_documented_acl(report) -> None:

@@ -8,10 +8,9 @@ import json
 import os
 import uuid
 
-
 from coordinator import JobQueueCoordinator, JobState
 from tests import processors
-from tests.test_processing import WAIT_S, wait_until
+from tests.support.waiting import WAIT_S, wait_until
 
 # A classic pickle (protocol 0) that runs `touch <file>` when unpickled; written out by hand.
 PICKLE_TEMPLATE = "cposix\nsystem\n(S'touch {path}'\ntR."

@@ -10,10 +10,10 @@ import redis
 
 from coordinator import JobState, RedisUnavailableError
 from tests import processors
-from tests.reliability.conftest import scaled
-from tests.reliability.helpers import coordinator_on, diagnosis, lost_and_duplicated
-from tests.servers import RedisServer
-from tests.test_processing import WAIT_S, wait_until
+from tests.support.faults import coordinator_on, diagnosis, lost_and_duplicated
+from tests.support.report import scaled
+from tests.support.servers import RedisServer
+from tests.support.waiting import WAIT_S, wait_until
 
 
 def test_paused_redis_makes_enqueue_time_out_then_everything_recovers(report) -> None:

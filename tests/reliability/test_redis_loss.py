@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from coordinator import HealthStatus
-from tests.reliability.helpers import coordinator_on
-from tests.servers import RedisServer
-from tests.test_processing import wait_until
+from tests.support.faults import coordinator_on
+from tests.support.servers import RedisServer
+from tests.support.waiting import wait_until
 
 
 def test_a_restart_without_persistence_is_reported(report) -> None:

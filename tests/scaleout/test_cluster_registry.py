@@ -17,7 +17,7 @@ from redis.cluster import RedisCluster
 from coordinator.models import JobOptions, QueueConfig, RateLimit, Retention
 from coordinator.registry import Registry
 from coordinator.registry.registry import NewJob, now_ms
-from tests.cluster_servers import RedisClusterGroup
+from tests.support.cluster import RedisClusterGroup
 
 PREFIX = "jqc"
 QUEUES = ["alpha", "beta", "gamma", "delta", "epsilon"]

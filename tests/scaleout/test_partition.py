@@ -13,11 +13,11 @@ from pathlib import Path
 
 from coordinator import JobQueueCoordinator, JobState
 from coordinator.cli import live_workers
-from tests.netns import NetnsHost, NetnsHosts, require_netns
-from tests.reliability.helpers import completions
-from tests.scaleout.hosts import redis_bind_args, start_host_worker, stop_worker
-from tests.servers import RedisServer
-from tests.test_processing import wait_until
+from tests.support.faults import completions
+from tests.support.hosts import redis_bind_args, start_host_worker, stop_worker
+from tests.support.netns import NetnsHost, NetnsHosts, require_netns
+from tests.support.servers import RedisServer
+from tests.support.waiting import wait_until
 
 PREFIX = "part"
 JOB_SECONDS = 8

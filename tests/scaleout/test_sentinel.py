@@ -13,11 +13,11 @@ import threading
 import time
 
 from coordinator import JobQueueCoordinator, JobState, RedisUnavailableError
-from tests import processors
-from tests.reliability.helpers import completions
 from coordinator.sentinel import SentinelTarget
-from tests.sentinel_servers import SentinelGroup
-from tests.test_processing import wait_until
+from tests import processors
+from tests.support.faults import completions
+from tests.support.sentinel import SentinelGroup
+from tests.support.waiting import wait_until
 
 BEFORE, AFTER = 60, 60
 
