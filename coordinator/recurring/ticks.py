@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from celery.schedules import BaseSchedule, schedstate
-from croniter import CroniterError, croniter
+from croniter import croniter
 
 from coordinator.registry.codec import from_ms, to_ms
 
@@ -85,7 +85,7 @@ class TickSchedule(BaseSchedule):
         try:
             tick: datetime = croniter(self.cron, (now + _EPSILON).astimezone(self.zone)).get_prev(datetime)
             return tick.astimezone(timezone.utc)
-        except CroniterError:
+        except ValueError:  # croniter's CroniterError (a ValueError; not exported before 2.0.2)
             return now - _LOOKBACK
 
     # ----------------------------------------------------------------------------- Celery schedule API
