@@ -16,6 +16,7 @@ from coordinator import (
 )
 from coordinator.settings import settings_from_env
 from tests import processors
+from tests.support.faults import lost_and_duplicated
 from tests.support.tls import PASSWORD, tls_url
 from tests.support.waiting import WAIT_S
 
@@ -32,8 +33,12 @@ def test_jobs_run_over_tls_with_a_password(tls_server, certs, report) -> None:
         assert coord.app.conf.broker_use_ssl["ssl_ca_certs"] == str(certs / "ca.crt")
         log = Path(coord.get_all_worker_status()[0].log_file).read_text()
         assert PASSWORD not in log
+        plain_port = coord.redis.config_get("port")["port"]
+        assert plain_port == "0"  # TLS is the only way in: the worker's connections were TLS too
+        lost, duplicated = lost_and_duplicated(coord, "q", [job.id])
         coord.delete_queue("q")
-    report.add("TLS + password (self-signed CA, client cert)", 1, 0, 0, note="job ran through a TLS worker")
+    report.add("TLS + password (self-signed CA, client cert)", 1, lost, duplicated,
+               note=f"ran on worker pid {done.result['pid']}; server's plain-text port: {plain_port}")
 
 
 def test_server_certificate_is_checked(tls_server) -> None:

@@ -1,9 +1,8 @@
-"""The test environment: which Redis and RabbitMQ the tests use, and what a missing tool means.
+"""The test environment: which Redis and RabbitMQ the tests use.
 
 Redis: ``JQC_TEST_REDIS_URL``, else the Redis on 127.0.0.1:6379 if it answers, else a throwaway
 `redis-server` started here (for the whole run; its URL is put in ``JQC_TEST_REDIS_URL`` so worker
-subprocesses use it too). RabbitMQ, network namespaces and `openssl` are optional on a laptop: a
-test needing one that is missing is skipped with the reason, and fails in CI (``CI=true``).
+subprocesses use it too). RabbitMQ: ``JQC_TEST_AMQP_URL`` (see tests/support/needs.py).
 """
 
 from __future__ import annotations
@@ -11,19 +10,18 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
-from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 from coordinator import JobQueueCoordinator
 from coordinator.redis_server import RedisServer, reachable
+from tests.support.needs import AMQP_URL, require_rabbitmq
+
+__all__ = ["AMQP_URL", "FAST_SWEEPS", "REDIS_URL", "delete_amqp_queues", "redis_or_fail", "require_rabbitmq"]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-AMQP_URL = os.environ.get("JQC_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 FAST_SWEEPS = dict(stalled_interval_ms=1000, lock_duration_ms=2000, promote_interval_ms=50)
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def _test_redis_url() -> str:
@@ -40,38 +38,6 @@ def _test_redis_url() -> str:
 
 
 REDIS_URL = _test_redis_url()
-
-
-def skip_or_fail(missing: str | None) -> None:
-    """Nothing if ``missing`` is None; else skip the test with that reason, or fail it in CI."""
-    if missing is None:
-        return
-    if IN_CI:
-        pytest.fail(f"CI must run this test: {missing}")
-    pytest.skip(missing)
-
-
-def rabbitmq_missing() -> str | None:
-    """Why RabbitMQ at AMQP_URL cannot be used, or None if it answers."""
-    parts = urlsplit(AMQP_URL)
-    try:
-        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=2).close()
-    except OSError as exc:
-        return f"RabbitMQ is not reachable at {parts.hostname}:{parts.port or 5672} ({exc}); set JQC_TEST_AMQP_URL"
-    return None
-
-
-def openssl_missing() -> str | None:
-    """Why the `openssl` binary (test certificates) cannot be used, or None."""
-    return None if shutil.which("openssl") else "the `openssl` binary is not installed (test certificates)"
-
-
-def require_rabbitmq() -> None:
-    skip_or_fail(rabbitmq_missing())
-
-
-def require_openssl() -> None:
-    skip_or_fail(openssl_missing())
 
 
 def redis_or_fail() -> redis.Redis:

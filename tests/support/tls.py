@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.env import require_openssl
+from tests.support.needs import require_openssl
 from tests.support.servers import RedisServer
 
 PASSWORD = "tls-test-pass"
