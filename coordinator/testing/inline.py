@@ -49,12 +49,11 @@ def run_jobs(coord: JobQueueCoordinator, queue: str, limit: int | None = None, *
 
 
 def _next_waiting(coord: JobQueueCoordinator, queue: str, skip: set[str]) -> str | None:
-    """The waiting job a worker would get next (priority, then age), not yet tried in this call."""
-    index = coord.registry.queue_keys(queue).index(JobState.WAITING.value)
-    for job_id in coord.registry.client.zrange(index, 0, len(skip)):
-        if job_id not in skip:
-            return str(job_id)
-    return None
+    """The waiting job a worker would get next (highest priority, then oldest), not yet tried here."""
+    waiting = [job for job in coord.get_jobs(queue, [JobState.WAITING], asc=True) if job.id not in skip]
+    if not waiting:
+        return None
+    return min(waiting, key=lambda job: job.options.priority).id  # min() keeps the oldest of equals
 
 
 def _run_to_end(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: str,
