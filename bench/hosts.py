@@ -23,7 +23,7 @@ from coordinator import JobQueueCoordinator  # noqa: E402
 from coordinator.cli import live_workers  # noqa: E402
 from tests.support.hosts import redis_bind_args, start_host_worker, stop_worker  # noqa: E402
 from tests.support.netns import NetnsHosts, netns_unavailable  # noqa: E402
-from tests.support.servers import RedisServer  # noqa: E402
+from coordinator.redis_server import RedisServer  # noqa: E402
 
 HOST_COUNTS = (1, 2, 4)
 
