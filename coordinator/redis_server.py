@@ -146,7 +146,7 @@ class RedisServer:
     def client(self, db: int = 0, **kwargs: object) -> redis.Redis:
         """A decoding client for database ``db`` (plain TCP; pass ``ssl=True``... for a TLS server)."""
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, password=self.password,
-                           decode_responses=True, **kwargs)  # type: ignore[arg-type]
+                           decode_responses=True, **kwargs)
 
     def __enter__(self) -> RedisServer:
         return self.start()

@@ -91,10 +91,10 @@ def test_no_beat_worker_runs_jobs_but_no_beat_and_autoscale_is_passed_on(coord: 
     job = coord.enqueue_job("nb", {"n": 1})
     assert coord.wait_for_job("nb", job.id, timeout=WAIT_S).state is JobState.COMPLETED
     [node] = [w["node"] for w in live_workers(coord)]
-    heartbeat = coord.redis.hgetall(coord.keys.worker(node))
+    heartbeat = coord._redis.hgetall(coord.keys.worker(node))
     assert (heartbeat["autoscale_max"], heartbeat["autoscale_min"]) == ("2", "1")  # the pool's own figures
     # Consuming and running jobs for a while, yet no beat: the lock is free, the schedule never fired.
-    assert coord.redis.pttl(coord.keys.beat_lock) < 0
+    assert coord.beat_lock_ttl_ms() == 0
     assert [j for j in coord.get_jobs("nb", ["waiting", "active", "completed"]) if j.schedule_key] == []
     stderr = stop(worker)
     assert worker.returncode == 0, stderr

@@ -79,7 +79,7 @@ def test_an_unreachable_broker_keeps_the_job_and_its_message(prefix: str, caplog
             job = coord.enqueue_job("q", {"n": 1})
         assert coord.get_job("q", job.id).state is JobState.WAITING
         keys = coord.keys.for_queue("q")
-        assert coord.redis.llen(keys.outbox) + coord.redis.zcard(keys.relaying) == 1
+        assert coord._redis.llen(keys.outbox) + coord._redis.zcard(keys.relaying) == 1
         [warning] = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
         assert f"127.0.0.1:{broker.rsplit(':', 1)[1][:-2]}" in warning and "secret-pw" not in warning
     finally:

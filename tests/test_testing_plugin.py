@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def events_of(coord: JobQueueCoordinator, queue: str, job_id: str) -> list[str]:
-    return [f["event"] for _, f in coord.redis.xrange(coord.keys.for_queue(queue).events) if f.get("job_id") == job_id]
+    return [f["event"] for _, f in coord._redis.xrange(coord.keys.for_queue(queue).events) if f.get("job_id") == job_id]
 
 
 def test_run_jobs_claims_and_finishes_through_the_scripts_in_priority_order(coord: JobQueueCoordinator) -> None:

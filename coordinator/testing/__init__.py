@@ -34,7 +34,7 @@ from coordinator.models import WorkerStatus
 from coordinator.redis_server import RedisServer
 from coordinator.testing.inline import run_jobs
 
-__all__ = ["run_jobs", "RedisServer"]
+__all__ = ["RedisServer", "run_jobs"]
 
 URL_ENV = "COORDINATOR_TEST_REDIS_URL"
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from coordinator.errors import ConfigurationError
 from coordinator.models import Job, JobState
-from coordinator.runtime.task import Processor, execute
+from coordinator.runtime.task import Processor
 
 if TYPE_CHECKING:
     from coordinator.facade import JobQueueCoordinator
@@ -59,14 +59,14 @@ def _next_waiting(coord: JobQueueCoordinator, queue: str, skip: set[str]) -> str
 def _run_to_end(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: str,
                 worker_id: str) -> Job | None:
     """Attempts of one job until it is final; None if it was not ours to run (held or gone)."""
-    registry = coord.registry
+    registry = coord._registry  # the same registry and runner the facade hands its workers
     while True:
         state, token = _state_and_token(coord, queue, job_id)
         if state != JobState.WAITING.value or token is None:
             return None
         claimed = coord.get_job(queue, job_id)
         before = registry.last_event_id(queue)
-        execute(coord, handler, queue, job_id, int(token), worker_id)
+        coord._runner.execute(handler, queue, job_id, int(token), worker_id)
         after = coord.get_job(queue, job_id)
         if after is None and claimed is not None:  # removed on finish: its event says how it ended
             return claimed.model_copy(update={"state": _final_event(coord, queue, job_id, before)})
@@ -81,12 +81,13 @@ def _run_to_end(coord: JobQueueCoordinator, handler: Processor, queue: str, job_
 def _final_event(coord: JobQueueCoordinator, queue: str, job_id: str, after_id: str) -> JobState:
     """The final state a removed job reached, from its events since ``after_id``."""
     outcome = JobState.COMPLETED
-    for _, fields in coord.registry.read_events(queue, after_id, block_ms=None, count=10_000):
+    for _, fields in coord._registry.read_events(queue, after_id, block_ms=None, count=10_000):
         if fields.get("job_id") == job_id and fields.get("event") in {s.value for s in FINAL_STATES}:
             outcome = JobState(fields["event"])
     return outcome
 
 
 def _state_and_token(coord: JobQueueCoordinator, queue: str, job_id: str) -> tuple[str | None, str | None]:
-    state, token = coord.registry.client.hmget(coord.registry.queue_keys(queue).job(job_id), "state", "token")
+    registry = coord._registry
+    state, token = registry.client.hmget(registry.queue_keys(queue).job(job_id), "state", "token")
     return state, token

@@ -33,7 +33,7 @@ def test_jobs_run_over_tls_with_a_password(tls_server, certs, report) -> None:
         assert coord.app.conf.broker_use_ssl["ssl_ca_certs"] == str(certs / "ca.crt")
         log = Path(coord.get_all_worker_status()[0].log_file).read_text()
         assert PASSWORD not in log
-        plain_port = coord.redis.config_get("port")["port"]
+        plain_port = coord._redis.config_get("port")["port"]
         assert plain_port == "0"  # TLS is the only way in: the worker's connections were TLS too
         lost, duplicated = lost_and_duplicated(coord, "q", [job.id])
         coord.delete_queue("q")
