@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from coordinator import (
-    ConfigurationError,
+    InvalidArgumentError,
     JobQueueCoordinator,
     JobState,
     WorkerNotFoundError,
@@ -39,7 +39,7 @@ def test_a_queue_has_one_processor(coord: JobQueueCoordinator) -> None:
 
     coord.processor("q")(first)
     assert coord.processor("q")(first) is first  # the same one again is fine
-    with pytest.raises(ConfigurationError, match="processor: queue 'q' already has processor first"):
+    with pytest.raises(InvalidArgumentError, match="processor: queue 'q' already has processor first"):
         coord.processor("q")(second)
     assert coord.processors["q"] is first
 

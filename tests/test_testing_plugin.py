@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator import ConfigurationError, JobQueueCoordinator, JobState, QueueNotFoundError
+from coordinator import InvalidArgumentError, JobQueueCoordinator, JobState, QueueNotFoundError
 from coordinator.testing import run_jobs
 from tests import processors
 
@@ -68,7 +68,7 @@ def test_run_jobs_uses_the_registered_processor_and_reports_removed_jobs(coord: 
 
 def test_run_jobs_refuses_a_queue_without_processor_or_unknown(coord: JobQueueCoordinator) -> None:
     coord.create_queue("q")
-    with pytest.raises(ConfigurationError, match="processor"):
+    with pytest.raises(InvalidArgumentError, match="processor"):
         run_jobs(coord, "q")
     with pytest.raises(QueueNotFoundError):
         run_jobs(coord, "nowhere", processor=processors.echo)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
-from coordinator.errors import ConfigurationError
+from coordinator.errors import InvalidArgumentError
 from coordinator.models import Job, JobState
 from coordinator.runtime.task import Processor
 
@@ -32,7 +32,7 @@ def run_jobs(coord: JobQueueCoordinator, queue: str, limit: int | None = None, *
     """
     handler = processor or coord.processors.get(queue)
     if handler is None:
-        raise ConfigurationError(f"processor: no processor given or registered for queue {queue!r}")
+        raise InvalidArgumentError(f"processor: no processor given or registered for queue {queue!r}")
     coord.get_queue(queue)  # QueueNotFoundError for an unknown queue
     worker_id = f"run_jobs@{socket.gethostname()}"
     finished: list[Job] = []
