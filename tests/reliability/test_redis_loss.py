@@ -25,7 +25,7 @@ def test_a_restart_without_persistence_is_reported(report) -> None:
         assert lost == 5
     [reason] = [r for r in after.reasons if r.startswith("registry:")]
     report.add("Redis restarted without persistence", len(jobs), lost, 0,
-               note=f"get_health() {after.status.value}: {reason[:60]}")
+               note=f"get_health() {after.status.value}: {reason.split(' (')[0]}")
 
 
 def _health_once_back(coord):
