@@ -281,6 +281,11 @@ class JobQueueCoordinator:
         """Stop a recurring job; False if there was none with that key."""
         return self._recurring.remove_recurring_job(queue, key)
 
+    def beat_lock_ttl_ms(self) -> int:
+        """How much longer the leading beat holds its lock (ms); 0 when no beat runs (the beat
+        probe `coordinator health --beat`)."""
+        return self._recurring.beat_lock_ttl_ms()
+
     # ----------------------------------------------------------------------------- workers
 
     def register_worker(self, queue: str, processor: Processor | None = None,

@@ -15,9 +15,9 @@ from click.testing import CliRunner, Result
 
 from coordinator import JobQueueCoordinator
 from coordinator.cli import _command_names, main
-from tests.conftest import REDIS_URL
-from tests.servers import free_port
-from tests.test_events import wait_until
+from tests.support.env import REDIS_URL
+from tests.support.servers import free_port
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
