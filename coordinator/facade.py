@@ -140,7 +140,13 @@ class JobQueueCoordinator:
     def lock_keeper(self) -> LockKeeper:
         with self._mutex:
             if self._lock_keeper is None:
-                self._lock_keeper = LockKeeper(self.registry, self.settings.lock_duration_ms)
+                settings, registry = self.settings, self.registry
+                self._lock_keeper = LockKeeper(
+                    registry, settings.lock_duration_ms, settings.cancel_check_ms, settings.cancel_grace_ms,
+                    terminate=lambda a: self.app.control.revoke(a.task_id, terminate=True, signal="SIGTERM"),
+                    on_unresponsive=lambda a: registry.emit_worker_event(
+                        a.queue, "unresponsive_job", a.worker, job_id=a.job_id, reason=a.cancel_reason),
+                )
             return self._lock_keeper
 
     # ----------------------------------------------------------------------------- queues
@@ -193,8 +199,8 @@ class JobQueueCoordinator:
     def retry_job(self, queue: str, job_id: str) -> bool:
         return self.jobs.retry_job(queue, job_id)
 
-    def cancel_job(self, queue: str, job_id: str, terminate: bool = False) -> bool:
-        return self.jobs.cancel_job(queue, job_id, terminate)
+    def cancel_job(self, queue: str, job_id: str, terminate: bool = False, reason: str = "cancelled") -> bool:
+        return self.jobs.cancel_job(queue, job_id, terminate, reason)
 
     def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
         return self.jobs.update_job_priority(queue, job_id, priority)

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 
-from coordinator.errors import CoordinatorError, UnrecoverableError
+from coordinator.errors import CoordinatorError, JobTimeoutError, UnrecoverableError
 from coordinator.models import Job
 from coordinator.registry.registry import now_ms
+from coordinator.runtime.control import Attempt
 from coordinator.runtime.maintenance import HEARTBEAT_TTL_MS
 from coordinator.validation import MAX_RESULT_SIZE, encode_json
 
@@ -56,17 +58,33 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
         return
     job = claim.job
     locks = coord.lock_keeper
-    locks.add(queue, job_id)
     started = time.monotonic()
+    attempt = Attempt(queue, job_id, token, timeout_s=job.options.timeout, worker=worker_id)
+    if attempt.timeout_s is not None:
+        attempt.on_timeout = lambda: _timed_out(coord, job, attempt, started)
+    job._attempt = attempt
+    locks.add(attempt)
     log.info("job started", extra=_log_fields(job, started))
     try:
         try:
-            payload = encode_json(handler(job), "result", MAX_RESULT_SIZE)
+            try:
+                result = handler(job)
+            finally:
+                attempt.leave_handler()
+            payload = encode_json(result, "result", MAX_RESULT_SIZE)
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise  # SystemExit, KeyboardInterrupt: the worker is going down; the lock expires
+            if not attempt.claim_outcome() or attempt.is_cancelled():
+                _discarded(job, attempt, started)
+                return
+            if isinstance(exc, SoftTimeLimitExceeded):  # prefork's own limit: the same meaning
+                exc = _timeout_error(attempt)
             if _record_failure(coord, job, token, exc, started):
                 _count(coord, worker_id, failed=True)
+            return
+        if not attempt.claim_outcome():
+            _discarded(job, attempt, started)
             return
         owned = registry.finish(queue, job_id, token, "completed", payload=payload,
                                 remove=job.options.remove_on_complete is True, duration_ms=_ms_since(started))
@@ -80,7 +98,23 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
         if keep is not True and keep is not False:
             registry.trim(queue, config.retention, keep_completed=keep)
     finally:
-        locks.remove(queue, job_id)
+        locks.remove(attempt)
+
+
+def _timeout_error(attempt: Attempt) -> JobTimeoutError:
+    return JobTimeoutError(f"ran past its timeout of {attempt.timeout_s:g} s")
+
+
+def _timed_out(coord: JobQueueCoordinator, job: Job, attempt: Attempt, started: float) -> None:
+    """The keeper's call past the timeout: record the failed attempt unless its outcome is in."""
+    if attempt.claim_outcome() and _record_failure(coord, job, attempt.token, _timeout_error(attempt), started):
+        _count(coord, attempt.worker, failed=True)
+
+
+def _discarded(job: Job, attempt: Attempt, started: float) -> None:
+    """The attempt's own outcome is not recorded: it was cancelled, timed out or lost its job."""
+    log.warning("job attempt %s stopped, outcome discarded: %s", attempt.token,
+                attempt.cancel_reason or "its outcome was already recorded", extra=_log_fields(job, started))
 
 
 def _count(coord: JobQueueCoordinator, worker_id: str, failed: bool) -> None:
