@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -222,6 +223,15 @@ class JobQueueCoordinator:
 
     def remove_recurring_job(self, queue: str, key: str) -> bool:
         return self.recurring.remove_recurring_job(queue, key)
+
+    def pause_recurring_job(self, queue: str, key: str) -> bool:
+        return self.recurring.pause_recurring_job(queue, key)
+
+    def resume_recurring_job(self, queue: str, key: str) -> bool:
+        return self.recurring.resume_recurring_job(queue, key)
+
+    def backfill_recurring_job(self, queue: str, key: str, start: datetime, end: datetime) -> list[Job]:
+        return self.recurring.backfill_recurring_job(queue, key, start, end)
 
     # ----------------------------------------------------------------------------- workers
 
