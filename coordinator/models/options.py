@@ -191,6 +191,8 @@ class WorkerOptions(_Options):
     embed_beat: bool = Field(True, description="run a beat in the worker (`celery worker -B`) so recurring jobs "
                              "fire with no separate beat; any number of them is safe (one holds the lock)")
     max_restarts: int = Field(5, ge=0, description="restarts in a row after unexpected deaths before giving up")
+    detached: bool = Field(False, description="keep running when the process that started it is gone (for "
+                           "workers under another supervisor); by default a managed worker stops then")
 
     @field_validator("autoscale")
     @classmethod
