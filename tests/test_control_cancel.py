@@ -11,6 +11,7 @@ import pytest
 
 from coordinator import JobCancelledError, JobQueueCoordinator, JobState
 from tests import control_processors
+from tests.test_processing import wait_until
 from tests.conftest import FAST_SWEEPS, REDIS_URL
 
 WAIT_S = 30
@@ -34,16 +35,6 @@ def marks(redis_client, prefix: str, what: str) -> list[tuple[str, float]]:
         job_id, _, at = entry.partition(" ")
         out.append((job_id, float(at)))
     return out
-
-
-def wait_until(predicate, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def cancel_from_another_process(prefix: str, queue: str, job_id: str) -> float:

@@ -14,20 +14,11 @@ from coordinator import InvalidJobDataError, Job, JobQueueCoordinator, JobState
 from coordinator.recurring.manager import run_id
 from coordinator.registry.codec import to_ms
 from tests import control_processors, processors
+from tests.test_processing import wait_until
 from tests.conftest import REDIS_URL
 from tests.reliability.test_beats import assert_one_job_per_tick, beats, runs  # noqa: F401 (fixture)
 
 WAIT_S = 60
-
-
-def wait_until(predicate, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def slow(prefix: str, seconds: float) -> dict:
@@ -55,7 +46,7 @@ def worker_and_beat(coord: JobQueueCoordinator, beats):  # noqa: F811
 
 def test_overlap_allow_runs_every_tick_even_while_the_previous_runs(coord, worker_and_beat, prefix) -> None:
     worker_and_beat(processors.record, "k", every=1000, overlap="allow", data=slow(prefix, 2.5))
-    wait_until(lambda: len(finished_runs(coord, "k")) >= 4)
+    wait_until(lambda: len(finished_runs(coord, "k")) >= 4, WAIT_S)
     jobs = finished_runs(coord, "k")
     assert_one_job_per_tick(coord, "q", "k", 1000)
     assert overlapping(jobs) >= 2  # a 2.5 s job every second: the runs overlap
@@ -63,7 +54,7 @@ def test_overlap_allow_runs_every_tick_even_while_the_previous_runs(coord, worke
 
 def test_overlap_skip_never_starts_a_run_while_the_previous_one_runs(coord, worker_and_beat, prefix) -> None:
     beat = worker_and_beat(processors.record, "k", every=1000, overlap="skip", data=slow(prefix, 2.5))
-    wait_until(lambda: len(finished_runs(coord, "k")) >= 3)
+    wait_until(lambda: len(finished_runs(coord, "k")) >= 3, WAIT_S)
     jobs = finished_runs(coord, "k")
     assert overlapping(jobs) == 0
     ticks = [to_ms(job.created_at) for job in jobs]
@@ -75,7 +66,7 @@ def test_overlap_skip_never_starts_a_run_while_the_previous_one_runs(coord, work
 
 def test_overlap_buffer_one_keeps_one_tick_until_the_previous_run_ends(coord, worker_and_beat, prefix) -> None:
     beat = worker_and_beat(processors.record, "k", every=1000, overlap="buffer_one", data=slow(prefix, 2.5))
-    wait_until(lambda: len(finished_runs(coord, "k")) >= 3)
+    wait_until(lambda: len(finished_runs(coord, "k")) >= 3, WAIT_S)
     jobs = finished_runs(coord, "k")
     assert overlapping(jobs) == 0
     # a kept run's tick is older than the end of the run before it: it waited for it, then ran
@@ -89,7 +80,7 @@ def test_overlap_buffer_one_keeps_one_tick_until_the_previous_run_ends(coord, wo
 def test_overlap_cancel_previous_cancels_the_running_run(coord, worker_and_beat, prefix) -> None:
     worker_and_beat(control_processors.loop_until_cancelled, "k", every=2000, overlap="cancel_previous",
                     data={"url": REDIS_URL, "key": f"{prefix}:test"})
-    wait_until(lambda: len([j for j in runs(coord, "q", "k") if j.state is JobState.CANCELLED]) >= 2)
+    wait_until(lambda: len([j for j in runs(coord, "q", "k") if j.state is JobState.CANCELLED]) >= 2, WAIT_S)
     jobs = runs(coord, "q", "k")
     cancelled = [job for job in jobs if job.state is JobState.CANCELLED]
     assert all(job.failed_reason.startswith("superseded by the run of tick") for job in cancelled)
@@ -100,13 +91,13 @@ def test_overlap_cancel_previous_cancels_the_running_run(coord, worker_and_beat,
 def stop_beat_for_a_while(coord: JobQueueCoordinator, beats, key: str, downtime_s: float):  # noqa: F811
     """Let the beat fire two runs, stop it for ``downtime_s``, start another; (stopped, restarted) ms."""
     first = beats()
-    wait_until(lambda: len(runs(coord, "q", key)) >= 2)
+    wait_until(lambda: len(runs(coord, "q", key)) >= 2, WAIT_S)
     first.stop()
     stopped = to_ms(datetime.now(timezone.utc))
     time.sleep(downtime_s)
     restarted = to_ms(datetime.now(timezone.utc))
     second = beats()
-    wait_until(lambda: any(to_ms(job.created_at) > restarted for job in runs(coord, "q", key)))
+    wait_until(lambda: any(to_ms(job.created_at) > restarted for job in runs(coord, "q", key)), WAIT_S)
     second.stop()  # nothing fires while the test reads the runs
     return stopped, restarted
 
@@ -153,14 +144,14 @@ def test_pause_and_resume_with_a_beat(coord: JobQueueCoordinator, beats) -> None
     coord.create_queue("q")
     coord.schedule_recurring_job("q", "tick", {}, key="k", every=1000, misfire="all")
     beats()
-    wait_until(lambda: len(runs(coord, "q", "k")) >= 2)
+    wait_until(lambda: len(runs(coord, "q", "k")) >= 2, WAIT_S)
     assert coord.pause_recurring_job("q", "k")
     paused_at = to_ms(datetime.now(timezone.utc))
     assert coord.get_recurring_jobs("q")[0].paused
     time.sleep(4)
     resumed_at = to_ms(datetime.now(timezone.utc))
     assert coord.resume_recurring_job("q", "k")
-    wait_until(lambda: any(to_ms(job.created_at) > resumed_at for job in runs(coord, "q", "k")))
+    wait_until(lambda: any(to_ms(job.created_at) > resumed_at for job in runs(coord, "q", "k")), WAIT_S)
     during = [to_ms(j.created_at) for j in runs(coord, "q", "k") if paused_at + 1000 < to_ms(j.created_at) < resumed_at]
     assert during == []  # paused ticks make no job, and are not caught up after resume
     assert not coord.get_recurring_jobs("q")[0].paused
@@ -172,7 +163,7 @@ def test_pause_after_consecutive_failures(coord: JobQueueCoordinator, beats) -> 
     coord.register_worker("q", processors.always_fails, pool="threads", concurrency=2, embed_beat=False)
     coord.schedule_recurring_job("q", "tick", {}, key="k", every=1000, max_retries=0, pause_after_failures=2)
     beats()
-    wait_until(lambda: coord.get_recurring_jobs("q")[0].paused)
+    wait_until(lambda: coord.get_recurring_jobs("q")[0].paused, WAIT_S)
     [schedule] = coord.get_recurring_jobs("q")
     assert schedule.consecutive_failures == 2
     count = len(runs(coord, "q", "k"))
