@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from coordinator import JobQueueCoordinator, JobState
 from tests.conftest import REDIS_URL

@@ -14,9 +14,9 @@ from coordinator import InvalidJobDataError, Job, JobQueueCoordinator, JobState
 from coordinator.recurring.manager import run_id
 from coordinator.registry.codec import to_ms
 from tests import control_processors, processors
-from tests.test_processing import wait_until
 from tests.conftest import REDIS_URL
 from tests.reliability.test_beats import assert_one_job_per_tick, beats, runs  # noqa: F401 (fixture)
+from tests.test_processing import wait_until
 
 WAIT_S = 60
 
@@ -216,7 +216,8 @@ def test_jitter_delays_each_run_below_the_bound(coord: JobQueueCoordinator) -> N
 
 
 @pytest.mark.parametrize(("fields", "field"), [
-    ({"overlap": "queue"}, "overlap"), ({"misfire": "some"}, "misfire"), ({"misfire_window_ms": 0}, "misfire_window_ms"),
+    ({"overlap": "queue"}, "overlap"), ({"misfire": "some"}, "misfire"),
+    ({"misfire_window_ms": 0}, "misfire_window_ms"),
     ({"pause_after_failures": 0}, "pause_after_failures"), ({"jitter_ms": -1}, "jitter_ms"),
 ])
 def test_bad_policies_name_the_field(coord: JobQueueCoordinator, fields, field) -> None:
