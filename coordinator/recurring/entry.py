@@ -99,7 +99,8 @@ class RecurringEntry(RedBeatSchedulerEntry):
                     misfire=policy.misfire if policy else "latest",
                     misfire_window_ms=policy.misfire_window_ms if policy else 0,
                     buffered=int(buffered or 0), **cls.decode_definition(definition))
-        entry.last_run_at = meta_fields.get("last_run_at")  # Celery's entry defaults it to now
+        # Celery's entry defaults it to now; None means never run (redbeat reads it so)
+        entry.last_run_at = meta_fields.get("last_run_at")  # type: ignore[assignment]
         return entry
 
     @property

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from billiard.process import current_process
 
+from coordinator.dispatch import task_id
 from coordinator.errors import JobCancelledError
 
 CancelCallback = Callable[[str], object]
@@ -70,7 +71,7 @@ class Attempt:
     @property
     def task_id(self) -> str:
         """The Celery task id of this dispatch (``job_id.token``)."""
-        return f"{self.job_id}.{self.token}"
+        return task_id(self.job_id, self.token)
 
     def is_cancelled(self) -> bool:
         """True once the attempt was asked to stop."""
