@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -44,6 +45,7 @@ from coordinator.models import (
     RecurringJobOptions,
     ScalingResult,
     ScheduleOptions,
+    WorkerAction,
     WorkerOptions,
     WorkerStatus,
 )
@@ -111,13 +113,23 @@ class JobQueueCoordinator:
         self._recurring = RecurringManager(self._redis, self._keys, self._queues, self._jobs, settings)
         configure_beat(self.app, settings, self._recurring.fire)
         self._runner = JobRunner(self._registry, settings, self._queues.cached_config,
-                                 LockKeeper(self._registry, settings.lock_duration_ms), self._heartbeats)
+                                 self._lock_keeper(), self._heartbeats)
         self._health = HealthChecker(self._registry, self._heartbeats, settings, self._workers.get_all_worker_status)
         self._mutex = threading.Lock()
         self._foreign = ForeignTaskTracker(self.app, self._registry) if self._adopted_app else None
         if self._foreign is not None:
             self._foreign.connect()
         self._event_listener: EventListener | None = None
+
+    def _lock_keeper(self) -> LockKeeper:
+        """The keeper of running jobs' locks, cancel flags and timeouts (`runtime.locks`)."""
+        settings, registry = self.settings, self._registry
+        return LockKeeper(
+            registry, settings.lock_duration_ms, settings.cancel_check_ms, settings.cancel_grace_ms,
+            terminate=lambda a: self.app.control.revoke(a.task_id, terminate=True, signal="SIGTERM"),
+            on_unresponsive=lambda a: registry.emit_worker_event(
+                a.queue, WorkerAction.UNRESPONSIVE_JOB, a.worker, job_id=a.job_id, reason=a.cancel_reason),
+        )
 
     # ----------------------------------------------------------------------------- processors
 
@@ -240,10 +252,11 @@ class JobQueueCoordinator:
         does not allow it, `JobNotFoundError` for an unknown id."""
         return self._jobs.retry_job(queue, job_id)
 
-    def cancel_job(self, queue: str, job_id: str, terminate: bool = False) -> bool:
-        """Cancel a waiting or delayed job (an active one only with ``terminate``: its process is
-        stopped first); False if its state does not allow it."""
-        return self._jobs.cancel_job(queue, job_id, terminate)
+    def cancel_job(self, queue: str, job_id: str, terminate: bool = False, reason: str = "cancelled") -> bool:
+        """Cancel a waiting, delayed or active job; it ends ``cancelled`` with ``reason``. A running
+        attempt is asked to stop (``job.is_cancelled()``) and interrupted after ``cancel_grace_ms``;
+        ``terminate`` ends a prefork process running it at once. False if it had finished."""
+        return self._jobs.cancel_job(queue, job_id, terminate, reason)
 
     def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
         """Change the priority (1 highest .. 10 lowest) of a waiting or delayed job; False if its
@@ -285,6 +298,19 @@ class JobQueueCoordinator:
         """How much longer the leading beat holds its lock (ms); 0 when no beat runs (the beat
         probe `coordinator health --beat`)."""
         return self._recurring.beat_lock_ttl_ms()
+
+    def pause_recurring_job(self, queue: str, key: str) -> bool:
+        """Stop firing a recurring job until `resume_recurring_job`; its ticks meanwhile create
+        no job and are not caught up. False if there is no such schedule."""
+        return self._recurring.pause_recurring_job(queue, key)
+
+    def resume_recurring_job(self, queue: str, key: str) -> bool:
+        """Fire a paused recurring job again from its next tick; False if there is no such schedule."""
+        return self._recurring.resume_recurring_job(queue, key)
+
+    def backfill_recurring_job(self, queue: str, key: str, start: datetime, end: datetime) -> list[Job]:
+        """One run per tick of the schedule in [start, end], each once (see docs/control.md)."""
+        return self._recurring.backfill_recurring_job(queue, key, start, end)
 
     # ----------------------------------------------------------------------------- workers
 

@@ -28,6 +28,10 @@ class Settings(BaseModel):
     lock_duration_ms: int = Field(30_000, ge=500, description="TTL of a running job's lock")
     stalled_interval_ms: int = Field(30_000, ge=200, description="how often workers look for stalled jobs")
     max_stalled_count: int = Field(1, ge=0, description="stalls after which a job fails")
+    cancel_check_ms: int = Field(500, ge=50, le=10_000, description="how often a worker checks that its running "
+                                 "jobs still own their locks (renewing them): how soon a cancel reaches a job")
+    cancel_grace_ms: int = Field(10_000, ge=0, description="how long a cancelled job may keep running before "
+                                 "the worker interrupts it")
     promote_interval_ms: int = Field(200, ge=10, description="how often workers move due delayed jobs")
     socket_timeout_s: float = Field(5.0, gt=0, description="Redis read/write timeout of coordinator calls")
     events_max_len: int = Field(10_000, ge=100, description="approximate cap of each queue's event stream")

@@ -253,12 +253,22 @@ class Registry:
         job._token = token
         return StartResult("active", job)
 
-    def renew_locks(self, locks: Iterable[tuple[str, str]], lock_ms: int) -> None:
-        """Extend the locks of running jobs, given as (queue, job id)."""
+    def renew_locks(self, attempts: Iterable[tuple[str, str, int]], lock_ms: int) -> list[str]:
+        """Renew the locks of running attempts, given as (queue, job id, token), in one round
+        trip; per attempt "" if it still owns its job, else ``<state>:<reason>`` of the job."""
+        by_queue: dict[str, list[tuple[int, str, int]]] = {}
+        for position, (queue, job_id, token) in enumerate(attempts):
+            by_queue.setdefault(queue, []).append((position, job_id, token))
         pipe = self.client.pipeline(transaction=False)
-        for queue, job_id in locks:
-            pipe.pexpire(self.queue_keys(queue).lock(job_id), lock_ms)
-        pipe.execute()
+        for queue, items in by_queue.items():
+            qk = self.queue_keys(queue)
+            keys = [key for _, job_id, _ in items for key in (qk.lock(job_id), qk.job(job_id))]
+            self.scripts.renew(keys=keys, args=[lock_ms, *(token for _, _, token in items)], client=pipe)
+        out = [""] * sum(len(items) for items in by_queue.values())
+        for items, replies in zip(by_queue.values(), pipe.execute()):
+            for (position, _, _), reply in zip(items, replies):
+                out[position] = reply
+        return out
 
     def finish(self, queue: str, job_id: str, token: int, outcome: str, *, payload: str = "",
                stack: str = "", due_ms: int = 0, remove: bool = False, duration_ms: int = 0) -> bool:
@@ -349,12 +359,12 @@ class Registry:
 
     # ----------------------------------------------------------------------------- job control
 
-    def cancel(self, queue: str, job_id: str, allow_active: bool = False) -> bool:
+    def cancel(self, queue: str, job_id: str, allow_active: bool = False, reason: str = "cancelled") -> bool:
         qk = self.queue_keys(queue)
         reply = self.scripts.cancel(
             keys=[qk.job(job_id), qk.index("waiting"), qk.index("delayed"), qk.parked,
                   qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id)],
-            args=[job_id, now_ms(), "1" if allow_active else "0", self.events_max_len],
+            args=[job_id, now_ms(), "1" if allow_active else "0", self.events_max_len, reason],
         )
         return interpret_reply("cancel", reply, queue, job_id)
 

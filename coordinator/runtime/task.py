@@ -10,12 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from coordinator.clock import now_ms
-from coordinator.errors import CoordinatorError, UnrecoverableError
+from coordinator.errors import CoordinatorError, JobTimeoutError, UnrecoverableError
 from coordinator.heartbeats import HeartbeatStore
 from coordinator.models import Job, QueueConfig
 from coordinator.registry import Registry
+from coordinator.runtime.control import Attempt
 from coordinator.runtime.locks import LockKeeper
 from coordinator.settings import Settings
 from coordinator.validation import MAX_RESULT_SIZE, encode_json
@@ -66,17 +68,33 @@ class JobRunner:
             return
         job = claim.job
         locks = self.locks
-        locks.add(queue, job_id)
         started = time.monotonic()
+        attempt = Attempt(queue, job_id, token, timeout_s=job.options.timeout, worker=worker_id)
+        if attempt.timeout_s is not None:
+            attempt.on_timeout = lambda: self._timed_out(job, attempt, started)
+        job._attempt = attempt
+        locks.add(attempt)
         log.info("job started", extra=_log_fields(job, started))
         try:
             try:
-                payload = encode_json(handler(job), "result", MAX_RESULT_SIZE)
+                try:
+                    result = handler(job)
+                finally:
+                    attempt.leave_handler()
+                payload = encode_json(result, "result", MAX_RESULT_SIZE)
             except BaseException as exc:
                 if not isinstance(exc, Exception):
                     raise  # SystemExit, KeyboardInterrupt: the worker is going down; the lock expires
+                if not attempt.claim_outcome() or attempt.is_cancelled():
+                    _discarded(job, attempt, started)
+                    return
+                if isinstance(exc, SoftTimeLimitExceeded):  # prefork's own limit: the same meaning
+                    exc = _timeout_error(attempt)
                 if self._record_failure(job, token, exc, started):
                     self._count(worker_id, failed=True)
+                return
+            if not attempt.claim_outcome():
+                _discarded(job, attempt, started)
                 return
             owned = registry.finish(queue, job_id, token, "completed", payload=payload,
                                     remove=job.options.remove_on_complete is True, duration_ms=_ms_since(started))
@@ -90,7 +108,12 @@ class JobRunner:
             if keep is not True and keep is not False:
                 registry.trim(queue, config.retention, keep_completed=keep)
         finally:
-            locks.remove(queue, job_id)
+            locks.remove(attempt)
+
+    def _timed_out(self, job: Job, attempt: Attempt, started: float) -> None:
+        """The keeper's call past the timeout: record the failed attempt unless its outcome is in."""
+        if attempt.claim_outcome() and self._record_failure(job, attempt.token, _timeout_error(attempt), started):
+            self._count(attempt.worker, failed=True)
 
     def _count(self, worker_id: str, failed: bool) -> None:
         """The worker's processed / failed counts (its status); a count is not worth failing a job for."""
@@ -116,6 +139,16 @@ class JobRunner:
                                      remove=options.remove_on_fail is True, duration_ms=_ms_since(started))
         log.error("job failed: %s", reason, extra=_log_fields(job, started))
         return owned
+
+
+def _timeout_error(attempt: Attempt) -> JobTimeoutError:
+    return JobTimeoutError(f"ran past its timeout of {attempt.timeout_s:g} s")
+
+
+def _discarded(job: Job, attempt: Attempt, started: float) -> None:
+    """The attempt's own outcome is not recorded: it was cancelled, timed out or lost its job."""
+    log.warning("job attempt %s stopped, outcome discarded: %s", attempt.token,
+                attempt.cancel_reason or "its outcome was already recorded", extra=_log_fields(job, started))
 
 
 def _ms_since(started: float) -> int:

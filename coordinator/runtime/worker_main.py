@@ -6,6 +6,7 @@ import json
 import os
 from typing import TYPE_CHECKING
 
+from coordinator.runtime.owner_watch import watch_owner
 from coordinator.workers.spec import SPEC_ENV, WorkerSpec, load
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ def run_worker(spec: WorkerSpec, coord: JobQueueCoordinator | None = None) -> No
     from coordinator.log_format import use_for_celery_worker
 
     use_for_celery_worker(spec.settings.log_level)
+    if spec.owner_pid is not None:
+        watch_owner(spec.owner_pid)
     if coord is None:
         app = load(spec.app) if spec.app else None
         coord = JobQueueCoordinator.from_settings(spec.settings, app=app)
