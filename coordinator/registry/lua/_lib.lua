@@ -99,7 +99,8 @@ local function makeWaiting(jobKey, parkedKey, paused, now, brokerKeys, taskName,
     return token
   end
   local fields = redis.call("HMGET", jobKey, "priority", "timeout", "trace")
-  dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, token, fields[1], fields[2], fields[3])
+  -- a record without a priority (written by an older version's signal tracking) gets the default
+  dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, token, fields[1] or "5", fields[2], fields[3])
   return token
 end
 
