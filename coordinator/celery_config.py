@@ -18,6 +18,7 @@ from coordinator.errors import ConfigurationError
 from coordinator.keys import KOMBU_PRIORITY_LEVELS, CoordinatorKeys
 from coordinator.runtime.transport import PREFIX_OPTION
 from coordinator.settings import Settings, redact_url
+from coordinator.sentinel import is_sentinel_url
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +107,11 @@ def build_app(settings: Settings, app: Celery | None = None) -> Celery:
         app.conf.update(CELERY_DEFAULTS, **prefixed, **safety)
         return app
     _refuse_unsafe(app)
+    check_adoptable(settings, app)
     merged = dict(app.conf.broker_transport_options or {})
     merged.update(transport)
-    app.conf.update(broker_transport_options=merged, **safety)
+    # Flower and Celery's event receivers see the jobs of the adopted app's workers
+    app.conf.update(broker_transport_options=merged, worker_send_task_events=True, **safety)
     log.info("adopted Celery app %r (broker %s)", app.main, redact_url(str(app.conf.broker_url)))
     return app
 
@@ -135,3 +138,43 @@ def _refuse_unsafe(app: Celery) -> None:
             f"accept_content / task_serializer: the Celery app allows {unsafe}; the coordinator "
             "accepts JSON only (set accept_content=['json'], task_serializer='json')"
         )
+
+
+def check_adoptable(settings: Settings, app: Celery) -> None:
+    """Refuse an app whose settings would lose jobs or bypass the registry, naming the setting."""
+    conf = app.conf
+    if conf.task_always_eager:
+        raise ConfigurationError(
+            "task_always_eager: the adopted app runs tasks in the caller, so they would never be jobs; "
+            "unset it (coordinator.testing.run_jobs runs jobs in a test's own process)"
+        )
+    if int(conf.task_protocol or 2) != 2:
+        raise ConfigurationError("task_protocol: the coordinator reads Celery's message protocol 2 only; unset it")
+    app_broker = _broker_identity(str(conf.broker_url or "amqp://guest@localhost//"))
+    ours = _broker_identity(settings.effective_broker_url)
+    if app_broker != ours:
+        hint = ("pass broker_url= to the coordinator (its workers then read RabbitMQ)" if app_broker[0] == "amqp"
+                and settings.broker_is_redis else "point both at the same broker and database")
+        raise ConfigurationError(
+            f"broker_url: the adopted app's broker {redact_url(str(conf.broker_url))} is not the one the "
+            f"coordinator's workers read ({redact_url(settings.effective_broker_url)}), so its jobs would "
+            f"never reach them; {hint}"
+        )
+
+
+def _broker_identity(url: str) -> tuple[str, str, int | None, str]:
+    """What makes two broker URLs the same broker: transport family, host, port, database / vhost."""
+    from kombu import Connection
+
+    if is_sentinel_url(url):
+        return ("sentinel", url.split(";")[0].rsplit("@", 1)[-1], None, "")
+    conn = Connection(url)
+    family = {"rediss": "redis", "amqps": "amqp", "pyamqp": "amqp", "librabbitmq": "amqp"}.get(
+        conn.transport_cls, conn.transport_cls)
+    host = conn.hostname or "localhost"
+    host = "127.0.0.1" if host == "localhost" else host
+    default_port = {"redis": 6379, "amqp": 5672}.get(family)
+    vhost = conn.virtual_host or ""
+    if family == "redis":
+        vhost = vhost.strip("/") or "0"
+    return (family, host, conn.port or default_port, vhost)

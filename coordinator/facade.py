@@ -48,7 +48,7 @@ from coordinator.queues import QueueManager
 from coordinator.recurring import RecurringManager
 from coordinator.registry import Registry
 from coordinator.runtime.beat_scheduler import configure_beat
-from coordinator.runtime.foreign import ForeignTaskTracker
+from coordinator.runtime.adopted import AdoptedTasks
 from coordinator.runtime.locks import LockKeeper
 from coordinator.runtime.maintenance import maintenance_step
 from coordinator.runtime.task import Processor, register_processor_task
@@ -103,9 +103,9 @@ class JobQueueCoordinator:
         configure_beat(self.app, settings, self.recurring.fire)
         self._lock_keeper: LockKeeper | None = None
         self._mutex = threading.Lock()
-        self._foreign = ForeignTaskTracker(self) if self.adopted_app else None
-        if self._foreign is not None:
-            self._foreign.connect()
+        self.adopted: AdoptedTasks | None = AdoptedTasks(self) if self.adopted_app else None
+        if self.adopted is not None:
+            self.adopted.install()
         self._event_listener: EventListener | None = None
 
     # ----------------------------------------------------------------------------- processors
@@ -120,21 +120,29 @@ class JobQueueCoordinator:
                 raise ConfigurationError(f"processor: queue {queue!r} already has processor {existing.__name__}")
             if existing is None:
                 self.processors[queue] = handler
-                register_processor_task(self, queue, handler)
+                if self.adopted is not None:  # the queue may also receive the adopted app's tasks
+                    self.adopted.serve(queue, handler)
+                else:
+                    register_processor_task(self, queue, handler)
             return handler
 
         return register
 
     def celery_queue(self, name: str) -> str:
-        """The Celery queue that carries the jobs of coordinator queue ``name``."""
-        return self.keys.for_queue(check_queue_name(name)).celery_queue
+        """The Celery queue that carries the jobs of coordinator queue ``name``; with an adopted
+        app, its tasks routed there are served by this process's workers."""
+        celery_queue = self.keys.for_queue(check_queue_name(name)).celery_queue
+        if self.adopted is not None and name not in self.processors:
+            self.adopted.serve(name)
+        return celery_queue
 
     def _default_job_name(self, queue: str) -> str:
         """The processor's name: registered here, else as its workers recorded it, else the queue's."""
         handler = self.processors.get(queue)
         if handler is not None:
             return handler.__name__
-        return self.queues.processor_name(queue) or queue
+        adopted = self.adopted.task_for_queue(queue) if self.adopted is not None else None
+        return adopted or self.queues.processor_name(queue) or queue
 
     @property
     def lock_keeper(self) -> LockKeeper:
@@ -287,8 +295,8 @@ class JobQueueCoordinator:
     def shutdown(self, timeout: float = 30) -> None:
         """Close every managed worker gracefully, then the connections."""
         self.workers.shutdown(timeout)
-        if self._foreign is not None:
-            self._foreign.disconnect()
+        if self.adopted is not None:
+            self.adopted.uninstall()
         if self._event_listener is not None:
             self._event_listener.close()
         self.redis.close()

@@ -7,9 +7,11 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
+from celery.exceptions import Ignore, Retry
 
 from coordinator.errors import CoordinatorError, UnrecoverableError
 from coordinator.models import Job
@@ -33,8 +35,8 @@ def is_unrecoverable(exc: BaseException) -> bool:
 def register_processor_task(coord: JobQueueCoordinator, queue: str, handler: Processor) -> Task:
     """Register ``handler`` as the Celery task that runs every job of ``queue``."""
 
-    def run(task: Task, queue: str, job_id: str, token: int) -> None:
-        execute(coord, handler, queue, job_id, token, task.request.hostname or socket.gethostname())
+    def run(task: Task, queue: str, job_id: str, token: int) -> Any:
+        return execute(coord, handler, queue, job_id, token, task.request.hostname or socket.gethostname())
 
     run.__doc__ = handler.__doc__
     return coord.app.task(
@@ -44,8 +46,12 @@ def register_processor_task(coord: JobQueueCoordinator, queue: str, handler: Pro
 
 
 def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: str, token: int,
-            worker_id: str) -> None:
-    """Run one dispatch of a job, at most once: a stale or duplicate message does nothing."""
+            worker_id: str) -> Any:
+    """Run one dispatch of a job, at most once: a stale or duplicate message does nothing.
+
+    Celery sees the job's outcome: the result returned, the exception of a final failure raised,
+    a ``Retry`` for a retry, ``Ignore`` for a dispatch that did not run or lost the job, so its
+    events (and Flower) say task-succeeded only for a success."""
     registry = coord.registry
     settings = coord.settings
     config = coord.queues.cached_config(queue)
@@ -53,32 +59,45 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
                            settings.lock_duration_ms, config.limiter)
     if claim.job is None:
         log.debug("job %s/%s dispatch %s not run: %s", queue, job_id, token, claim.status)
-        return
+        raise Ignore()  # Celery reports no outcome for a dispatch that did not run
     job = claim.job
+    finished = getattr(handler, "finished", None)
     locks = coord.lock_keeper
     locks.add(queue, job_id)
     started = time.monotonic()
     log.info("job started", extra=_log_fields(job, started))
     try:
         try:
-            payload = encode_json(handler(job), "result", MAX_RESULT_SIZE)
+            value = handler(job)
+            payload = encode_json(value, "result", MAX_RESULT_SIZE)
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise  # SystemExit, KeyboardInterrupt: the worker is going down; the lock expires
-            if _record_failure(coord, job, token, exc, started):
-                _count(coord, worker_id, failed=True)
-            return
+            due = _record_failure(coord, job, token, exc, started)
+            if due is None:
+                raise Ignore() from exc
+            _count(coord, worker_id, failed=True)
+            outcome = "retry" if due else "failed"
+            if finished is not None:
+                finished(job, outcome, exc)
+            # Celery's own outcome, so its events and Flower say task-retried / task-failed
+            if outcome == "retry" and not isinstance(exc, Retry):
+                raise Retry(exc=exc, when=datetime.fromtimestamp(due / 1000, tz=timezone.utc)) from exc
+            raise
         owned = registry.finish(queue, job_id, token, "completed", payload=payload,
                                 remove=job.options.remove_on_complete is True, duration_ms=_ms_since(started))
         if not owned:  # fenced off: the job was recovered or cancelled while this attempt ran
             log.warning("job result discarded: attempt %s no longer owns the job", token,
                         extra=_log_fields(job, started))
-            return
+            raise Ignore()
         log.info("job completed", extra=_log_fields(job, started))
         _count(coord, worker_id, failed=False)
+        if finished is not None:
+            finished(job, "completed", value)
         keep = job.options.remove_on_complete
         if keep is not True and keep is not False:
             registry.trim(queue, config.retention, keep_completed=keep)
+        return value
     finally:
         locks.remove(queue, job_id)
 
@@ -91,23 +110,38 @@ def _count(coord: JobQueueCoordinator, worker_id: str, failed: bool) -> None:
         log.warning("could not count a job outcome for %s", worker_id, exc_info=True)
 
 
-def _record_failure(coord: JobQueueCoordinator, job: Job, token: int, exc: Exception, started: float) -> bool:
-    """Record a failed attempt (retry after its back-off, or failed for good); False if fenced off."""
+def _record_failure(coord: JobQueueCoordinator, job: Job, token: int, exc: Exception, started: float) -> int | None:
+    """Record a failed attempt: retry after its back-off (or when a Celery ``Retry`` says), or
+    failed for good. Returns the retry's due time (ms), 0 if failed, None if fenced off."""
     options = job.options
     max_retries = options.max_retries if options.max_retries is not None else coord.settings.default_max_retries
-    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    stack = "".join(traceback.format_exception(exc))
-    retries_left = job.attempts_made <= max_retries and not is_unrecoverable(exc)
-    if retries_left:
+    cause = exc.exc if isinstance(exc, Retry) and isinstance(exc.exc, BaseException) else exc
+    reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+    stack = "".join(traceback.format_exception(cause))
+    if isinstance(exc, Retry):  # self.retry() of a Celery task: Celery counted its max_retries
+        due = _retry_due(exc.when, job, options.backoff.delay_ms(job.attempts_made))
+    elif job.attempts_made <= max_retries and not is_unrecoverable(exc):
         due = now_ms() + options.backoff.delay_ms(job.attempts_made)
+    else:
+        due = 0
+    if due:
         owned = coord.registry.finish(job.queue, job.id, token, "retry", payload=reason, stack=stack,
                                       due_ms=due, duration_ms=_ms_since(started))
         log.warning("job failed, will retry: %s", reason, extra=_log_fields(job, started))
-        return owned
+        return due if owned else None
     owned = coord.registry.finish(job.queue, job.id, token, "failed", payload=reason, stack=stack,
                                   remove=options.remove_on_fail is True, duration_ms=_ms_since(started))
     log.error("job failed: %s", reason, extra=_log_fields(job, started))
-    return owned
+    return 0 if owned else None
+
+
+def _retry_due(when: Any, job: Job, backoff_ms: int) -> int:
+    """Epoch ms of a Celery retry's ``when`` (seconds from now, or a datetime); the back-off without one."""
+    if isinstance(when, datetime):
+        return max(int(when.timestamp() * 1000), now_ms() + 1)
+    if isinstance(when, (int, float)):
+        return now_ms() + max(int(when * 1000), 1)
+    return now_ms() + max(backoff_ms, 1)
 
 
 def _ms_since(started: float) -> int:
