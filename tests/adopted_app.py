@@ -36,3 +36,40 @@ def slow(self, record_key: str, seconds: float = 0.1) -> str:  # noqa: ANN001 (C
     _client().rpush(record_key, f"{self.request.id}|{os.getpid()}")
     time.sleep(seconds)
     return self.request.id
+
+
+@app.task(name="legacy.retry_once", bind=True, max_retries=3)
+def retry_once(self, record_key: str) -> int:  # noqa: ANN001
+    """Fails its first run with self.retry(countdown=1), then returns the retries Celery counted."""
+    _client().rpush(record_key, str(self.request.retries))
+    if self.request.retries == 0:
+        raise self.retry(exc=RuntimeError("first run fails"), countdown=1)
+    return self.request.retries
+
+
+@app.task(name="legacy.auto", bind=True, autoretry_for=(KeyError,), max_retries=2, default_retry_delay=0)
+def auto(self, record_key: str) -> None:  # noqa: ANN001
+    """Always raises KeyError: retried by autoretry_for until max_retries, then failed."""
+    _client().rpush(record_key, str(self.request.retries))
+    raise KeyError("missing")
+
+
+@app.task(name="legacy.with_job", bind=True)
+def with_job(self, word: str, times: int = 1) -> dict:  # noqa: ANN001
+    """A bound task reaching its Job: progress and a log line."""
+    job = self.request.job
+    job.update_progress(50)
+    job.log(f"saying {word}")
+    return {"said": word * times, "job": job.id, "task": self.request.id}
+
+
+@shared_task(name="legacy.shared_mul")
+def shared_mul(x: int, y: int) -> int:
+    return x * y
+
+
+#: The same team on RabbitMQ (results in Redis), adopted by a coordinator given broker_url.
+amqp_app = Celery("legacy-amqp", broker=os.environ.get("JQC_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+                  backend=REDIS_URL, set_as_current=False)
+amqp_app.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
+amqp_app.task(name="legacy.add")(add.run)

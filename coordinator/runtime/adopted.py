@@ -283,13 +283,13 @@ class AdoptedRunner:
         self._local.run = None
         if run is None:
             return
-        run.task.push_request(run.request)
+        run.task.request_stack.push(run.request)
         try:
             _report(self.adopted.app, job, run, outcome, value)
         except Exception:  # the job's outcome stands; a result backend away loses only its copy
             log.exception("adopted task %s[%s]: reporting the %s outcome failed", job.name, job.id, outcome)
         finally:
-            run.task.pop_request()
+            run.task.request_stack.pop()
 
     def _request(self, task: Task, job: Job, args: list[Any], kwargs: dict[str, Any],
                  canvas: dict[str, Any]) -> dict[str, Any]:
