@@ -28,9 +28,17 @@ def adopted(prefix: str) -> Iterator[JobQueueCoordinator]:
     coordinator = JobQueueCoordinator(REDIS_URL, prefix=prefix, app=adopted_app.app, **FAST_SWEEPS)
     coordinator.create_queue(Q)
     adopted_app.app.conf.task_routes = {"legacy.*": {"queue": coordinator.celery_queue(Q)}}
+    _reroute(adopted_app.app)
     yield coordinator
     adopted_app.app.conf.task_routes = None
+    _reroute(adopted_app.app)
     coordinator.shutdown(timeout=10)
+
+
+def _reroute(app: Celery) -> None:
+    """Celery builds its router once: make it read the changed task_routes."""
+    app.amqp.flush_routes()
+    app.amqp.__dict__.pop("router", None)
 
 
 def _log_of(coord: JobQueueCoordinator, worker_id: str) -> str:
@@ -281,3 +289,16 @@ def test_delay_on_rabbitmq_goes_through_the_outbox(prefix) -> None:
             assert coord.get_job(Q, result.id).state is JobState.COMPLETED
         finally:
             _delete_amqp_queues(coord, [Q])
+
+
+def test_expires_is_the_start_deadline(adopted, prefix, redis_client) -> None:
+    runs = f"{prefix}:test:runs"
+    stale = adopted_app.slow.apply_async((runs, 0), expires=1)
+    assert adopted.get_job(Q, stale.id).options.expires is not None
+    time.sleep(1.5)  # past its deadline before any worker exists
+    fresh = adopted_app.slow.apply_async((runs, 0), expires=300)
+    adopted.register_worker(Q, concurrency=1)
+    assert fresh.get(timeout=WAIT_S) == fresh.id
+    job = _final(adopted, stale.id)
+    assert job.state is JobState.CANCELLED and "expired" in (job.failed_reason or "")
+    assert [run.split("|")[0] for run in redis_client.lrange(runs, 0, -1)] == [fresh.id]
