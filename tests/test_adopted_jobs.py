@@ -302,3 +302,18 @@ def test_expires_is_the_start_deadline(adopted, prefix, redis_client) -> None:
     job = _final(adopted, stale.id)
     assert job.state is JobState.CANCELLED and "expired" in (job.failed_reason or "")
     assert [run.split("|")[0] for run in redis_client.lrange(runs, 0, -1)] == [fresh.id]
+
+
+def test_a_chain_of_adopted_tasks_runs_step_after_step_as_jobs(adopted) -> None:
+    """The canvas seam: the chain travels in the first job's data; each step is a job of its own."""
+    from celery import chain
+
+    queue = adopted.celery_queue(Q)
+    result = chain(adopted_app.add.s(1, 2).set(queue=queue), adopted_app.add.s(10).set(queue=queue)).apply_async()
+    first = adopted.get_job(Q, result.parent.id)
+    assert first.state is JobState.WAITING and first.data["celery"]["chain"]
+    adopted.register_worker(Q)
+    assert result.get(timeout=WAIT_S) == 13
+    last = adopted.get_job(Q, result.id)
+    assert last.state is JobState.COMPLETED and last.data["args"] == [3, 10]
+    assert last.data["celery"]["parent_id"] == first.id

@@ -92,7 +92,7 @@ def test_long_data_is_cut_in_argsrepr_on_a_character_boundary(fmt_coord: JobQueu
     message = _kombu_message(fmt_coord, payload)
     assert message.headers["shadow"] == 'a "quoted" name'
     shown = message.headers["argsrepr"]
-    assert shown.startswith('"éé') and shown.endswith("...") and len(shown.encode()) <= 1024 + 3
+    assert shown.startswith('"éé') and shown.endswith("...") and len(shown.encode()) <= 256 + 3
 
 
 def test_message_keys_are_those_send_task_writes(fmt_coord: JobQueueCoordinator, redis_client: redis.Redis,

@@ -54,7 +54,7 @@ local plainQueue = {}  -- task name -> are the queue's names free of characters 
 
 -- What Celery's events (and Flower) show of a job: its name (Celery's ``shadow``) and the
 -- start of its data as the task's arguments, cut on a UTF-8 character boundary.
-local ARGSREPR_MAX = 1024
+local ARGSREPR_MAX = 256
 local function argsRepr(data)
   if not data or data == "" then return '"()"' end
   if #data > ARGSREPR_MAX then
