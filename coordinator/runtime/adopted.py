@@ -170,13 +170,18 @@ class AdoptedTasks:
     def _target_queue(self, name: str, options: dict[str, Any]) -> str | None:
         """The coordinator queue a routed message goes to, or None (published by Celery)."""
         keys = self.coord.keys
-        if name.startswith(f"{keys.prefix}.") or name == keys.recurring_task:
-            return None  # the coordinator's own tasks
+        if self._is_own(name):
+            return None
         queue = options.get("queue")
         celery_queue = queue if isinstance(queue, str) else getattr(queue, "name", None)
         if celery_queue is None and not options.get("exchange"):
             celery_queue = options.get("routing_key")
         return keys.queue_of(celery_queue or "")
+
+    def _is_own(self, name: str) -> bool:
+        """The coordinator's tasks (a queue's runner, the recurring task) and Celery's built-ins."""
+        keys = self.coord.keys
+        return name.startswith(f"{keys.prefix}.") or name == keys.recurring_task or name.startswith("celery.")
 
     # ----------------------------------------------------------------------------- serving
 
@@ -192,7 +197,7 @@ class AdoptedTasks:
         return self._queue_task[queue]
 
     def _routed_to(self, name: str) -> str | None:
-        if name.startswith("celery.") or name.startswith(f"{self.coord.keys.prefix}"):
+        if self._is_own(name):
             return None
         task = self.app.tasks[name]
         options = {"queue": task.queue} if getattr(task, "queue", None) else {}
@@ -227,9 +232,8 @@ class AdoptedTasks:
                 self.serve(queue, self.coord.processors.get(queue))
 
     def task_named(self, name: str) -> Task | None:
-        if name.startswith(f"{self.coord.keys.prefix}") or name.startswith("celery."):
-            return None
-        return self.app.tasks.get(name)
+        """The adopted app's task of that name, or None (a processor job's label)."""
+        return None if self._is_own(name) else self.app.tasks.get(name)
 
 
 class _Run:

@@ -7,6 +7,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,8 @@ def register_processor_task(coord: JobQueueCoordinator, queue: str, handler: Pro
     """Register ``handler`` as the Celery task that runs every job of ``queue``."""
 
     def run(task: Task, queue: str, job_id: str, token: int) -> Any:
-        return execute(coord, handler, queue, job_id, token, task.request.hostname or socket.gethostname())
+        ran = execute(coord, handler, queue, job_id, token, task.request.hostname or socket.gethostname())
+        return celery_outcome(ran)
 
     run.__doc__ = handler.__doc__
     return coord.app.task(
@@ -45,13 +47,36 @@ def register_processor_task(coord: JobQueueCoordinator, queue: str, handler: Pro
     )
 
 
-def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: str, token: int,
-            worker_id: str) -> Any:
-    """Run one dispatch of a job, at most once: a stale or duplicate message does nothing.
+@dataclass(frozen=True)
+class Ran:
+    """What one dispatch recorded: ``completed`` (value: the result), ``retry`` (value: the
+    exception, ``due_ms``: when it runs again) or ``failed`` (value: the exception)."""
 
-    Celery sees the job's outcome: the result returned, the exception of a final failure raised,
-    a ``Retry`` for a retry, ``Ignore`` for a dispatch that did not run or lost the job, so its
-    events (and Flower) say task-succeeded only for a success."""
+    outcome: str
+    value: Any
+    due_ms: int = 0
+
+
+def celery_outcome(ran: Ran | None) -> Any:
+    """Tell Celery the job's outcome, so its events (and Flower) say task-succeeded only for a
+    success: the result returned, ``Retry`` for a retry, the exception of a final failure raised,
+    ``Ignore`` (no outcome event) for a dispatch that did not run or whose result was fenced off."""
+    if ran is None:
+        raise Ignore()
+    if ran.outcome == "completed":
+        return ran.value
+    exc = ran.value
+    if ran.outcome == "retry" and not isinstance(exc, Retry):
+        raise Retry(exc=exc, when=datetime.fromtimestamp(ran.due_ms / 1000, tz=timezone.utc)) from exc
+    raise exc
+
+
+def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: str, token: int,
+            worker_id: str) -> Ran | None:
+    """Run one dispatch of a job, at most once: a stale or duplicate message does nothing (None).
+
+    A handler with a ``finished(job, outcome, value)`` method (the adopted-task runner) is told
+    the outcome once the registry recorded it."""
     registry = coord.registry
     settings = coord.settings
     config = coord.queues.cached_config(queue)
@@ -59,7 +84,7 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
                            settings.lock_duration_ms, config.limiter)
     if claim.job is None:
         log.debug("job %s/%s dispatch %s not run: %s", queue, job_id, token, claim.status)
-        raise Ignore()  # Celery reports no outcome for a dispatch that did not run
+        return None
     job = claim.job
     finished = getattr(handler, "finished", None)
     locks = coord.lock_keeper
@@ -75,21 +100,18 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
                 raise  # SystemExit, KeyboardInterrupt: the worker is going down; the lock expires
             due = _record_failure(coord, job, token, exc, started)
             if due is None:
-                raise Ignore() from exc
+                return None
             _count(coord, worker_id, failed=True)
-            outcome = "retry" if due else "failed"
+            ran = Ran("retry" if due else "failed", exc, due)
             if finished is not None:
-                finished(job, outcome, exc)
-            # Celery's own outcome, so its events and Flower say task-retried / task-failed
-            if outcome == "retry" and not isinstance(exc, Retry):
-                raise Retry(exc=exc, when=datetime.fromtimestamp(due / 1000, tz=timezone.utc)) from exc
-            raise
+                finished(job, ran.outcome, exc)
+            return ran
         owned = registry.finish(queue, job_id, token, "completed", payload=payload,
                                 remove=job.options.remove_on_complete is True, duration_ms=_ms_since(started))
         if not owned:  # fenced off: the job was recovered or cancelled while this attempt ran
             log.warning("job result discarded: attempt %s no longer owns the job", token,
                         extra=_log_fields(job, started))
-            raise Ignore()
+            return None
         log.info("job completed", extra=_log_fields(job, started))
         _count(coord, worker_id, failed=False)
         if finished is not None:
@@ -97,7 +119,7 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
         keep = job.options.remove_on_complete
         if keep is not True and keep is not False:
             registry.trim(queue, config.retention, keep_completed=keep)
-        return value
+        return Ran("completed", value)
     finally:
         locks.remove(queue, job_id)
 
