@@ -7,7 +7,7 @@ import time
 from functools import cache
 
 import redis
-from celery import Celery, shared_task
+from celery import Celery, shared_task, signals
 
 from tests.conftest import REDIS_URL
 
@@ -73,3 +73,18 @@ amqp_app = Celery("legacy-amqp", broker=os.environ.get("JQC_TEST_AMQP_URL", "amq
                   backend=REDIS_URL, set_as_current=False)
 amqp_app.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
 amqp_app.task(name="legacy.add")(add.run)
+
+
+def _note_signal(name: str):  # noqa: ANN202
+    def receiver(sender=None, task_id=None, task=None, **kwargs) -> None:  # noqa: ANN001
+        task_id = task_id or getattr(getattr(sender, "request", None), "id", None)
+        if task_id:
+            key = f"legacy-signals:{task_id}"
+            _client().rpush(key, name)
+            _client().expire(key, 300)
+    return receiver
+
+
+# Celery's signals as a team's code uses them: each one a run of a task sends is noted in Redis.
+for _name in ("task_prerun", "task_success", "task_failure", "task_postrun"):
+    getattr(signals, _name).connect(_note_signal(_name), weak=False)

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from celery import Celery, signature
 
-from coordinator import ConfigurationError, JobQueueCoordinator, JobState
+from coordinator import ConfigurationError, JobQueueCoordinator, JobState, QueueConfig, RateLimit
 from tests import adopted_app
 from tests.conftest import AMQP_URL, FAST_SWEEPS, REDIS_URL
 from tests.test_processing import WAIT_S, wait_until
@@ -65,6 +65,21 @@ def test_delay_is_a_job_from_waiting_to_completed_and_get_returns_its_value(adop
     done = adopted.get_job(Q, result.id)
     assert done.state is JobState.COMPLETED and done.result == 5 and done.attempts_made == 1
     assert _events(adopted, result.id) == ["waiting", "active", "completed"]
+    key = f"legacy-signals:{result.id}"  # the team's signal receivers still run (postrun after get())
+    wait_until(lambda: adopted.registry.client.llen(key) >= 3)
+    assert adopted.registry.client.lrange(key, 0, -1) == ["task_prerun", "task_success", "task_postrun"]
+
+
+def test_the_queue_rate_limit_holds_adopted_tasks(adopted, prefix, redis_client) -> None:
+    adopted.create_queue(QueueConfig(name="limited", limiter=RateLimit(max=1, duration=60_000)))
+    queue = adopted.celery_queue("limited")
+    runs = f"{prefix}:test:runs"
+    first = adopted_app.slow.apply_async((runs, 0), queue=queue)
+    second = adopted_app.slow.apply_async((runs, 0), queue=queue)
+    adopted.register_worker("limited", concurrency=1)
+    assert first.get(timeout=WAIT_S) == first.id
+    time.sleep(1.5)  # several sweeps: the second one stays held within the minute
+    assert adopted.get_job("limited", second.id).state is JobState.WAITING and redis_client.llen(runs) == 1
 
 
 def test_countdown_of_an_hour_is_delayed_and_options_map(adopted) -> None:
