@@ -42,7 +42,8 @@ class AdoptedSubject(CoordinatorSubject):
 
     def enqueue_many(self, items: list[Any]) -> None:
         for start in range(0, len(items), BULK_CHUNK):
-            group(adopted_noop.s(d).set(queue=self.celery_queue) for d in items[start : start + BULK_CHUNK]).apply_async()
+            chunk = items[start : start + BULK_CHUNK]
+            group(adopted_noop.s(d).set(queue=self.celery_queue) for d in chunk).apply_async()
 
     def start_worker(self) -> None:
         status = self.coord.register_worker(QUEUE, pool=POOL, concurrency=CONCURRENCY)

@@ -149,7 +149,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=None, help="round trips per run (default N/20, max 1000)")
     parser.add_argument("--status-jobs", type=int, default=1_000_000, help="jobs in the large queue for get_queue_status")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 jobs, 1 run, 20,000-job status queue")
-    parser.add_argument("--only", nargs="*", default=None, help="subjects to run (coordinator celery-defaults celery-same adopted)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="subjects to run (coordinator celery-defaults celery-same adopted)")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default bench/results/bench-<time>.json)")
     args = parser.parse_args(argv)
     if args.quick:

@@ -17,8 +17,8 @@ from coordinator.connection import tls_options
 from coordinator.errors import ConfigurationError
 from coordinator.keys import KOMBU_PRIORITY_LEVELS, CoordinatorKeys
 from coordinator.runtime.transport import PREFIX_OPTION
-from coordinator.settings import Settings, redact_url
 from coordinator.sentinel import is_sentinel_url
+from coordinator.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,8 @@ def user_overrides(module: Any) -> dict[str, Any]:
     values = {name: getattr(module, name) for name in dir(module) if name in DEFAULTS}
     for name, value in values.items():
         if name in OWNED_SETTINGS:
-            raise ConfigurationError(f"{name} in {module.__name__}: not taken from a config module; {OWNED_SETTINGS[name]}")
+            raise ConfigurationError(
+                f"{name} in {module.__name__}: not taken from a config module; {OWNED_SETTINGS[name]}")
         if name in REQUIRED_VALUES and value != REQUIRED_VALUES[name][0]:
             needed, why = REQUIRED_VALUES[name]
             raise ConfigurationError(f"{name} in {module.__name__}: must be {needed!r}, {why}")
@@ -243,8 +244,9 @@ def user_overrides(module: Any) -> dict[str, Any]:
     if unsafe:
         raise ConfigurationError(f"{unsafe[0]} in {module.__name__}: JSON only, a pickle (or yaml, msgpack) "
                                  "message could run code")
-    for key in values.get("broker_transport_options") or {}:
-        if key in OWNED_TRANSPORT_OPTIONS and values["broker_transport_options"][key] != broker_transport_options.get(key):
+    transport = values.get("broker_transport_options") or {}
+    for key in transport:
+        if key in OWNED_TRANSPORT_OPTIONS and transport[key] != broker_transport_options.get(key):
             raise ConfigurationError(f"broker_transport_options[{key!r}] in {module.__name__}: set by the "
                                      f"coordinator ({OWNED_TRANSPORT_OPTIONS[key]})")
     return values

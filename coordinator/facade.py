@@ -47,8 +47,8 @@ from coordinator.models import (
 from coordinator.queues import QueueManager
 from coordinator.recurring import RecurringManager
 from coordinator.registry import Registry
-from coordinator.runtime.beat_scheduler import configure_beat
 from coordinator.runtime.adopted import AdoptedTasks
+from coordinator.runtime.beat_scheduler import configure_beat
 from coordinator.runtime.locks import LockKeeper
 from coordinator.runtime.maintenance import maintenance_step
 from coordinator.runtime.task import Processor, register_processor_task

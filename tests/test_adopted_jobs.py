@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -229,7 +228,7 @@ class _EventLog:
             while not self._stop.is_set():
                 try:
                     receiver.capture(limit=None, timeout=0.5, wakeup=False)
-                except (socket.timeout, TimeoutError):
+                except TimeoutError:
                     pass
 
     def __enter__(self) -> _EventLog:
