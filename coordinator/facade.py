@@ -103,7 +103,12 @@ class JobQueueCoordinator:
         configure_beat(self.app, settings, self.recurring.fire)
         self._lock_keeper: LockKeeper | None = None
         self._mutex = threading.Lock()
-        self.adopted: AdoptedTasks | None = AdoptedTasks(self) if self.adopted_app else None
+        self.adopted: AdoptedTasks | None = None
+        if self.adopted_app:
+            self.adopted = AdoptedTasks(
+                self.app, self.keys, not settings.broker_is_redis, self.enqueue_job,
+                lambda queue, handler: register_processor_task(self, queue, handler), self.processors,
+            )
         if self.adopted is not None:
             self.adopted.install()
         self._event_listener: EventListener | None = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -30,12 +30,13 @@ from celery.app.trace import task_has_custom
 from celery.exceptions import Retry
 
 from coordinator.errors import UnrecoverableError
+from coordinator.keys import CoordinatorKeys
 from coordinator.models import Job, JobOptions
 from coordinator.registry.codec import to_ms
 from coordinator.registry.registry import now_ms
 
 if TYPE_CHECKING:
-    from coordinator.facade import JobQueueCoordinator
+    from coordinator.runtime.task import Processor
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +119,19 @@ def job_from_message(headers: dict[str, Any], body: Any, priority: int | None, a
 class AdoptedTasks:
     """The adopted app's tasks as jobs of the coordinator that adopted it."""
 
-    def __init__(self, coord: JobQueueCoordinator) -> None:
-        self.coord = coord
-        self.app: Celery = coord.app
+    def __init__(self, app: Celery, keys: CoordinatorKeys, broker_is_amqp: bool, enqueue: Callable[..., Job],
+                 register_runner: Callable[[str, Processor], Task], processors: Mapping[str, Processor]) -> None:
+        self.app = app
+        self.keys = keys
+        self._enqueue = enqueue
+        """`enqueue_job` of the coordinator."""
+        self._register_runner = register_runner
+        """Registers the Celery task that runs a queue's jobs with a handler (`register_processor_task`)."""
+        self._processors = processors
         self._original: Callable[..., Any] | None = None
         self._queue_task: dict[str, str | None] = {}
         self._scanned_at = -1
-        self._amqp = not coord.settings.broker_is_redis
+        self._amqp = broker_is_amqp
 
     # ----------------------------------------------------------------------------- publishing
 
@@ -156,31 +163,30 @@ class AdoptedTasks:
         headers.update(options.get("headers") or {})
         if _running.get() == headers.get("id"):
             return None  # self.retry() of the job running here: the registry holds its retry
-        celery_queue = self.coord.celery_queue(queue)
+        celery_queue = self.keys.for_queue(queue).celery_queue
         signals.before_task_publish.send(
             sender=name, body=body, exchange="", routing_key=celery_queue, declare=[],
             headers=headers, properties=properties, retry_policy={},
         )
         data, fields = job_from_message(headers, body, options.get("priority"), self._amqp)
-        self.coord.jobs.enqueue_job(queue, data, name=name, **fields)
+        self._enqueue(queue, data, name=name, **fields)
         signals.after_task_publish.send(sender=name, body=body, headers=headers, exchange="",
                                         routing_key=celery_queue)
         return None
 
     def _target_queue(self, name: str, options: dict[str, Any]) -> str | None:
         """The coordinator queue a routed message goes to, or None (published by Celery)."""
-        keys = self.coord.keys
         if self._is_own(name):
             return None
         queue = options.get("queue")
         celery_queue = queue if isinstance(queue, str) else getattr(queue, "name", None)
         if celery_queue is None and not options.get("exchange"):
             celery_queue = options.get("routing_key")
-        return keys.queue_of(celery_queue or "")
+        return self.keys.queue_of(celery_queue or "")
 
     def _is_own(self, name: str) -> bool:
         """The coordinator's tasks (a queue's runner, the recurring task) and Celery's built-ins."""
-        keys = self.coord.keys
+        keys = self.keys
         return name.startswith(f"{keys.prefix}.") or name == keys.recurring_task or name.startswith("celery.")
 
     # ----------------------------------------------------------------------------- serving
@@ -191,7 +197,7 @@ class AdoptedTasks:
             self._queue_task.clear()
             self._scanned_at = len(self.app.tasks)
         if queue not in self._queue_task:
-            celery_queue = self.coord.celery_queue(queue)
+            celery_queue = self.keys.for_queue(queue).celery_queue
             names = [name for name in list(self.app.tasks) if self._routed_to(name) == celery_queue]
             self._queue_task[queue] = names[0] if len(names) == 1 else None
         return self._queue_task[queue]
@@ -211,15 +217,13 @@ class AdoptedTasks:
     def serve(self, queue: str, fallback: Callable[[Job], Any] | None = None) -> None:
         """Register the Celery task that runs the jobs of ``queue`` here (adopted tasks, or
         ``fallback``, the queue's processor, for jobs that name no task of the app)."""
-        from coordinator.runtime.task import register_processor_task
-
-        name = self.coord.keys.task_name(queue)
+        name = self.keys.task_name(queue)
         current = self.app.tasks.get(name)
         if current is not None:
             if fallback is None or getattr(current, "_jqc_fallback", None) is fallback:
                 return
             self.app.tasks.unregister(name)  # the queue's processor came after its first use
-        task = register_processor_task(self.coord, queue, AdoptedRunner(self, fallback))
+        task = self._register_runner(queue, AdoptedRunner(self, fallback))
         task._jqc_fallback = fallback
 
     def _worker_setup(self, sender: Any = None, instance: Any = None, **_: Any) -> None:
@@ -227,9 +231,9 @@ class AdoptedTasks:
         if instance is None or instance.app is not self.app:
             return
         for celery_queue in list(self.app.amqp.queues.consume_from or {}):
-            queue = self.coord.keys.queue_of(celery_queue)
+            queue = self.keys.queue_of(celery_queue)
             if queue is not None:
-                self.serve(queue, self.coord.processors.get(queue))
+                self.serve(queue, self._processors.get(queue))
 
     def task_named(self, name: str) -> Task | None:
         """The adopted app's task of that name, or None (a processor job's label)."""
@@ -297,7 +301,7 @@ class AdoptedRunner:
 
     def _request(self, task: Task, job: Job, args: list[Any], kwargs: dict[str, Any],
                  canvas: dict[str, Any]) -> dict[str, Any]:
-        celery_queue = self.adopted.coord.celery_queue(job.queue)
+        celery_queue = self.adopted.keys.for_queue(job.queue).celery_queue
         return {
             "id": job.id, "args": args, "kwargs": kwargs, "job": job,
             "retries": max(job.attempts_made - 1 - job.stalled_count, 0),
