@@ -41,7 +41,7 @@ def _reroute(app: Celery) -> None:
 
 
 def _log_of(coord: JobQueueCoordinator, worker_id: str) -> str:
-    return (coord.workers.log_dir / f"{worker_id}.log").read_text()
+    return (coord.worker_log_dir / f"{worker_id}.log").read_text()
 
 
 def _final(coord: JobQueueCoordinator, job_id: str, queue: str = Q):
@@ -49,7 +49,7 @@ def _final(coord: JobQueueCoordinator, job_id: str, queue: str = Q):
 
 
 def _events(coord: JobQueueCoordinator, job_id: str, queue: str = Q) -> list[str]:
-    return [f["event"] for _, f in coord.registry.client.xrange(coord.keys.for_queue(queue).events)
+    return [f["event"] for _, f in coord._redis.xrange(coord.keys.for_queue(queue).events)
             if f.get("job_id") == job_id]
 
 
@@ -65,8 +65,8 @@ def test_delay_is_a_job_from_waiting_to_completed_and_get_returns_its_value(adop
     assert done.state is JobState.COMPLETED and done.result == 5 and done.attempts_made == 1
     assert _events(adopted, result.id) == ["waiting", "active", "completed"]
     key = f"legacy-signals:{result.id}"  # the team's signal receivers still run (postrun after get())
-    wait_until(lambda: adopted.registry.client.llen(key) >= 3)
-    assert adopted.registry.client.lrange(key, 0, -1) == ["task_prerun", "task_success", "task_postrun"]
+    wait_until(lambda: adopted._redis.llen(key) >= 3)
+    assert adopted._redis.lrange(key, 0, -1) == ["task_prerun", "task_success", "task_postrun"]
 
 
 def test_the_queue_rate_limit_holds_adopted_tasks(adopted, prefix, redis_client) -> None:

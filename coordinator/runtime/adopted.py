@@ -29,11 +29,11 @@ from celery import Celery, Task, signals, states
 from celery.app.trace import task_has_custom
 from celery.exceptions import Retry
 
+from coordinator.clock import now_ms
 from coordinator.errors import UnrecoverableError
 from coordinator.keys import CoordinatorKeys
 from coordinator.models import Job, JobOptions
 from coordinator.registry.codec import to_ms
-from coordinator.registry.registry import now_ms
 
 if TYPE_CHECKING:
     from coordinator.runtime.task import Processor
@@ -143,14 +143,14 @@ class AdoptedTasks:
             previous.uninstall()
         self._original = amqp.send_task_message
         amqp.send_task_message = self._send_task_message
-        self.app._jqc_adopted = self  # type: ignore[attr-defined]
+        self.app._jqc_adopted = self
         signals.celeryd_after_setup.connect(self._worker_setup, weak=False)
 
     def uninstall(self) -> None:
         """Give the app back its own publishing (at shutdown)."""
         if self._original is not None and getattr(self.app, "_jqc_adopted", None) is self:
             self.app.amqp.send_task_message = self._original
-            self.app._jqc_adopted = None  # type: ignore[attr-defined]
+            self.app._jqc_adopted = None
         signals.celeryd_after_setup.disconnect(self._worker_setup)
         self._original = None
 

@@ -9,19 +9,19 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from celery import Task
+from celery import Celery, Task
 from celery.exceptions import Ignore, Retry
 
+from coordinator.clock import now_ms
 from coordinator.errors import CoordinatorError, UnrecoverableError
-from coordinator.models import Job
-from coordinator.registry.registry import now_ms
-from coordinator.runtime.maintenance import HEARTBEAT_TTL_MS
+from coordinator.heartbeats import HeartbeatStore
+from coordinator.models import Job, QueueConfig
+from coordinator.registry import Registry
+from coordinator.runtime.locks import LockKeeper
+from coordinator.settings import Settings
 from coordinator.validation import MAX_RESULT_SIZE, encode_json
-
-if TYPE_CHECKING:
-    from coordinator.facade import JobQueueCoordinator
 
 log = logging.getLogger("coordinator.job")
 
@@ -33,16 +33,16 @@ def is_unrecoverable(exc: BaseException) -> bool:
     return isinstance(exc, UnrecoverableError) or str(exc).startswith("FATAL:")
 
 
-def register_processor_task(coord: JobQueueCoordinator, queue: str, handler: Processor) -> Task:
-    """Register ``handler`` as the Celery task that runs every job of ``queue``."""
+def register_processor_task(app: Celery, task_name: str, runner: JobRunner, handler: Processor) -> Task:
+    """Register ``handler`` as the Celery task ``task_name`` that runs every job of one queue."""
 
     def run(task: Task, queue: str, job_id: str, token: int) -> Any:
-        ran = execute(coord, handler, queue, job_id, token, task.request.hostname or socket.gethostname())
-        return celery_outcome(ran)
+        return celery_outcome(runner.execute(handler, queue, job_id, token,
+                                             task.request.hostname or socket.gethostname()))
 
     run.__doc__ = handler.__doc__
-    return coord.app.task(
-        run, name=coord.keys.task_name(queue), bind=True, acks_late=True,
+    return app.task(
+        run, name=task_name, bind=True, acks_late=True,
         reject_on_worker_lost=True, ignore_result=True, typing=False,
     )
 
@@ -71,93 +71,101 @@ def celery_outcome(ran: Ran | None) -> Any:
     raise exc
 
 
-def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: str, token: int,
-            worker_id: str) -> Ran | None:
-    """Run one dispatch of a job, at most once: a stale or duplicate message does nothing (None).
+class JobRunner:
+    """Runs one dispatch of a job in the worker: claim, handler, outcome, counts."""
 
-    A handler with a ``finished(job, outcome, value)`` method (the adopted-task runner) is told
-    the outcome once the registry recorded it."""
-    registry = coord.registry
-    settings = coord.settings
-    config = coord.queues.cached_config(queue)
-    claim = registry.start(queue, job_id, token, worker_id, socket.gethostname(),
-                           settings.lock_duration_ms, config.limiter)
-    if claim.job is None:
-        log.debug("job %s/%s dispatch %s not run: %s", queue, job_id, token, claim.status)
-        return None
-    job = claim.job
-    finished = getattr(handler, "finished", None)
-    locks = coord.lock_keeper
-    locks.add(queue, job_id)
-    started = time.monotonic()
-    log.info("job started", extra=_log_fields(job, started))
-    try:
-        try:
-            value = handler(job)
-            payload = encode_json(value, "result", MAX_RESULT_SIZE)
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise  # SystemExit, KeyboardInterrupt: the worker is going down; the lock expires
-            due = _record_failure(coord, job, token, exc, started)
-            if due is None:
-                return None
-            _count(coord, worker_id, failed=True)
-            ran = Ran("retry" if due else "failed", exc, due)
-            if finished is not None:
-                finished(job, ran.outcome, exc)
-            return ran
-        owned = registry.finish(queue, job_id, token, "completed", payload=payload,
-                                remove=job.options.remove_on_complete is True, duration_ms=_ms_since(started))
-        if not owned:  # fenced off: the job was recovered or cancelled while this attempt ran
-            log.warning("job result discarded: attempt %s no longer owns the job", token,
-                        extra=_log_fields(job, started))
+    def __init__(self, registry: Registry, settings: Settings, config_of: Callable[[str], QueueConfig],
+                 locks: LockKeeper, heartbeats: HeartbeatStore) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.config_of = config_of
+        """The queue's config, cached (`QueueManager.cached_config`)."""
+        self.locks = locks
+        self.heartbeats = heartbeats
+
+    def execute(self, handler: Processor, queue: str, job_id: str, token: int, worker_id: str) -> Ran | None:
+        """Run one dispatch of a job, at most once: a stale or duplicate message does nothing (None).
+
+        A handler with a ``finished(job, outcome, value)`` method (the adopted-task runner) is told
+        the outcome once the registry recorded it."""
+        registry = self.registry
+        config = self.config_of(queue)
+        claim = registry.start(queue, job_id, token, worker_id, socket.gethostname(),
+                               self.settings.lock_duration_ms, config.limiter)
+        if claim.job is None:
+            log.debug("job %s/%s dispatch %s not run: %s", queue, job_id, token, claim.status)
             return None
-        log.info("job completed", extra=_log_fields(job, started))
-        _count(coord, worker_id, failed=False)
-        if finished is not None:
-            finished(job, "completed", value)
-        keep = job.options.remove_on_complete
-        if keep is not True and keep is not False:
-            registry.trim(queue, config.retention, keep_completed=keep)
-        return Ran("completed", value)
-    finally:
-        locks.remove(queue, job_id)
+        job = claim.job
+        finished = getattr(handler, "finished", None)
+        locks = self.locks
+        locks.add(queue, job_id)
+        started = time.monotonic()
+        log.info("job started", extra=_log_fields(job, started))
+        try:
+            try:
+                value = handler(job)
+                payload = encode_json(value, "result", MAX_RESULT_SIZE)
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    raise  # SystemExit, KeyboardInterrupt: the worker is going down; the lock expires
+                due = self._record_failure(job, token, exc, started)
+                if due is None:
+                    return None
+                self._count(worker_id, failed=True)
+                ran = Ran("retry" if due else "failed", exc, due)
+                if finished is not None:
+                    finished(job, ran.outcome, exc)
+                return ran
+            owned = registry.finish(queue, job_id, token, "completed", payload=payload,
+                                    remove=job.options.remove_on_complete is True, duration_ms=_ms_since(started))
+            if not owned:  # fenced off: the job was recovered or cancelled while this attempt ran
+                log.warning("job result discarded: attempt %s no longer owns the job", token,
+                            extra=_log_fields(job, started))
+                return None
+            log.info("job completed", extra=_log_fields(job, started))
+            self._count(worker_id, failed=False)
+            if finished is not None:
+                finished(job, "completed", value)
+            keep = job.options.remove_on_complete
+            if keep is not True and keep is not False:
+                registry.trim(queue, config.retention, keep_completed=keep)
+            return Ran("completed", value)
+        finally:
+            locks.remove(queue, job_id)
+
+    def _count(self, worker_id: str, failed: bool) -> None:
+        """The worker's processed / failed counts (its status); a count is not worth failing a job for."""
+        try:
+            self.heartbeats.count_outcome(worker_id, failed)
+        except CoordinatorError:
+            log.warning("could not count a job outcome for %s", worker_id, exc_info=True)
+
+    def _record_failure(self, job: Job, token: int, exc: Exception, started: float) -> int | None:
+        """Record a failed attempt: retry after its back-off (or when a Celery ``Retry`` says), or
+        failed for good. Returns the retry's due time (ms), 0 if failed, None if fenced off."""
+        options = job.options
+        max_retries = options.max_retries if options.max_retries is not None else self.settings.default_max_retries
+        cause = exc.exc if isinstance(exc, Retry) and isinstance(exc.exc, BaseException) else exc
+        reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+        stack = "".join(traceback.format_exception(cause))
+        if isinstance(exc, Retry):  # self.retry() of a Celery task: Celery counted its max_retries
+            due = _retry_due(exc.when, options.backoff.delay_ms(job.attempts_made))
+        elif job.attempts_made <= max_retries and not is_unrecoverable(exc):
+            due = now_ms() + options.backoff.delay_ms(job.attempts_made)
+        else:
+            due = 0
+        if due:
+            owned = self.registry.finish(job.queue, job.id, token, "retry", payload=reason, stack=stack,
+                                         due_ms=due, duration_ms=_ms_since(started))
+            log.warning("job failed, will retry: %s", reason, extra=_log_fields(job, started))
+            return due if owned else None
+        owned = self.registry.finish(job.queue, job.id, token, "failed", payload=reason, stack=stack,
+                                     remove=options.remove_on_fail is True, duration_ms=_ms_since(started))
+        log.error("job failed: %s", reason, extra=_log_fields(job, started))
+        return 0 if owned else None
 
 
-def _count(coord: JobQueueCoordinator, worker_id: str, failed: bool) -> None:
-    """The worker's processed / failed counts (its status); a count is not worth failing a job for."""
-    try:
-        coord.registry.count_worker_outcome(worker_id, failed, HEARTBEAT_TTL_MS)
-    except CoordinatorError:
-        log.warning("could not count a job outcome for %s", worker_id, exc_info=True)
-
-
-def _record_failure(coord: JobQueueCoordinator, job: Job, token: int, exc: Exception, started: float) -> int | None:
-    """Record a failed attempt: retry after its back-off (or when a Celery ``Retry`` says), or
-    failed for good. Returns the retry's due time (ms), 0 if failed, None if fenced off."""
-    options = job.options
-    max_retries = options.max_retries if options.max_retries is not None else coord.settings.default_max_retries
-    cause = exc.exc if isinstance(exc, Retry) and isinstance(exc.exc, BaseException) else exc
-    reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
-    stack = "".join(traceback.format_exception(cause))
-    if isinstance(exc, Retry):  # self.retry() of a Celery task: Celery counted its max_retries
-        due = _retry_due(exc.when, job, options.backoff.delay_ms(job.attempts_made))
-    elif job.attempts_made <= max_retries and not is_unrecoverable(exc):
-        due = now_ms() + options.backoff.delay_ms(job.attempts_made)
-    else:
-        due = 0
-    if due:
-        owned = coord.registry.finish(job.queue, job.id, token, "retry", payload=reason, stack=stack,
-                                      due_ms=due, duration_ms=_ms_since(started))
-        log.warning("job failed, will retry: %s", reason, extra=_log_fields(job, started))
-        return due if owned else None
-    owned = coord.registry.finish(job.queue, job.id, token, "failed", payload=reason, stack=stack,
-                                  remove=options.remove_on_fail is True, duration_ms=_ms_since(started))
-    log.error("job failed: %s", reason, extra=_log_fields(job, started))
-    return 0 if owned else None
-
-
-def _retry_due(when: Any, job: Job, backoff_ms: int) -> int:
+def _retry_due(when: Any, backoff_ms: int) -> int:
     """Epoch ms of a Celery retry's ``when`` (seconds from now, or a datetime); the back-off without one."""
     if isinstance(when, datetime):
         return max(int(when.timestamp() * 1000), now_ms() + 1)
