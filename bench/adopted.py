@@ -53,3 +53,34 @@ class AdoptedSubject(CoordinatorSubject):
     def round_trip(self, data: Any) -> None:
         result = adopted_noop.apply_async((data,), queue=self.celery_queue)
         self.coord.wait_for_job(QUEUE, result.id, timeout=30)
+
+
+def caller_cost(url: str = "redis://127.0.0.1:6379/0", calls: int = 2000) -> dict[str, float]:
+    """Caller CPU (ms) per ``enqueue_job`` and per adopted ``apply_async``, the same 100-byte payload."""
+    import time
+    import uuid
+
+    from bench.run import PAYLOAD
+
+    app.conf.broker_url = url
+    coord = JobQueueCoordinator(url, prefix=f"bench-cost-{uuid.uuid4().hex[:6]}", app=app)
+    try:
+        coord.create_queue(QUEUE)
+        celery_queue = coord.celery_queue(QUEUE)
+        figures = {}
+        for label, call in (("enqueue_job", lambda: coord.enqueue_job(QUEUE, PAYLOAD)),
+                            ("delay", lambda: adopted_noop.apply_async((PAYLOAD,), queue=celery_queue))):
+            call()
+            started = time.process_time()
+            for _ in range(calls):
+                call()
+            figures[label] = (time.process_time() - started) * 1000 / calls
+        return figures
+    finally:
+        coord.delete_queue(QUEUE)
+        coord.shutdown()
+
+
+if __name__ == "__main__":
+    for name, ms in caller_cost().items():
+        print(f"{name}: {ms:.3f} ms caller CPU per call")
