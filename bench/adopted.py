@@ -30,7 +30,7 @@ class AdoptedSubject(CoordinatorSubject):
 
     name = "adopted"
 
-    def __init__(self, url: str, **settings: Any) -> None:  # noqa: D107 (a subject like its parent)
+    def __init__(self, url: str, **settings: Any) -> None:
         self.coord = JobQueueCoordinator(url, prefix="bench-adopted", app=app, **settings)
         self.coord.create_queue(QUEUE)
         self.celery_queue = self.coord.celery_queue(QUEUE)
