@@ -31,7 +31,7 @@ def explode() -> None:
 
 
 @app.task(name="legacy.slow", bind=True)
-def slow(self, record_key: str, seconds: float = 0.1) -> str:  # noqa: ANN001 (Celery's bound task)
+def slow(self, record_key: str, seconds: float = 0.1) -> str:
     """Note each run (task id, pid) in ``record_key``, sleep, return the task id."""
     _client().rpush(record_key, f"{self.request.id}|{os.getpid()}")
     time.sleep(seconds)
@@ -39,7 +39,7 @@ def slow(self, record_key: str, seconds: float = 0.1) -> str:  # noqa: ANN001 (C
 
 
 @app.task(name="legacy.retry_once", bind=True, max_retries=3)
-def retry_once(self, record_key: str) -> int:  # noqa: ANN001
+def retry_once(self, record_key: str) -> int:
     """Fails its first run with self.retry(countdown=1), then returns the retries Celery counted."""
     _client().rpush(record_key, str(self.request.retries))
     if self.request.retries == 0:
@@ -48,14 +48,14 @@ def retry_once(self, record_key: str) -> int:  # noqa: ANN001
 
 
 @app.task(name="legacy.auto", bind=True, autoretry_for=(KeyError,), max_retries=2, default_retry_delay=0)
-def auto(self, record_key: str) -> None:  # noqa: ANN001
+def auto(self, record_key: str) -> None:
     """Always raises KeyError: retried by autoretry_for until max_retries, then failed."""
     _client().rpush(record_key, str(self.request.retries))
     raise KeyError("missing")
 
 
 @app.task(name="legacy.with_job", bind=True)
-def with_job(self, word: str, times: int = 1) -> dict:  # noqa: ANN001
+def with_job(self, word: str, times: int = 1) -> dict:
     """A bound task reaching its Job: progress and a log line."""
     job = self.request.job
     job.update_progress(50)
@@ -75,8 +75,8 @@ amqp_app.conf.update(task_serializer="json", accept_content=["json"], result_ser
 amqp_app.task(name="legacy.add")(add.run)
 
 
-def _note_signal(name: str):  # noqa: ANN202
-    def receiver(sender=None, task_id=None, task=None, **kwargs) -> None:  # noqa: ANN001
+def _note_signal(name: str):
+    def receiver(sender=None, task_id=None, task=None, **kwargs) -> None:
         task_id = task_id or getattr(getattr(sender, "request", None), "id", None)
         if task_id:
             key = f"legacy-signals:{task_id}"

@@ -277,7 +277,7 @@ def test_a_broker_the_workers_cannot_read_is_refused(prefix) -> None:
     with pytest.raises(ConfigurationError, match="broker_url"):
         JobQueueCoordinator(REDIS_URL, prefix=prefix, app=other_db)
     rabbit = Celery("rabbit", broker=AMQP_URL, set_as_current=False)
-    with pytest.raises(ConfigurationError, match="broker_url.*pass broker_url="):
+    with pytest.raises(ConfigurationError, match=r"broker_url.*pass broker_url="):
         JobQueueCoordinator(REDIS_URL, prefix=prefix, app=rabbit)
     eager = Celery("eager", broker=REDIS_URL, set_as_current=False)
     eager.conf.task_always_eager = True

@@ -11,7 +11,7 @@ def send_receipt(order_id: int, email: str) -> dict:
 
 
 @app.task(bind=True, autoretry_for=(ConnectionError,), max_retries=3, default_retry_delay=1)
-def send_invoice(self, order_id: int) -> str:  # noqa: ANN001 (Celery's bound task)
+def send_invoice(self, order_id: int) -> str:
     if self.request.retries == 0:
         raise ConnectionError("mail server busy")  # the first attempt fails; autoretry runs it again
     return f"invoice-{order_id}.pdf"
