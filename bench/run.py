@@ -122,6 +122,16 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def _subject(name: str, url: str, log_dir: Path) -> CoordinatorSubject | CelerySubject:
+    if name == "coordinator":
+        return CoordinatorSubject(url)
+    if name == "adopted":  # imported here: its Celery app reads the dedicated Redis's port
+        from bench.adopted import AdoptedSubject
+
+        return AdoptedSubject(url)
+    return CelerySubject(name, log_dir)
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
@@ -139,7 +149,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=None, help="round trips per run (default N/20, max 1000)")
     parser.add_argument("--status-jobs", type=int, default=1_000_000, help="jobs in the large queue for get_queue_status")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 jobs, 1 run, 20,000-job status queue")
-    parser.add_argument("--only", nargs="*", default=None, help="subjects to run (coordinator celery-defaults celery-same)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="subjects to run (coordinator celery-defaults celery-same adopted)")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default bench/results/bench-<time>.json)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -162,8 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with DedicatedRedis() as server:
         os.environ[celery_side.PORT_ENV] = str(server.port)
         result["redis"] = server.client().info("server")["redis_version"]
-        subjects = {name: (CoordinatorSubject(server.url) if name == "coordinator" else CelerySubject(name, log_dir))
-                    for name in names}
+        subjects = {name: _subject(name, server.url, log_dir) for name in names}
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         try:
             for run in range(args.runs):

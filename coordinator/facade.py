@@ -52,8 +52,8 @@ from coordinator.models import (
 from coordinator.queues import QueueManager
 from coordinator.recurring import RecurringManager
 from coordinator.registry import Registry
+from coordinator.runtime.adopted import AdoptedTasks
 from coordinator.runtime.beat_scheduler import configure_beat
-from coordinator.runtime.foreign import ForeignTaskTracker
 from coordinator.runtime.locks import LockKeeper
 from coordinator.runtime.maintenance import WorkerParts, maintenance_step
 from coordinator.runtime.task import JobRunner, Processor, register_processor_task
@@ -116,9 +116,15 @@ class JobQueueCoordinator:
                                  self._lock_keeper(), self._heartbeats)
         self._health = HealthChecker(self._registry, self._heartbeats, settings, self._workers.get_all_worker_status)
         self._mutex = threading.Lock()
-        self._foreign = ForeignTaskTracker(self.app, self._registry) if self._adopted_app else None
-        if self._foreign is not None:
-            self._foreign.connect()
+        self._adopted: AdoptedTasks | None = None
+        if self._adopted_app:
+            self._adopted = AdoptedTasks(
+                self.app, self._keys, not settings.broker_is_redis, self.enqueue_job,
+                lambda queue, handler: register_processor_task(
+                    self.app, self._keys.task_name(queue), self._runner, handler),
+                self.processors,
+            )
+            self._adopted.install()
         self._event_listener: EventListener | None = None
 
     def _lock_keeper(self) -> LockKeeper:
@@ -143,7 +149,10 @@ class JobQueueCoordinator:
                 raise InvalidArgumentError(f"processor: queue {queue!r} already has processor {existing.__name__}")
             if existing is None:
                 self._processors[queue] = handler
-                register_processor_task(self.app, self._keys.task_name(queue), self._runner, handler)
+                if self._adopted is not None:  # the queue may also receive the adopted app's tasks
+                    self._adopted.serve(queue, handler)
+                else:
+                    register_processor_task(self.app, self._keys.task_name(queue), self._runner, handler)
             return handler
 
         return register
@@ -159,21 +168,31 @@ class JobQueueCoordinator:
         return self._adopted_app
 
     @property
+    def adopted(self) -> AdoptedTasks | None:
+        """The adopted app's tasks as jobs (`runtime.adopted`), or None without ``app=``."""
+        return self._adopted
+
+    @property
     def keys(self) -> CoordinatorKeys:
         """The names of every Redis key and Celery queue of this coordinator's prefix, for
         inspection tools and tests (read-only; the coordinator writes them, nothing else should)."""
         return self._keys
 
     def celery_queue(self, name: str) -> str:
-        """The Celery queue that carries the jobs of coordinator queue ``name``."""
-        return self._keys.for_queue(check_queue_name(name)).celery_queue
+        """The Celery queue that carries the jobs of coordinator queue ``name``; with an adopted
+        app, its tasks routed there are served by this process's workers."""
+        celery_queue = self._keys.for_queue(check_queue_name(name)).celery_queue
+        if self._adopted is not None and name not in self._processors:
+            self._adopted.serve(name)
+        return celery_queue
 
     def _default_job_name(self, queue: str) -> str:
         """The processor's name: registered here, else as its workers recorded it, else the queue's."""
         handler = self._processors.get(queue)
         if handler is not None:
             return handler.__name__
-        return self._queues.processor_name(queue) or queue
+        adopted = self._adopted.task_for_queue(queue) if self._adopted is not None else None
+        return adopted or self._queues.processor_name(queue) or queue
 
     # ----------------------------------------------------------------------------- queues
 
@@ -413,8 +432,8 @@ class JobQueueCoordinator:
     def shutdown(self, timeout: float = 30) -> None:
         """Close every managed worker gracefully, then the connections."""
         self._workers.shutdown(timeout)
-        if self._foreign is not None:
-            self._foreign.disconnect()
+        if self._adopted is not None:
+            self._adopted.uninstall()
         if self._event_listener is not None:
             self._event_listener.close()
         self._redis.close()

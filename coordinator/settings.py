@@ -49,6 +49,9 @@ class Settings(BaseModel):
     beat_lock_timeout_s: int = Field(5, ge=2, le=600, description="TTL of the beat lock: how soon a standby beat "
                                      "takes over from a dead one")
     # Redis Sentinel (issue 9): used when url or broker_url is a sentinel:// URL (coordinator/sentinel.py).
+    celery_config: str | None = Field(
+        None, description="CELERY_CONFIG_MODULE: the Celery config module loaded with config_from_object "
+        "(None: `celeryconfig` when it can be imported)")
     sentinel_master: str | None = Field(None, description="REDIS_SENTINEL_MASTER: master group, if the URL has none")
     sentinel_password: str | None = Field(
         None, repr=False, description="REDIS_SENTINEL_PASSWORD: the sentinels' own password"
@@ -124,7 +127,7 @@ class Settings(BaseModel):
 
 def settings_from_env(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
     """Read REDIS_URL (or REDIS_HOST / REDIS_PORT / REDIS_PASSWORD / REDIS_DB / REDIS_TLS),
-    LOG_LEVEL, WORKER_CONCURRENCY, MAX_JOB_RETRIES and JQC_PREFIX."""
+    LOG_LEVEL, WORKER_CONCURRENCY, MAX_JOB_RETRIES, JQC_PREFIX and CELERY_CONFIG_MODULE."""
     env = os.environ if environ is None else environ
     values: dict[str, object] = {"url": env.get("REDIS_URL") or _url_from_parts(env)}
     if env.get("BROKER_URL"):
@@ -140,6 +143,7 @@ def settings_from_env(environ: dict[str, str] | None = None, **overrides: object
         ("JQC_PREFIX", "prefix"),
         ("REDIS_SENTINEL_MASTER", "sentinel_master"),
         ("REDIS_SENTINEL_PASSWORD", "sentinel_password"),
+        ("CELERY_CONFIG_MODULE", "celery_config"),
     ):
         if env.get(name):
             values[field] = env[name]

@@ -147,10 +147,10 @@ class RecurringManager:
         try:
             for tick in (int(t) for t in pending if int(t) != buffered):  # older claims first: their beat died
                 self._enqueue_run(queue, key, name, data_json, opts, tick)
-            if buffered and tick_ms != buffered and status == "claimed":  # the kept tick goes first
-                if self.policies.decide(queue, entry_key, opts, buffered, buffered) == "run":
-                    self._enqueue_run(queue, key, name, data_json, opts, buffered)
-                    buffered = 0
+            if (buffered and tick_ms != buffered and status == "claimed"  # the kept tick goes first
+                    and self.policies.decide(queue, entry_key, opts, buffered, buffered) == "run"):
+                self._enqueue_run(queue, key, name, data_json, opts, buffered)
+                buffered = 0
             if status == "claimed" or tick_ms == buffered:
                 decision = self.policies.decide(queue, entry_key, opts, tick_ms, buffered)
                 if decision != "run":

@@ -305,38 +305,6 @@ class Registry:
         pipe.ltrim(qk.logs(job_id), -MAX_LOG_LINES, -1)
         pipe.execute()
 
-    def track_foreign(self, queue: str, job_id: str, state: str, *, name: str, data: str | None = None,
-                      result: str | None = None, reason: str | None = None, stack: str | None = None,
-                      worker: str | None = None) -> None:
-        """Record a state of a task that Celery itself publishes (an adopted app's own task).
-        One MULTI: no read is needed, the job leaves every other index and enters one."""
-        qk = self.queue_keys(queue)
-        job_key = qk.job(job_id)
-        now = now_ms()
-        pipe = self.client.pipeline(transaction=True)
-        for other in STATE_INDEXES:
-            if other != state:
-                pipe.zrem(qk.index(other), job_id)
-        pipe.zadd(qk.index(state), {job_id: now})
-        pipe.hsetnx(job_key, "created", now)
-        pipe.hsetnx(job_key, "data", data or "null")
-        pipe.hsetnx(job_key, "attempts", 0)
-        fields: dict[str, Any] = {"name": name, "state": state, "foreign": 1}
-        if state == "active":
-            pipe.hincrby(job_key, "attempts", 1)
-            fields.update(processed=now, worker=worker or "")
-        if state in ("completed", "failed"):
-            fields["finished"] = now
-        if result is not None:
-            fields["result"] = result
-        if reason is not None:
-            fields["reason"] = reason
-        if stack is not None:
-            fields["stack"] = json.dumps([stack])
-        pipe.hset(job_key, mapping=fields)
-        pipe.xadd(qk.events, {"event": state, "job_id": job_id}, maxlen=self.events_max_len, approximate=True)
-        pipe.execute()
-
     def record_poison(self, queue: str, raw: bytes | str, reason: str) -> str:
         """Record a message that could not be run (undecodable, pickle, unknown task) as a failed
         job, so it shows in the dead-letter list instead of vanishing; returns its id."""

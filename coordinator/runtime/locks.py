@@ -91,10 +91,10 @@ class LockKeeper:
                 attempt.on_timeout()  # records the failed attempt: the job is no longer its own
             attempt.request_stop(f"timeout: ran past {attempt.timeout_s:g} s")
             attempt.interrupt(JobTimeoutError, None)
-        elif attempt.cancel_reason is not None and now - attempt.cancelled_at >= self._grace_s:
-            if attempt.interrupt(JobCancelledError, self.terminate):
-                log.warning("job %s/%s did not stop within the grace period: interrupted",
-                            attempt.queue, attempt.job_id)
+        elif (attempt.cancel_reason is not None and now - attempt.cancelled_at >= self._grace_s
+              and attempt.interrupt(JobCancelledError, self.terminate)):
+            log.warning("job %s/%s did not stop within the grace period: interrupted",
+                        attempt.queue, attempt.job_id)
         if (attempt.cancel_reason is not None and not attempt.reported and attempt.in_handler
                 and now - attempt.cancelled_at >= self._grace_s + UNRESPONSIVE_AFTER_S):
             attempt.reported = True

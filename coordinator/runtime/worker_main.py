@@ -45,6 +45,8 @@ def run_worker(spec: WorkerSpec, coord: JobQueueCoordinator | None = None) -> No
         coord = JobQueueCoordinator.from_settings(spec.settings, app=app)
     if spec.processor and spec.queue not in coord.processors:
         coord.processor(spec.queue)(load(spec.processor))
+    elif coord.adopted is not None:
+        coord.adopted.serve(spec.queue, coord.processors.get(spec.queue))
     coord.app.worker_main(celery_argv(spec, coord.celery_queue(spec.queue)))
 
 
