@@ -28,11 +28,16 @@ result_serializer = "json"
 event_serializer = "json"
 accept_content = ["json"]
 result_accept_content = ["json"]
-# Task events on, so Flower sees jobs and workers.
-worker_send_task_events = True
+# Task events only when something listens: Flower turns them on in running workers (its
+# enable_events broadcast, every 5 s); Settings.task_events starts managed workers with them on.
+# Publishing them cost the worker's main process about half its time per job.
+worker_send_task_events = False
 task_send_sent_event = True
-# Strict priorities: a worker holds one message per process, so a high-priority job overtakes.
-worker_prefetch_multiplier = 1
+# Each process holds up to 4 messages (Celery's default), so it never idles waiting for the next
+# one. A new high-priority job overtakes everything still in the broker, not the few prefetched;
+# WorkerOptions.prefetch_multiplier=1 gives strict priorities at about half the throughput.
+# Prefetched messages are unacked until their job ends: a dead worker's come back (recover_unstarted).
+worker_prefetch_multiplier = 4
 # A job whose worker dies goes back to the broker (and the registry recovers it if it does not).
 task_acks_late = True
 task_reject_on_worker_lost = True

@@ -113,7 +113,7 @@ class JobQueueCoordinator:
         self._recurring = RecurringManager(self._redis, self._keys, self._queues, self._jobs, settings)
         configure_beat(self.app, settings, self._recurring.fire)
         self._runner = JobRunner(self._registry, settings, self._queues.cached_config,
-                                 self._lock_keeper(), self._heartbeats)
+                                 self._lock_keeper())
         self._health = HealthChecker(self._registry, self._heartbeats, settings, self._workers.get_all_worker_status)
         self._mutex = threading.Lock()
         self._adopted: AdoptedTasks | None = None
@@ -131,7 +131,8 @@ class JobQueueCoordinator:
         """The keeper of running jobs' locks, cancel flags and timeouts (`runtime.locks`)."""
         settings, registry = self.settings, self._registry
         return LockKeeper(
-            registry, settings.lock_duration_ms, settings.cancel_check_ms, settings.cancel_grace_ms,
+            registry, settings.lock_duration_ms, self._heartbeats, settings.cancel_check_ms,
+            settings.cancel_grace_ms,
             terminate=lambda a: self.app.control.revoke(a.task_id, terminate=True, signal="SIGTERM"),
             on_unresponsive=lambda a: registry.emit_worker_event(
                 a.queue, WorkerAction.UNRESPONSIVE_JOB, a.worker, job_id=a.job_id, reason=a.cancel_reason),

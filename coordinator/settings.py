@@ -25,6 +25,8 @@ class Settings(BaseModel):
     default_max_retries: int = Field(3, ge=0, description="MAX_JOB_RETRIES")
     worker_concurrency: int = Field(2, ge=1, description="WORKER_CONCURRENCY")
     log_level: str = "INFO"
+    task_events: bool = Field(False, description="TASK_EVENTS: managed workers send Celery task events from "
+                              "the start (-E); without it Flower turns them on while it runs")
     lock_duration_ms: int = Field(30_000, ge=500, description="TTL of a running job's lock")
     stalled_interval_ms: int = Field(30_000, ge=200, description="how often workers look for stalled jobs")
     max_stalled_count: int = Field(1, ge=0, description="stalls after which a job fails")
@@ -138,6 +140,7 @@ def settings_from_env(environ: dict[str, str] | None = None, **overrides: object
         ("REDIS_TLS_KEY", "tls_key_file"),
         ("REDIS_TLS_INSECURE", "tls_insecure"),
         ("LOG_LEVEL", "log_level"),
+        ("TASK_EVENTS", "task_events"),
         ("WORKER_CONCURRENCY", "worker_concurrency"),
         ("MAX_JOB_RETRIES", "default_max_retries"),
         ("JQC_PREFIX", "prefix"),

@@ -66,18 +66,23 @@ def test_flower_lists_a_completed_coordinator_job(coord: JobQueueCoordinator, fl
     assert get(f"{flower_url}/api/tasks", auth="ops:wrong")[0] == 401
     coord.create_queue("fl")
     worker = coord.register_worker("fl", processors.echo, pool="solo", concurrency=1)
-    job = coord.enqueue_job("fl", {"x": 1})
-    coord.wait_for_job("fl", job.id, timeout=30)
-    task_id = f"{job.id}.1"
     tasks: dict = {}
+    seen: list[str] = []
 
     def listed() -> bool:
+        """Managed workers send task events once Flower turns them on (its enable_events
+        broadcast, every 5 s), so a job run before that is not listed: run one job per try."""
         nonlocal tasks
+        job = coord.enqueue_job("fl", {"x": 1})
+        coord.wait_for_job("fl", job.id, timeout=30)
+        time.sleep(0.5)
         status, body = get(f"{flower_url}/api/tasks")
         tasks = json.loads(body) if status == 200 else {}
-        return tasks.get(task_id, {}).get("state") == "SUCCESS"
+        seen[:] = [task_id for task_id, task in tasks.items() if task.get("state") == "SUCCESS"]
+        return bool(seen)
 
-    wait_until(listed, timeout=30, what=f"task {task_id} SUCCESS in Flower")
+    wait_until(listed, timeout=60, what="a coordinator job SUCCESS in Flower")
+    task_id = seen[-1]
     task = tasks[task_id]
     assert task["name"] == job.name == "echo"  # listed under the job's name (Celery's shadow)
     assert task["args"] == '{"x":1}' and "'echo': {'x': 1}" in task["result"]

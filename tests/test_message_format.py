@@ -119,7 +119,7 @@ def test_message_keys_are_those_send_task_writes(fmt_coord: JobQueueCoordinator,
     assert set(ours["properties"]["delivery_info"]) == set(theirs["properties"]["delivery_info"])
     assert {"body", "content-type", "content-encoding", "headers", "properties"} <= set(ours)
     assert {"lang", "task", "id", "root_id", "retries", "timelimit", "ignore_result"} <= set(ours["headers"])
-    assert {"delivery_tag", "delivery_info", "priority", "delivery_mode"} <= set(ours["properties"])
+    assert {"delivery_tag", "delivery_info", "priority"} <= set(ours["properties"])
     assert ours["content-type"] == theirs["content-type"]
     assert ours["headers"]["lang"] == theirs["headers"]["lang"]
     assert type(ours["headers"]["retries"]) is type(theirs["headers"]["retries"])

@@ -188,6 +188,8 @@ class WorkerOptions(_Options):
     autoscale: tuple[int, int] | None = Field(None, description="(max, min) processes, Celery's --autoscale")
     limiter: RateLimit | None = None
     pool: Literal["prefork", "threads", "solo"] = "prefork"
+    prefetch_multiplier: int = Field(4, ge=1, le=1000, description="messages each process holds (Celery's "
+                                     "--prefetch-multiplier); 1: strict priorities, fewer jobs per second")
     embed_beat: bool = Field(True, description="run a beat in the worker (`celery worker -B`) so recurring jobs "
                              "fire with no separate beat; any number of them is safe (one holds the lock)")
     max_restarts: int = Field(5, ge=0, description="restarts in a row after unexpected deaths before giving up")

@@ -15,8 +15,7 @@ from celery import Celery, Task
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 
 from coordinator.clock import now_ms
-from coordinator.errors import CoordinatorError, JobTimeoutError, UnrecoverableError
-from coordinator.heartbeats import HeartbeatStore
+from coordinator.errors import JobTimeoutError, UnrecoverableError
 from coordinator.models import Job, QueueConfig
 from coordinator.registry import Registry
 from coordinator.runtime.control import Attempt
@@ -73,16 +72,15 @@ def celery_outcome(ran: Ran | None) -> Any:
 
 
 class JobRunner:
-    """Runs one dispatch of a job in the worker: claim, handler, outcome, counts."""
+    """Runs one dispatch of a job in the worker: claim, handler, outcome, counts (through ``locks``)."""
 
     def __init__(self, registry: Registry, settings: Settings, config_of: Callable[[str], QueueConfig],
-                 locks: LockKeeper, heartbeats: HeartbeatStore) -> None:
+                 locks: LockKeeper) -> None:
         self.registry = registry
         self.settings = settings
         self.config_of = config_of
         """The queue's config, cached (`QueueManager.cached_config`)."""
         self.locks = locks
-        self.heartbeats = heartbeats
 
     def execute(self, handler: Processor, queue: str, job_id: str, token: int, worker_id: str) -> Ran | None:
         """Run one dispatch of a job, at most once: a stale or duplicate message does nothing (None).
@@ -105,7 +103,9 @@ class JobRunner:
             attempt.on_timeout = lambda: self._timed_out(job, attempt, started)
         job._attempt = attempt
         locks.add(attempt)
-        log.info("job started", extra=_log_fields(job, started))
+        verbose = log.isEnabledFor(logging.INFO)  # per-job lines cost nothing when nobody reads INFO
+        if verbose:
+            log.info("job started", extra=_log_fields(job, started))
         try:
             try:
                 try:
@@ -124,7 +124,7 @@ class JobRunner:
                 due = self._record_failure(job, token, exc, started)
                 if due is None:
                     return None
-                self._count(worker_id, failed=True)
+                locks.count(worker_id, failed=True)
                 ran = Ran("retry" if due else "failed", exc, due)
                 if finished is not None:
                     finished(job, ran.outcome, exc)
@@ -138,8 +138,9 @@ class JobRunner:
                 log.warning("job result discarded: attempt %s no longer owns the job", token,
                             extra=_log_fields(job, started))
                 return None
-            log.info("job completed", extra=_log_fields(job, started))
-            self._count(worker_id, failed=False)
+            if verbose:
+                log.info("job completed", extra=_log_fields(job, started))
+            locks.count(worker_id, failed=False)
             if finished is not None:
                 finished(job, "completed", value)
             keep = job.options.remove_on_complete
@@ -153,14 +154,7 @@ class JobRunner:
         """The keeper's call past the timeout: record the failed attempt unless its outcome is in."""
         if attempt.claim_outcome() and self._record_failure(
                 job, attempt.token, _timeout_error(attempt), started) is not None:
-            self._count(attempt.worker, failed=True)
-
-    def _count(self, worker_id: str, failed: bool) -> None:
-        """The worker's processed / failed counts (its status); a count is not worth failing a job for."""
-        try:
-            self.heartbeats.count_outcome(worker_id, failed)
-        except CoordinatorError:
-            log.warning("could not count a job outcome for %s", worker_id, exc_info=True)
+            self.locks.count(attempt.worker, failed=True)
 
     def _record_failure(self, job: Job, token: int, exc: Exception, started: float) -> int | None:
         """Record a failed attempt: retry after its back-off (or when a Celery ``Retry`` says), or

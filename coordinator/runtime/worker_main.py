@@ -17,8 +17,11 @@ def celery_argv(spec: WorkerSpec, celery_queue: str) -> list[str]:
     options = spec.options
     argv = [
         "worker", "-Q", celery_queue, "-n", spec.node_name, "-P", options.pool,
-        "-l", spec.settings.log_level, "-E", "--without-gossip", "--without-mingle",
+        "-l", spec.settings.log_level, "--without-gossip", "--without-mingle",
+        "--prefetch-multiplier", str(options.prefetch_multiplier),
     ]
+    if spec.settings.task_events:
+        argv += ["-E"]
     if options.embed_beat:
         argv += ["-B"]  # the app's beat_scheduler: the coordinator's redbeat scheduler
     if options.autoscale and options.pool == "prefork":

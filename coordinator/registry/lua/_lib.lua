@@ -60,7 +60,10 @@ end
 -- The message is built as text, not with cjson.encode on a table (that took about half the
 -- script's time per job), and the keys that Celery reads with a default when absent (null
 -- parent_id, group, eta, expires, callbacks...; correlation_id and reply_to, used by RPC result
--- backends only) are left out, so a waiting job costs less memory. tests/test_message_format.py
+-- backends only; kwargsrepr and origin, shown in logs and events only (argsrepr stays: Flower
+-- shows the job's data through it); delivery_mode,
+-- which the Redis transport ignores and the outbox relay sets itself) are left out, so a waiting
+-- job costs less memory. tests/test_message_format.py
 -- checks the result against the installed kombu and Celery.
 local plainQueue = {}  -- task name -> are the queue's names free of characters JSON escapes
 
@@ -103,8 +106,8 @@ local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, tok
     message = '{"body":"[[],{\\"queue\\":\\"' .. queueName .. '\\",\\"job_id\\":\\"' .. jobId ..
       '\\",\\"token\\":' .. token .. '},{}]","content-encoding":"utf-8","content-type":"application/json",' ..
       '"headers":{"lang":"py","task":"' .. taskName .. '","id":"' .. id .. '","root_id":"' .. id ..
-      '","retries":0,"argsrepr":' .. argsRepr(data) .. ',"kwargsrepr":"{}","origin":"coordinator","ignore_result":true' .. extra ..
-      '},"properties":{"delivery_mode":2,"delivery_info":{"exchange":"","routing_key":"' .. celeryQueue ..
+      '","retries":0,"argsrepr":' .. argsRepr(data) .. ',"ignore_result":true' .. extra ..
+      '},"properties":{"delivery_info":{"exchange":"","routing_key":"' .. celeryQueue ..
       '"},"priority":' .. level .. ',"delivery_tag":"' .. deliveryTag(celeryQueue, id) .. '"}}'
   else
     local body = '[[],{"queue":' .. jsonString(queueName) .. ',"job_id":' .. jsonString(jobId) ..
@@ -112,8 +115,8 @@ local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, tok
     message = '{"body":' .. cjson.encode(body) ..
       ',"content-encoding":"utf-8","content-type":"application/json","headers":{"lang":"py","task":' ..
       jsonString(taskName) .. ',"id":' .. jsonString(id) .. ',"root_id":' .. jsonString(id) ..
-      ',"retries":0,"argsrepr":' .. argsRepr(data) .. ',"kwargsrepr":"{}","origin":"coordinator","ignore_result":true' .. extra ..
-      '},"properties":{"delivery_mode":2,"delivery_info":{"exchange":"","routing_key":' ..
+      ',"retries":0,"argsrepr":' .. argsRepr(data) .. ',"ignore_result":true' .. extra ..
+      '},"properties":{"delivery_info":{"exchange":"","routing_key":' ..
       jsonString(celeryQueue) .. '},"priority":' .. level .. ',"delivery_tag":' ..
       jsonString(deliveryTag(celeryQueue, id)) .. '}}'
   end
