@@ -134,6 +134,16 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def _subject(name: str, url: str, log_dir: Path) -> CoordinatorSubject | CelerySubject:
+    if name == "coordinator":
+        return CoordinatorSubject(url)
+    if name == "adopted":  # imported here: its Celery app reads the dedicated Redis's port
+        from bench.adopted import AdoptedSubject
+
+        return AdoptedSubject(url)
+    return CelerySubject(name, log_dir)
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),

@@ -59,7 +59,8 @@ for i = 0, count - 1 do
       if paused then
         redis.call("ZADD", KEYS[4], 0, jobId)
       else
-        dispatch(brokerKeys, ARGV[2], ARGV[3], ARGV[4], jobId, 1, ARGV[a + 5], ARGV[a + 7], ARGV[a + 8])
+        dispatch(brokerKeys, ARGV[2], ARGV[3], ARGV[4], jobId, 1, ARGV[a + 5], ARGV[a + 7], ARGV[a + 8],
+          ARGV[a + 2], ARGV[a + 3])
       end
       emitJob(KEYS[5], maxLen, "waiting", jobKey, jobId)
     end
