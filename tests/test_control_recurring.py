@@ -98,7 +98,10 @@ def stop_beat_for_a_while(coord: JobQueueCoordinator, beats, key: str, downtime_
     restarted = to_ms(datetime.now(timezone.utc))
     second = beats()
     wait_until(lambda: any(to_ms(job.created_at) > restarted for job in runs(coord, "q", key)), WAIT_S)
-    second.stop()  # nothing fires while the test reads the runs
+    # nothing fires while the test reads the runs: paused (a fire under way completes), then stopped
+    coord.pause_recurring_job("q", key)
+    wait_until(lambda: coord.get_recurring_jobs("q")[0].run_count == len(runs(coord, "q", key)), WAIT_S)
+    second.stop()
     return stopped, restarted
 
 
@@ -209,7 +212,7 @@ def test_jitter_delays_each_run_below_the_bound(coord: JobQueueCoordinator) -> N
     coord.schedule_recurring_job("q", "tick", {}, key="k", every=1000, jitter_ms=1500)
     base = 1_780_000_000_000
     for n in range(8):
-        assert coord.recurring.fire("q", "k", base + n * 1000) == "claimed"
+        assert coord._recurring.fire("q", "k", base + n * 1000) == "claimed"
     delays = [job.options.delay for job in runs(coord, "q", "k")]
     assert len(delays) == 8 and all(0 <= d < 1500 for d in delays) and len(set(delays)) > 1
     assert coord.get_queue_status("q").counts.delayed == sum(1 for d in delays if d > 0)
