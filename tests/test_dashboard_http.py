@@ -25,9 +25,9 @@ from coordinator.cli import main
 from coordinator.dashboard import create_app
 from coordinator.dashboard.auth import hash_password, parse_users, verify_password
 from coordinator.errors import ConfigurationError
-from tests.conftest import REDIS_URL
 from tests.dashboard_support import serving
-from tests.servers import free_port
+from tests.support.env import REDIS_URL
+from tests.support.servers import free_port
 
 LOOPBACK = ("127.0.0.1", 50000)
 REMOTE = ("203.0.113.7", 50000)
@@ -145,7 +145,8 @@ def test_job_actions_change_the_job(coord: JobQueueCoordinator) -> None:
     delayed = coord.enqueue_job("q", {"n": 2}, delay=600_000)
     client = _client(coord)
     headers = {"X-CSRF-Token": _token(client)}
-    assert client.post(f"/queues/q/jobs/{waiting.id}/priority", data={"priority": "1"}, headers=headers).status_code == 200
+    changed = client.post(f"/queues/q/jobs/{waiting.id}/priority", data={"priority": "1"}, headers=headers)
+    assert changed.status_code == 200
     assert coord.get_job("q", waiting.id).options.priority == 1
     assert client.post(f"/queues/q/jobs/{delayed.id}/promote", headers=headers).status_code == 200
     assert coord.get_job("q", delayed.id).state is JobState.WAITING
@@ -265,7 +266,8 @@ def test_flows_page_shows_a_flow_tree_or_says_there_are_none(coord: JobQueueCoor
     from coordinator import FlowJob  # type: ignore[attr-defined]
 
     node = coord.add_flow(FlowJob(queue="reports", name="monthly", data={}, children=[
-        FlowJob(queue="extract", name="part", data={"part": 1}), FlowJob(queue="extract", name="part", data={"part": 2})]))
+        FlowJob(queue="extract", name="part", data={"part": 1}),
+        FlowJob(queue="extract", name="part", data={"part": 2})]))
     page = client.get("/flows", params={"queue": "reports", "job_id": node.job.id}).text
     assert page.count('class="state waiting') >= 2 and "monthly" in page
     assert all(child.job.id[:14] in page for child in node.children)
