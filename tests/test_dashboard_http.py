@@ -50,7 +50,16 @@ def cancelled_job(coord: JobQueueCoordinator) -> Any:
 
 def _client(coord: JobQueueCoordinator, users: str = "", client: tuple[str, int] = LOOPBACK,
             **headers: str) -> TestClient:
-    return TestClient(create_app(coord, users=users), client=client, headers=headers)
+    return TestClient(from_address(create_app(coord, users=users), client), headers=headers)
+
+
+def from_address(app: Any, address: tuple[str, int]) -> Any:
+    """The app as reached from ``address`` (TestClient's own ``client=`` needs Starlette 0.39+)."""
+
+    async def reached(scope: Any, receive: Any, send: Any) -> None:
+        await app({**scope, "client": address}, receive, send)
+
+    return reached
 
 
 def _token(client: TestClient, path: str = "/queues") -> str:
@@ -197,7 +206,7 @@ def test_job_data_is_escaped_and_truncated(coord: JobQueueCoordinator) -> None:
 def test_mounts_under_a_prefix_in_another_asgi_app(coord: JobQueueCoordinator) -> None:
     coord.create_queue("q")
     host = Starlette(routes=[Mount("/ops/jobs", create_app(coord, users=""))])
-    client = TestClient(host, client=LOOPBACK)
+    client = TestClient(from_address(host, LOOPBACK))
     page = client.get("/ops/jobs/queues")
     assert page.status_code == 200
     assert 'href="/ops/jobs/queues/q"' in page.text and 'src="/ops/jobs/static/htmx.min.js"' in page.text
@@ -211,7 +220,7 @@ def test_mounts_under_a_prefix_in_another_asgi_app(coord: JobQueueCoordinator) -
 def test_flower_links_both_ways(coord: JobQueueCoordinator) -> None:
     coord.create_queue("q")
     job = coord.enqueue_job("q", {}, name="one")
-    client = TestClient(create_app(coord, users="", flower_url="http://127.0.0.1:5555/"), client=LOOPBACK)
+    client = TestClient(from_address(create_app(coord, users="", flower_url="http://127.0.0.1:5555/"), LOOPBACK))
     task_id = coord.get_job("q", job.id).celery_task_id
     assert task_id == f"{job.id}.1"
     assert f'href="http://127.0.0.1:5555/task/{task_id}"' in client.get(f"/queues/q/jobs/{job.id}").text
