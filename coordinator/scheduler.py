@@ -18,7 +18,7 @@ from coordinator.queues import QueueManager
 from coordinator.registry import NewJob, Registry
 from coordinator.registry.codec import to_ms
 from coordinator.settings import Settings
-from coordinator.validation import encode_json
+from coordinator.validation import MAX_LOG_LINE, encode_json
 
 #: Keys of an `enqueue_bulk` item that the fast path takes without building a `BulkJob`.
 _PLAIN_BULK_KEYS = frozenset({"data", "name"})
@@ -182,14 +182,28 @@ class JobScheduler:
         self.queues.cached_config(queue)
         return self.registry.retry(queue, job_id)
 
-    def cancel_job(self, queue: str, job_id: str, terminate: bool = False) -> bool:
-        """Cancel a waiting or delayed job; an active one only with ``terminate`` (it is stopped)."""
+    def cancel_job(self, queue: str, job_id: str, terminate: bool = False, reason: str = "cancelled") -> bool:
+        """Cancel a waiting, delayed or active job; it ends ``cancelled`` with ``reason`` at once.
+        A running attempt is asked to stop (``job.is_cancelled()``), within a second on any host,
+        and interrupted after the worker's ``cancel_grace_ms``; with ``terminate`` a prefork
+        process running it is ended now. False if the job had already finished."""
         self.queues.cached_config(queue)
         state, token = self.registry.client.hmget(self.registry.queue_keys(queue).job(job_id), "state", "token")
-        cancelled = self.registry.cancel(queue, job_id, allow_active=terminate)
-        if cancelled and state == JobState.ACTIVE.value:
+        cancelled = self.registry.cancel(queue, job_id, allow_active=True, reason=str(reason)[:MAX_LOG_LINE])
+        if cancelled and terminate and state == JobState.ACTIVE.value:
             self.app.control.revoke(task_id(job_id, int(token)), terminate=True, signal="SIGTERM")
         return cancelled
+
+    def remove_job(self, queue: str, job_id: str) -> bool:
+        """Delete a job that is not running: a waiting or delayed one is cancelled first (emits
+        ``cancelled``), then the record and its logs go. An active job is left alone (False)."""
+        self.queues.cached_config(queue)
+        job = self.registry.get_job(queue, job_id)
+        if job is None:
+            raise JobNotFoundError(queue, job_id)
+        if job.state in (JobState.WAITING, JobState.DELAYED):
+            self.registry.cancel(queue, job_id)
+        return self.registry.remove(queue, job_id)
 
     def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
         """Change the priority of a waiting or delayed job (1 highest .. 10 lowest)."""
