@@ -167,6 +167,21 @@ def test_job_actions_change_the_job(coord: JobQueueCoordinator) -> None:
     assert ">cancelled<" in page.split("Timeline", 1)[1]
 
 
+def test_recurring_jobs_pause_resume_and_remove(coord: JobQueueCoordinator) -> None:
+    coord.create_queue("q")
+    coord.schedule_recurring_job("q", "nightly", {}, cron="0 3 * * *", key="nightly")
+    client = _client(coord)
+    headers = {"X-CSRF-Token": _token(client, "/recurring")}
+    assert client.post("/recurring/q/nightly/pause", headers=headers).status_code == 200
+    assert coord.get_recurring_jobs("q")[0].paused
+    assert 'class="state paused"' in client.get("/recurring").text
+    assert client.post("/recurring/q/nightly/resume", headers=headers).status_code == 200
+    assert not coord.get_recurring_jobs("q")[0].paused
+    assert client.post("/recurring/q/other/pause", headers=headers).status_code == 404
+    assert client.post("/recurring/q/nightly/remove", headers=headers).status_code == 200
+    assert coord.get_recurring_jobs("q") == []
+
+
 def test_bulk_counts_then_runs_on_the_filter_only(coord: JobQueueCoordinator) -> None:
     coord.create_queue("q")
     keep = coord.enqueue_job("q", {"user": "bob"}, name="mail")
