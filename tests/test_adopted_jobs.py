@@ -16,7 +16,7 @@ from celery import Celery, signature
 from coordinator import ConfigurationError, JobQueueCoordinator, JobState, QueueConfig, RateLimit
 from tests import adopted_app
 from tests.conftest import AMQP_URL, FAST_SWEEPS, REDIS_URL
-from tests.test_processing import WAIT_S, wait_until
+from tests.support.waiting import WAIT_S, wait_until
 
 Q = "legacy"
 

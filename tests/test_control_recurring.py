@@ -15,8 +15,8 @@ from coordinator.recurring.manager import run_id
 from coordinator.registry.codec import to_ms
 from tests import control_processors, processors
 from tests.conftest import REDIS_URL
-from tests.reliability.test_beats import assert_one_job_per_tick, beats, runs  # noqa: F401 (fixture)
-from tests.test_processing import wait_until
+from tests.support.beats import assert_one_job_per_tick, runs
+from tests.support.waiting import wait_until
 
 WAIT_S = 60
 
