@@ -25,7 +25,7 @@ from coordinator.cli import main
 from coordinator.dashboard import create_app
 from coordinator.dashboard.auth import hash_password, parse_users, verify_password
 from coordinator.errors import ConfigurationError
-from tests.dashboard_support import serving
+from tests.support.dashboard import serving
 from tests.support.env import REDIS_URL
 from tests.support.servers import free_port
 
