@@ -3,6 +3,9 @@
 from coordinator.errors import (
     ConfigurationError,
     CoordinatorError,
+    DependencyCycleError,
+    DependencyNotFoundError,
+    FlowError,
     InvalidJobDataError,
     InvalidNameError,
     JobNotFoundError,
@@ -13,6 +16,8 @@ from coordinator.errors import (
     WorkerStartError,
 )
 from coordinator.facade import JobQueueCoordinator
+from coordinator.flows import BatchStatus, FlowJob, FlowNode
+from coordinator.flows.batch import Batch
 from coordinator.models import (
     AutoscalePolicy,
     Backoff,
@@ -48,10 +53,17 @@ from coordinator.settings import Settings
 __all__ = [
     "AutoscalePolicy",
     "Backoff",
+    "Batch",
+    "BatchStatus",
     "BulkJob",
     "ConfigurationError",
     "CoordinatorError",
+    "DependencyCycleError",
+    "DependencyNotFoundError",
     "Event",
+    "FlowError",
+    "FlowJob",
+    "FlowNode",
     "Health",
     "HealthCheck",
     "HealthStatus",

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 #: Events the registry emits for jobs, and the queue-level ones.
 JOB_EVENTS = ("waiting", "active", "progress", "completed", "failed", "retrying", "delayed", "stalled",
-              "cancelled")
+              "cancelled", "waiting_children", "child_completed", "child_failed")
 QUEUE_EVENTS = ("paused", "resumed")
 #: `on("*", handler)` receives every event.
 ALL_EVENTS = "*"

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
@@ -22,6 +23,10 @@ from coordinator.celery_config import build_app
 from coordinator.connection import connect
 from coordinator.errors import ConfigurationError
 from coordinator.events import EventListener, iter_events
+from coordinator.flows.batch import Batch, cancel_batch, open_batch, read_batch
+from coordinator.flows.handoff import HandOff
+from coordinator.flows.models import BatchStatus, FlowJob, FlowNode
+from coordinator.flows.producer import FlowProducer
 from coordinator.health import check_health
 from coordinator.keys import CoordinatorKeys
 from coordinator.models import (
@@ -47,6 +52,7 @@ from coordinator.models import (
 from coordinator.queues import QueueManager
 from coordinator.recurring import RecurringManager
 from coordinator.registry import Registry
+from coordinator.registry.flows import FlowRegistry
 from coordinator.runtime.beat_scheduler import configure_beat
 from coordinator.runtime.foreign import ForeignTaskTracker
 from coordinator.runtime.locks import LockKeeper
@@ -98,6 +104,9 @@ class JobQueueCoordinator:
         self.processors: dict[str, Processor] = {}
         self.queues = QueueManager(self.registry, settings)
         self.jobs = JobScheduler(self.registry, self.queues, settings, self.app, self._default_job_name)
+        flow_registry = FlowRegistry(self.registry)
+        self.flows = FlowProducer(self.registry, flow_registry, self.jobs, HandOff(flow_registry))
+        self.registry.on_handoff = self.flows.handoff.drain_job
         self.workers = WorkerManager(self)
         self.recurring = RecurringManager(self.redis, self.keys, self.queues, self.jobs, settings)
         configure_beat(self.app, settings, self.recurring.fire)
@@ -170,7 +179,11 @@ class JobQueueCoordinator:
     # ----------------------------------------------------------------------------- jobs
 
     def enqueue_job(self, queue: str, data: Any, options: JobOptions | None = None, *,
-                    name: str | None = None, **option_fields: Any) -> Job:
+                    name: str | None = None, depends_on: list[Any] | None = None, **option_fields: Any) -> Job:
+        """Add one job. With ``depends_on`` (``(queue, job id)`` or ``(queue, job id, policy)``
+        items) it waits in waiting_children until those jobs are done (see docs/flows.md)."""
+        if depends_on is not None:
+            return self.flows.enqueue_with_dependencies(queue, data, options, name, option_fields, depends_on)
         return self.jobs.enqueue_job(queue, data, options, name=name, **option_fields)
 
     def enqueue_bulk(self, queue: str, jobs: Iterable[BulkJob | dict[str, Any]]) -> list[Job]:
@@ -191,10 +204,49 @@ class JobQueueCoordinator:
         return self.jobs.get_failed_jobs(queue, start, end)
 
     def retry_job(self, queue: str, job_id: str) -> bool:
-        return self.jobs.retry_job(queue, job_id)
+        """Run a failed or cancelled job again; a parent that failed because of it waits again."""
+        retried = self.jobs.retry_job(queue, job_id)
+        if retried:
+            self.flows.rearm_waiters(queue, job_id)
+        return retried
 
     def cancel_job(self, queue: str, job_id: str, terminate: bool = False) -> bool:
-        return self.jobs.cancel_job(queue, job_id, terminate)
+        """Cancel a job; its flow children that have not started (and wait for nothing else) too."""
+        cancelled = self.jobs.cancel_job(queue, job_id, terminate)
+        if cancelled:
+            self.flows.cancel_below(queue, job_id)
+        return cancelled
+
+    # ----------------------------------------------------------------------------- flows and batches
+
+    def add_flow(self, flow: FlowJob) -> FlowNode:
+        """Write a tree of jobs across queues; each parent waits in waiting_children for its children."""
+        return self.flows.add_flow(flow)
+
+    def get_flow(self, queue: str, job_id: str) -> FlowNode | None:
+        """The flow below a job with current states; None if there is no such job."""
+        self.queues.cached_config(queue)
+        node = self.flows.get_flow(queue, job_id)
+        if node is not None:
+            for each in node.walk():
+                each.job._flows = self.flows
+        return node
+
+    def remove_flow(self, queue: str, job_id: str) -> int:
+        """Remove a job and every job below it (cancelling those not finished); returns the count."""
+        return self.flows.remove_flow(queue, job_id)
+
+    def batch(self, on_complete: FlowJob | None = None, on_success: FlowJob | None = None) -> Batch:
+        """Open a batch (use it in a ``with`` block: sealed on exit); the callbacks run once."""
+        return open_batch(self.flows, str(uuid.uuid4()), on_complete, on_success)
+
+    def get_batch(self, batch_id: str) -> BatchStatus:
+        """A batch's progress: total, pending, succeeded, failed, done."""
+        return read_batch(self.flows, batch_id)
+
+    def cancel_batch(self, batch_id: str) -> int:
+        """Cancel a batch's members that have not started and its callbacks; returns how many."""
+        return cancel_batch(self.flows, batch_id)
 
     def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
         return self.jobs.update_job_priority(queue, job_id, priority)

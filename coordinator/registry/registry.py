@@ -93,6 +93,8 @@ class Registry:
         self.outbox = outbox
         #: Called with a queue name after a write that may have dispatched jobs (the outbox relay).
         self.after_dispatch: Callable[[str], object] | None = None
+        #: Called with (queue, job id) after a move that wrote a flow hand-off (`coordinator.flows`).
+        self.on_handoff: Callable[[str, str], object] | None = None
 
     def queue_keys(self, queue: str) -> QueueKeys:
         return self.keys.for_queue(queue)
@@ -266,7 +268,8 @@ class Registry:
         qk = self.queue_keys(queue)
         now = now_ms()
         keys = [qk.job(job_id), qk.index("active"), qk.index("completed"), qk.index("failed"),
-                qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id)]
+                qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id),
+                qk.dependents(job_id), qk.flowbox]
         args = [job_id, token, outcome, now, payload, stack, due_ms, "1" if remove else "0",
                 self.events_max_len, now // 60_000, duration_ms, processing_bucket(duration_ms)]
         # A finished attempt outlives a short Redis outage rather than run again; repeating the
@@ -274,11 +277,15 @@ class Registry:
         deadline = time.monotonic() + self.finish_retry_s
         while True:
             try:
-                return self.scripts.finish(keys=keys, args=args) == 1
+                reply = self.scripts.finish(keys=keys, args=args)
             except RedisUnavailableError:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.2)
+                continue
+            if reply == 2 and self.on_handoff is not None:
+                self.on_handoff(queue, job_id)
+            return reply > 0
 
     def count_worker_outcome(self, node: str, failed: bool, ttl_ms: int) -> None:
         """Add one finished attempt (and one failure) to a worker's heartbeat hash, for its status."""
@@ -366,10 +373,13 @@ class Registry:
         qk = self.queue_keys(queue)
         reply = self.scripts.cancel(
             keys=[qk.job(job_id), qk.index("waiting"), qk.index("delayed"), qk.parked,
-                  qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id)],
+                  qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id),
+                  qk.index("waiting_children"), qk.dependents(job_id), qk.flowbox],
             args=[job_id, now_ms(), "1" if allow_active else "0", self.events_max_len],
         )
-        return self._checked(queue, job_id, reply)
+        if reply == 2 and self.on_handoff is not None:
+            self.on_handoff(queue, job_id)
+        return self._checked(queue, job_id, 1 if reply == 2 else reply)
 
     @_dispatches
     def retry(self, queue: str, job_id: str) -> bool:
@@ -444,9 +454,9 @@ class Registry:
         for start in range(0, len(stalled), BATCH_SIZE):
             batch = stalled[start : start + BATCH_SIZE]
             keys = [qk.index("active"), qk.index("waiting"), qk.index("failed"), qk.parked, qk.meta,
-                    qk.events, qk.metrics, *self.broker_keys(qk)]
+                    qk.events, qk.metrics, *self.broker_keys(qk), qk.flowbox]
             for job_id in batch:
-                keys += [qk.job(job_id), qk.lock(job_id)]
+                keys += [qk.job(job_id), qk.lock(job_id), qk.dependents(job_id)]
             recovered += self.scripts.recover_stalled(
                 keys=keys,
                 args=[now_ms(), max_stalled_count, *self._dispatch_args(queue), self.events_max_len,
@@ -513,7 +523,7 @@ class Registry:
                     break
                 keys = [index]
                 for job_id in victims:
-                    keys += [qk.job(job_id), qk.logs(job_id)]
+                    keys += [qk.job(job_id), qk.logs(job_id), *qk.flow_keys(job_id)]
                 done = self.scripts.remove_finished(keys=keys, args=victims)
                 removed += done
                 if done == 0 or len(victims) < BATCH_SIZE:

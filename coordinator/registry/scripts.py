@@ -22,6 +22,12 @@ SCRIPT_NAMES = (
     "progress",
     "remove_finished",
     "claim_outbox",
+    "flow_add_waiter",
+    "flow_depend",
+    "flow_settle",
+    "flow_rearm",
+    "flow_batch_add",
+    "flow_batch_settle",
 )
 
 
@@ -52,3 +58,9 @@ class Scripts:
     progress: Script
     remove_finished: Script
     claim_outbox: Script
+    flow_add_waiter: Script
+    flow_depend: Script
+    flow_settle: Script
+    flow_rearm: Script
+    flow_batch_add: Script
+    flow_batch_settle: Script

@@ -122,6 +122,7 @@ class Maintenance:
                 continue
             registry.promote_due(queue)
             registry.release_parked(queue, config.limiter)
+            self.coord.flows.handoff.sweep(queue)
             if stalled:
                 registry.recover_stalled(queue, self.coord.settings.max_stalled_count)
                 if self.coord.settings.broker_is_redis:

@@ -55,6 +55,7 @@ def execute(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: 
         log.debug("job %s/%s dispatch %s not run: %s", queue, job_id, token, claim.status)
         return
     job = claim.job
+    job._flows = coord.flows
     locks = coord.lock_keeper
     locks.add(queue, job_id)
     started = time.monotonic()

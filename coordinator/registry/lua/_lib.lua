@@ -118,3 +118,14 @@ local function sliceKeys(from, count)
   for i = 0, count - 1 do out[i + 1] = KEYS[from + i] end
   return out
 end
+
+-- Flows: when a finished job has waiters (a parent, a dependent job, a batch), record its outcome
+-- in the queue's flow box in the same step as the move; the waiters' side applies it (the
+-- hand-off, see coordinator/flows/handoff.py and flow_settle.lua). Returns 1 if one was written.
+local function handOff(dependentsKey, flowboxKey, jobId, token, outcome, value, now)
+  local waiters = redis.call("HGETALL", dependentsKey)
+  if #waiters == 0 then return 0 end
+  redis.call("HSET", flowboxKey, jobId .. ":" .. token,
+    cjson.encode({c = jobId, o = outcome, v = value, t = tonumber(now), w = waiters}))
+  return 1
+end
