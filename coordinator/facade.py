@@ -106,7 +106,7 @@ class JobQueueCoordinator:
         self.jobs = JobScheduler(self.registry, self.queues, settings, self.app, self._default_job_name)
         flow_registry = FlowRegistry(self.registry)
         self.flows = FlowProducer(self.registry, flow_registry, self.jobs, HandOff(flow_registry))
-        self.registry.on_handoff = self.flows.handoff.drain_job
+        self.registry.on_handoff = self.flows.handoff.apply_written
         self.workers = WorkerManager(self)
         self.recurring = RecurringManager(self.redis, self.keys, self.queues, self.jobs, settings)
         configure_beat(self.app, settings, self.recurring.fire)

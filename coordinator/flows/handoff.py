@@ -31,6 +31,10 @@ class HandOff:
     def __init__(self, flows: FlowRegistry) -> None:
         self.flows = flows
 
+    def apply_written(self, queue: str, field: str, entry: str) -> None:
+        """Apply the hand-off a script just wrote and returned (the registry's ``on_handoff``)."""
+        self.apply(queue, field, json.loads(entry))
+
     def drain_job(self, queue: str, job_id: str) -> None:
         """Apply the hand-offs a job's finish (or registration) wrote."""
         for field, entry in self.flows.handoffs_of(queue, job_id):

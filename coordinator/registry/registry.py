@@ -93,8 +93,9 @@ class Registry:
         self.outbox = outbox
         #: Called with a queue name after a write that may have dispatched jobs (the outbox relay).
         self.after_dispatch: Callable[[str], object] | None = None
-        #: Called with (queue, job id) after a move that wrote a flow hand-off (`coordinator.flows`).
-        self.on_handoff: Callable[[str, str], object] | None = None
+        #: Called with (queue, flow box field, entry JSON) after a move that wrote a flow
+        #: hand-off (`coordinator.flows.handoff`).
+        self.on_handoff: Callable[[str, str, str], object] | None = None
 
     def queue_keys(self, queue: str) -> QueueKeys:
         return self.keys.for_queue(queue)
@@ -283,9 +284,11 @@ class Registry:
                     raise
                 time.sleep(0.2)
                 continue
-            if reply == 2 and self.on_handoff is not None:
-                self.on_handoff(queue, job_id)
-            return reply > 0
+            if isinstance(reply, list):  # a flow hand-off was written: apply it now
+                if self.on_handoff is not None:
+                    self.on_handoff(queue, reply[1], reply[2])
+                return True
+            return reply == 1
 
     def count_worker_outcome(self, node: str, failed: bool, ttl_ms: int) -> None:
         """Add one finished attempt (and one failure) to a worker's heartbeat hash, for its status."""
@@ -377,9 +380,11 @@ class Registry:
                   qk.index("waiting_children"), qk.dependents(job_id), qk.flowbox],
             args=[job_id, now_ms(), "1" if allow_active else "0", self.events_max_len],
         )
-        if reply == 2 and self.on_handoff is not None:
-            self.on_handoff(queue, job_id)
-        return self._checked(queue, job_id, 1 if reply == 2 else reply)
+        if isinstance(reply, list):
+            if self.on_handoff is not None:
+                self.on_handoff(queue, reply[1], reply[2])
+            reply = 1
+        return self._checked(queue, job_id, reply)
 
     @_dispatches
     def retry(self, queue: str, job_id: str) -> bool:

@@ -121,11 +121,19 @@ end
 
 -- Flows: when a finished job has waiters (a parent, a dependent job, a batch), record its outcome
 -- in the queue's flow box in the same step as the move; the waiters' side applies it (the
--- hand-off, see coordinator/flows/handoff.py and flow_settle.lua). Returns 1 if one was written.
+-- hand-off, see coordinator/flows/handoff.py and flow_settle.lua). Returns {field, entry} of
+-- the flow box entry written (field <job id>:<token>), or nil when the job has no waiters.
 local function handOff(dependentsKey, flowboxKey, jobId, token, outcome, value, now)
   local waiters = redis.call("HGETALL", dependentsKey)
-  if #waiters == 0 then return 0 end
-  redis.call("HSET", flowboxKey, jobId .. ":" .. token,
-    cjson.encode({c = jobId, o = outcome, v = value, t = tonumber(now), w = waiters}))
+  if #waiters == 0 then return nil end
+  local field = jobId .. ":" .. token
+  local entry = cjson.encode({c = jobId, o = outcome, v = value, t = tonumber(now), w = waiters})
+  redis.call("HSET", flowboxKey, field, entry)
+  return {field, entry}
+end
+
+-- A script's reply after a move that may have handed off: 1, or {1, field, entry}.
+local function doneReply(handed)
+  if handed then return {1, handed[1], handed[2]} end
   return 1
 end

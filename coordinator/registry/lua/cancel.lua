@@ -13,7 +13,8 @@
   Events: cancelled.
   A job waiting for its children may be cancelled too; a cancelled job with waiters hands its
   outcome (``cancelled``) to them like a failure.
-  Returns: -1 no such job; 0 its state does not allow it; 1 cancelled; 2 cancelled, with a hand-off.
+  Returns: -1 no such job; 0 its state does not allow it; 1 cancelled; {1, field, entry} cancelled,
+  with a hand-off (field <job id>:<new token>).
 ]]
 local jobKey, jobId = KEYS[1], ARGV[1]
 local state = redis.call("HGET", jobKey, "state")
@@ -30,4 +31,4 @@ local token = redis.call("HINCRBY", jobKey, "token", 1)
 redis.call("HSET", jobKey, "state", "cancelled", "finished", ARGV[2], "reason", "cancelled")
 redis.call("ZADD", KEYS[6], ARGV[2], jobId)
 emitJob(KEYS[7], ARGV[4], "cancelled", jobKey, jobId, "from", state)
-return 1 + handOff(KEYS[10], KEYS[11], jobId, token, "cancelled", "cancelled", ARGV[2])
+return doneReply(handOff(KEYS[10], KEYS[11], jobId, token, "cancelled", "cancelled", ARGV[2]))

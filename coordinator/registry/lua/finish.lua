@@ -16,8 +16,8 @@
   histogram field, counted for final outcomes (completed, failed), not for retried attempts.
 
   Events: completed | failed | retrying + delayed.
-  Returns: 1 done; 2 done, and a flow hand-off was written (field <job id>:<token> of the flow
-  box); 0 stale (this attempt no longer owns the job).
+  Returns: 1 done; {1, field, entry} done, and a flow hand-off was written (field <job id>:<token> of
+  the flow box; the entry is its JSON); 0 stale (this attempt no longer owns the job).
 ]]
 local jobKey, jobId, outcome, now = KEYS[1], ARGV[1], ARGV[3], tonumber(ARGV[4])
 local cur = redis.call("HMGET", jobKey, "state", "token")
@@ -38,11 +38,11 @@ if outcome == "completed" then
   local handed = handOff(KEYS[10], KEYS[11], jobId, ARGV[2], "completed", ARGV[5], now)
   if ARGV[8] == "1" then
     redis.call("DEL", jobKey, KEYS[9])
-    return 1 + handed
+    return doneReply(handed)
   end
   redis.call("HSET", jobKey, "state", "completed", "finished", now, "result", ARGV[5])
   redis.call("ZADD", KEYS[3], now, jobId)
-  return 1 + handed
+  return doneReply(handed)
 end
 local stack = cjson.decode(redis.call("HGET", jobKey, "stack") or "[]")
 table.insert(stack, ARGV[6])
@@ -60,8 +60,8 @@ emitJob(KEYS[6], ARGV[9], "failed", jobKey, jobId, "reason", ARGV[5], "duration_
 local handed = handOff(KEYS[10], KEYS[11], jobId, ARGV[2], "failed", ARGV[5], now)
 if ARGV[8] == "1" then
   redis.call("DEL", jobKey, KEYS[9])
-  return 1 + handed
+  return doneReply(handed)
 end
 redis.call("HSET", jobKey, "state", "failed", "finished", now)
 redis.call("ZADD", KEYS[4], now, jobId)
-return 1 + handed
+return doneReply(handed)

@@ -52,7 +52,7 @@ for a = 7, #ARGV, 4 do
         redis.call("ZADD", KEYS[7], now, jobId)
         emitJob(KEYS[10], maxLen, "failed", jobKey, jobId, "reason", reason)
         state, left = "failed", 1
-        handed = handOff(KEYS[11], KEYS[12], jobId, token, "failed", reason, now)
+        if handOff(KEYS[11], KEYS[12], jobId, token, "failed", reason, now) then handed = 1 end
       elseif policy == "skip" and state == "waiting_children" then
         redis.call("ZREM", KEYS[5], jobId)
         local token = redis.call("HINCRBY", jobKey, "token", 1)
@@ -60,7 +60,7 @@ for a = 7, #ARGV, 4 do
         redis.call("ZADD", KEYS[23], now, jobId)
         emitJob(KEYS[10], maxLen, "cancelled", jobKey, jobId, "reason", value)
         state, left = "cancelled", 1
-        handed = handOff(KEYS[11], KEYS[12], jobId, token, "cancelled", value, now)
+        if handOff(KEYS[11], KEYS[12], jobId, token, "cancelled", value, now) then handed = 1 end
       elseif policy == "continue" and state == "waiting_children" then
         release("continue")
       end
