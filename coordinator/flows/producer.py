@@ -135,6 +135,8 @@ class FlowProducer:
         refs = [rec.job_ref(q, job_id) for q, job_id, _ in edges]
         if len(set(refs)) != len(refs):
             raise FlowError("depends_on: a job is listed twice")
+        if me in refs:
+            raise DependencyCycleError(f"depends_on: {me} would depend on itself")
         for (q, job_id, _), state in zip(edges, self.flows.states([(q, job_id) for q, job_id, _ in edges])):
             if state is None:
                 raise DependencyNotFoundError(q, job_id)
