@@ -1,0 +1,44 @@
+"""Flows through real `celery worker` processes: a fan-in of 1,000 children over two workers
+while workers are SIGKILLed; the parent runs exactly once and sees every result."""
+
+from __future__ import annotations
+
+from coordinator import FlowJob, JobQueueCoordinator, JobState
+from pool_support import kill_worker_group, process_running, wait_until
+from tests import flow_processors
+from tests.conftest import REDIS_URL
+
+CHILDREN = 1_000
+
+
+def test_fan_in_of_a_thousand_children_survives_two_sigkills(coord: JobQueueCoordinator, prefix: str) -> None:
+    coord.create_queue("parts")
+    coord.create_queue("sum")
+    runs_key = f"{prefix}:test:parent-runs"
+    node = coord.add_flow(FlowJob(queue="sum", data={"url": REDIS_URL, "key": runs_key}, children=[
+        FlowJob(queue="parts", data={"i": i, "seconds": 0.005}) for i in range(CHILDREN)]))
+    workers = [coord.register_worker("parts", flow_processors.part, pool="prefork", concurrency=2)
+               for _ in range(2)]
+    coord.register_worker("sum", flow_processors.total, pool="solo")
+
+    def completed() -> int:
+        return coord.get_queue_status("parts").counts.completed
+
+    for victim, after in ((workers[0], 250), (workers[1], 600)):
+        wait_until(lambda: completed() >= after, 120, f"{after} children completed")
+        pid = coord.get_worker(victim.id).pid
+        kill_worker_group(pid)
+        wait_until(lambda: not process_running(pid), 10, "the killed worker gone")
+    assert completed() < CHILDREN  # the kills happened while children were still running
+
+    done = coord.wait_for_job("sum", node.job.id, timeout=240)
+    assert done.state is JobState.COMPLETED
+    assert done.result == {"count": CHILDREN, "sum": sum(range(CHILDREN))}
+    assert coord.redis.lrange(runs_key, 0, -1) == [node.job.id]  # the parent ran exactly once
+    crashes = [f for _, f in coord.redis.xrange(coord.keys.for_queue("parts").events)
+               if f.get("event") == "worker" and f.get("action") == "crashed"]
+    assert len(crashes) == 2
+    assert coord.redis.hlen(coord.keys.for_queue("parts").flowbox) == 0
+    parent_events = [f["event"] for _, f in coord.redis.xrange(coord.keys.for_queue("sum").events)
+                     if f.get("job_id") == node.job.id]
+    assert parent_events.count("child_completed") == CHILDREN and parent_events.count("active") == 1
