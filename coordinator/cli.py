@@ -29,6 +29,7 @@ from coordinator.errors import (
     WorkerNotFoundError,
 )
 from coordinator.facade import JobQueueCoordinator
+from coordinator.flows.cli import register as register_flow_commands
 from coordinator.models import HealthStatus, JobState, WorkerOptions
 from coordinator.registry.registry import now_ms
 from coordinator.settings import redact_url
@@ -445,6 +446,9 @@ def demo(demo_args: tuple[str, ...]) -> None:
     from coordinator.demo.__main__ import main as demo_main
 
     sys.exit(demo_main(list(demo_args)))
+
+
+register_flow_commands(main, pass_state, _echo_json)
 
 
 def _command_names() -> list[str]:
