@@ -16,13 +16,14 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Signature
 
 from coordinator.broker import OutboxRelay
 from coordinator.celery_config import build_app
 from coordinator.connection import connect
 from coordinator.errors import ConfigurationError
 from coordinator.events import EventListener, iter_events
+from coordinator.flows.canvas import CanvasRun, CanvasWriter
 from coordinator.flows.batch import Batch, cancel_batch, open_batch, read_batch
 from coordinator.flows.handoff import HandOff
 from coordinator.flows.models import BatchStatus, FlowJob, FlowNode
@@ -239,6 +240,15 @@ class JobQueueCoordinator:
     def batch(self, on_complete: FlowJob | None = None, on_success: FlowJob | None = None) -> Batch:
         """Open a batch (use it in a ``with`` block: sealed on exit); the callbacks run once."""
         return open_batch(self.flows, str(uuid.uuid4()), on_complete, on_success)
+
+    def signature(self, queue: str, data: Any = None, **options: Any) -> Signature:
+        """A Celery signature of the queue's processor with ``data``, for `apply_canvas`."""
+        return self.app.signature(self.keys.task_name(check_queue_name(queue)), args=(data,), **options)
+
+    def apply_canvas(self, canvas: Signature) -> CanvasRun:
+        """Run a Celery ``chain`` / ``group`` / ``chord`` (with ``link`` / ``link_error``) of
+        processor signatures on the flow engine; use it where Celery code calls ``apply_async()``."""
+        return CanvasWriter(self.flows, self.keys).write(canvas)
 
     def get_batch(self, batch_id: str) -> BatchStatus:
         """A batch's progress: total, pending, succeeded, failed, done."""

@@ -122,11 +122,12 @@ class FlowProducer:
     # ----------------------------------------------------------------------------- DAG edges
 
     def enqueue_with_dependencies(self, queue: str, data: Any, options: JobOptions | None, name: str | None,
-                                  option_fields: dict[str, Any], depends_on: list[Any]) -> Job:
+                                  option_fields: dict[str, Any], depends_on: list[Any],
+                                  policies: tuple[str, ...] = rec.POLICIES) -> Job:
         """Add a job that waits in waiting_children until every job of ``depends_on`` is done.
         Items are ``(queue, job id)`` or ``(queue, job id, policy)``; unknown jobs and cycles are
         refused before anything is written."""
-        edges = [_edge(item) for item in depends_on]
+        edges = [_edge(item, policies) for item in depends_on]
         if not edges:
             raise FlowError("depends_on: give at least one (queue, job id)")
         opts = self.jobs.resolve_options(queue, options, option_fields)
@@ -282,14 +283,14 @@ def _walk(node: _Planned) -> list[_Planned]:
     return out
 
 
-def _edge(item: Any) -> tuple[str, str, str]:
+def _edge(item: Any, policies: tuple[str, ...]) -> tuple[str, str, str]:
     if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
         raise FlowError(f"depends_on: {item!r} is not (queue, job id) or (queue, job id, policy)")
     if not isinstance(item[1], str):
         raise FlowError(f"depends_on: job id {item[1]!r} is not a string")
     queue, job_id = check_queue_name(item[0]), str(check_job_id(item[1]))
     policy = item[2] if len(item) == 3 else "fail"
-    if policy not in rec.POLICIES:
-        raise FlowError(f"depends_on: policy {policy!r} of {queue}:{job_id}: use one of {', '.join(rec.POLICIES)}")
+    if policy not in policies:
+        raise FlowError(f"depends_on: policy {policy!r} of {queue}:{job_id}: use one of {', '.join(policies)}")
     return queue, job_id, policy
 

@@ -22,6 +22,9 @@ FailurePolicy = Literal["fail", "ignore", "remove", "continue"]
 #: The failure policies of a dependency edge (BullMQ's four): fail the waiter; go on, keeping the
 #: failure visible; go on, forgetting the dependency; start the waiter at once, failure visible.
 POLICIES: tuple[str, ...] = ("fail", "ignore", "remove", "continue")
+#: Policies of edges the coordinator makes itself: skip (cancel the waiter on a failure: a batch's
+#: on_success, a Celery link), on_error (start it on a failure, cancel it on success: link_error).
+INTERNAL_POLICIES: tuple[str, ...] = ("skip", "on_error")
 #: Policy of a batch member's edge to its batch: counted, never failing the batch itself.
 BATCH_POLICY = "batch"
 

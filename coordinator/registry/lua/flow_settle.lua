@@ -6,7 +6,9 @@
   A completed dependency's result goes to the waiter's values hash. A failed or cancelled one
   follows the edge's policy: fail (the waiter fails, and hands that on to its own waiters),
   ignore (failure kept in the failures hash), remove (forgotten), continue (failure kept, the
-  waiter starts now), skip (the waiter is cancelled: a batch's on_success after a failure). When nothing is pending, the waiter becomes waiting and is dispatched.
+  waiter starts now), skip (the waiter is cancelled: a batch's on_success, a Celery link), and
+  on_error (a Celery link_error: the waiter starts on the failure, is cancelled on success).
+  When nothing is pending, the waiter becomes waiting and is dispatched.
 
   KEYS[1] waiter job  KEYS[2] pending  KEYS[3] values  KEYS[4] failures  KEYS[5] waiting_children
   KEYS[6] waiting  KEYS[7] failed  KEYS[8] parked  KEYS[9] meta  KEYS[10] events
@@ -19,13 +21,14 @@
   Events: child_completed | child_failed per dependency applied; waiting (released), failed or
   cancelled.
   Returns: {state, handed, left}: the waiter's state after ("gone" if it does not exist),
-  1 if its own failure was handed on (flow box field ``<id>:<token>``), 1 if it left
+  1 if its own end was handed on (flow box field ``<id>:<token>``), 1 if it left
   waiting_children in this call.
 ]]
 local jobKey, jobId, now, maxLen = KEYS[1], ARGV[1], ARGV[2], ARGV[6]
 if redis.call("EXISTS", jobKey) == 0 then return {"gone", 0, 0} end
 local state = redis.call("HGET", jobKey, "state")
 local handed, left = 0, 0
+
 local function release(why)
   redis.call("ZREM", KEYS[5], jobId)
   redis.call("HSET", jobKey, "state", "waiting")
@@ -35,33 +38,36 @@ local function release(why)
   emitJob(KEYS[10], maxLen, "waiting", jobKey, jobId, "after", why)
   state, left = "waiting", 1
 end
+
+-- the waiter ends without running (failed or cancelled); its own waiters get the hand-off
+local function finish(newState, index, reason, ref)
+  redis.call("ZREM", KEYS[5], jobId)
+  local token = redis.call("HINCRBY", jobKey, "token", 1)
+  redis.call("HSET", jobKey, "state", newState, "finished", now, "reason", reason, "failed_by", ref)
+  redis.call("ZADD", index, now, jobId)
+  emitJob(KEYS[10], maxLen, newState, jobKey, jobId, "reason", reason)
+  state, left = newState, 1
+  if handOff(KEYS[11], KEYS[12], jobId, token, newState, reason, now) then handed = 1 end
+end
+
 for a = 7, #ARGV, 4 do
   local ref, outcome, value, policy = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   if redis.call("SREM", KEYS[2], ref) == 1 then
+    local waiting = state == "waiting_children"
     if outcome == "completed" then
       redis.call("HSET", KEYS[3], ref, value)
       emitJob(KEYS[10], maxLen, "child_completed", jobKey, jobId, "child", ref)
+      if policy == "on_error" and waiting then
+        finish("cancelled", KEYS[23], "dependency " .. ref .. " completed: no error to handle", ref)
+      end
     else
       emitJob(KEYS[10], maxLen, "child_failed", jobKey, jobId, "child", ref, "reason", value, "policy", policy)
       if policy ~= "remove" then redis.call("HSET", KEYS[4], ref, value) end
-      if policy == "fail" and state == "waiting_children" then
-        local reason = "dependency " .. ref .. " " .. outcome .. ": " .. value
-        redis.call("ZREM", KEYS[5], jobId)
-        local token = redis.call("HINCRBY", jobKey, "token", 1)
-        redis.call("HSET", jobKey, "state", "failed", "finished", now, "reason", reason, "failed_by", ref)
-        redis.call("ZADD", KEYS[7], now, jobId)
-        emitJob(KEYS[10], maxLen, "failed", jobKey, jobId, "reason", reason)
-        state, left = "failed", 1
-        if handOff(KEYS[11], KEYS[12], jobId, token, "failed", reason, now) then handed = 1 end
-      elseif policy == "skip" and state == "waiting_children" then
-        redis.call("ZREM", KEYS[5], jobId)
-        local token = redis.call("HINCRBY", jobKey, "token", 1)
-        redis.call("HSET", jobKey, "state", "cancelled", "finished", now, "reason", value)
-        redis.call("ZADD", KEYS[23], now, jobId)
-        emitJob(KEYS[10], maxLen, "cancelled", jobKey, jobId, "reason", value)
-        state, left = "cancelled", 1
-        if handOff(KEYS[11], KEYS[12], jobId, token, "cancelled", value, now) then handed = 1 end
-      elseif policy == "continue" and state == "waiting_children" then
+      if policy == "fail" and waiting then
+        finish("failed", KEYS[7], "dependency " .. ref .. " " .. outcome .. ": " .. value, ref)
+      elseif policy == "skip" and waiting then
+        finish("cancelled", KEYS[23], value, ref)
+      elseif (policy == "continue" or policy == "on_error") and waiting then
         release("continue")
       end
     end
