@@ -161,7 +161,8 @@ def test_no_script_builds_a_key_name() -> None:
     key_locals = re.compile(r"local ([\w, ]+?)\s*=\s*(.+)")
     for name in SCRIPT_NAMES:
         source = script_source(name)
-        allowed = {"jobKey", "lockKey", "eventsKey", "parkedKey", "metaKey"}  # parameters of _lib.lua
+        allowed = {"jobKey", "lockKey", "eventsKey", "parkedKey", "metaKey",  # parameters of _lib.lua
+                   "dependentsKey", "flowboxKey", "indexKey"}
         for names, values in key_locals.findall(source):
             for var, value in zip((n.strip() for n in names.split(",")), values.split(",")):
                 if var.endswith("Key") and not value.strip().startswith("KEYS["):

@@ -15,14 +15,14 @@ local waiter, policy, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
 for i = 4, #ARGV do
   local jobId = ARGV[i]
-  local jobKey, depsKey = KEYS[2 + (i - 4) * 2], KEYS[3 + (i - 4) * 2]
-  local fields = redis.call("HMGET", jobKey, "state", "result", "reason")
+  local k = 2 + (i - 4) * 2
+  local fields = redis.call("HMGET", KEYS[k], "state", "result", "reason")
   local state = fields[1]
   if not state then
     out[#out + 1] = 0
   else
-    redis.call("HSET", depsKey, waiter, policy)
-    redis.call("HINCRBY", jobKey, "hold", 1)
+    redis.call("HSET", KEYS[k + 1], waiter, policy)
+    redis.call("HINCRBY", KEYS[k], "hold", 1)
     local value = nil
     if state == "completed" then value = fields[2] or "null"
     elseif state == "failed" or state == "cancelled" then value = fields[3] or state end

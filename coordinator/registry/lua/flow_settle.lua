@@ -40,11 +40,11 @@ local function release(why)
 end
 
 -- the waiter ends without running (failed or cancelled); its own waiters get the hand-off
-local function finish(newState, index, reason, ref)
+local function finish(newState, indexKey, reason, ref)
   redis.call("ZREM", KEYS[5], jobId)
   local token = redis.call("HINCRBY", jobKey, "token", 1)
   redis.call("HSET", jobKey, "state", newState, "finished", now, "reason", reason, "failed_by", ref)
-  redis.call("ZADD", index, now, jobId)
+  redis.call("ZADD", indexKey, now, jobId)
   emitJob(KEYS[10], maxLen, newState, jobKey, jobId, "reason", reason)
   state, left = newState, 1
   if handOff(KEYS[11], KEYS[12], jobId, token, newState, reason, now) then handed = 1 end
