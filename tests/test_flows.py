@@ -186,3 +186,25 @@ def test_wide_fan_of_ten_thousand_children(queues: JobQueueCoordinator) -> None:
     assert coord.get_job("reports", node.job.id).state is JobState.WAITING
     values = coord.flows.children_values("reports", node.job.id)
     assert len(values) == 10_000 and sorted(values.values()) == list(range(10_000))
+
+
+def test_a_hand_off_left_by_a_dead_worker_is_applied_by_the_sweep(queues: JobQueueCoordinator) -> None:
+    import time
+
+    from coordinator.flows.handoff import SWEEP_AGE_MS
+    from coordinator.runtime.maintenance import Maintenance
+
+    coord = queues
+    node = coord.add_flow(FlowJob(queue="reports", children=[FlowJob(queue="extract", data={"part": 1})]))
+    (job_id, token), = take_messages(coord, "extract")
+    coord.registry.on_handoff = None  # the worker dies right after finish.lua: nothing applied
+    execute(coord, part, "extract", job_id, token, "w")
+    box = coord.keys.for_queue("extract").flowbox
+    assert coord.redis.hlen(box) == 1
+    assert coord.get_job("extract", job_id).state is JobState.COMPLETED
+    assert coord.get_job("reports", node.job.id).state is JobState.WAITING_CHILDREN
+    time.sleep(SWEEP_AGE_MS / 1000 + 0.1)
+    Maintenance(coord, ["extract", "reports"], "sweeper").sweep_once(stalled=True, trim=False)
+    assert coord.redis.hlen(box) == 0
+    assert coord.get_job("reports", node.job.id).state is JobState.WAITING
+    assert coord.flows.children_values("reports", node.job.id) == {f"extract:{job_id}": {"part": 1}}

@@ -40,7 +40,7 @@ TOTAL, SUCCEEDED, FAILED, SEALED, DONE = "total", "succeeded", "failed", "sealed
 ON_COMPLETE, ON_SUCCESS, PARENT, CREATED = "on_complete", "on_success", "parent", "created"
 
 #: A hand-off whose waiter does not exist yet (a flow being added bottom-up) is kept this long.
-HANDOFF_KEEP_MS = 3_600_000
+HANDOFF_KEEP_MS = 600_000
 
 
 def job_ref(queue: str, job_id: str) -> str:

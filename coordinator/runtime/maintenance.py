@@ -122,9 +122,9 @@ class Maintenance:
                 continue
             registry.promote_due(queue)
             registry.release_parked(queue, config.limiter)
-            self.coord.flows.handoff.sweep(queue)
             if stalled:
                 registry.recover_stalled(queue, self.coord.settings.max_stalled_count)
+                self.coord.flows.handoff.sweep(queue)  # flow hand-offs a dead process left
                 if self.coord.settings.broker_is_redis:
                     registry.recover_unstarted(queue, self.coord.settings.lock_duration_ms)
                 elif registry.after_dispatch is not None:
