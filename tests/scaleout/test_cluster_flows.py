@@ -30,12 +30,6 @@ from tests.cluster_servers import RedisClusterGroup
 QUEUES = ["alpha", "beta", "gamma", "delta", "epsilon"]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with RedisClusterGroup() as group:
-        yield group
-
-
 @pytest.fixture
 def producer(cluster: RedisClusterGroup):
     client: RedisCluster = cluster.client()

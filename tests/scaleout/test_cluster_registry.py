@@ -23,12 +23,6 @@ PREFIX = "jqc"
 QUEUES = ["alpha", "beta", "gamma", "delta", "epsilon"]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with RedisClusterGroup() as group:
-        yield group
-
-
 @pytest.fixture
 def client(cluster: RedisClusterGroup):
     client = cluster.client()
