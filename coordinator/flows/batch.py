@@ -19,6 +19,7 @@ from coordinator.errors import FlowError
 from coordinator.flows import records as rec
 from coordinator.flows.models import BatchStatus, FlowJob
 from coordinator.models import Job, JobOptions
+from coordinator.registry import NewJob
 from coordinator.registry.codec import from_ms
 from coordinator.registry.registry import now_ms
 
@@ -82,7 +83,7 @@ def open_batch(producer: FlowProducer, batch_id: str, on_complete: FlowJob | Non
         if callback is not None and callback.children:
             raise FlowError("batch callbacks are single jobs: give no children")
     now = now_ms()
-    news = []
+    news: list[tuple[str, NewJob] | None] = []
     for callback in (on_complete, on_success):
         if callback is None:
             news.append(None)

@@ -31,13 +31,12 @@ class FlowRegistry:
         """Write a job in waiting_children, waiting for ``refs``; False if its id exists."""
         qk = self.registry.queue_keys(queue)
         opts = job.options
+        args: list[Any] = [now_ms(), job.id, job.name, job.data_json, opts.model_dump_json(exclude_defaults=True),
+                           opts.priority, "" if opts.timeout is None else opts.timeout, job.trace_id,
+                           opts.max_retries, self.registry.events_max_len, *refs]
         reply = self.scripts.flow_add_waiter(
             keys=[qk.meta, qk.index("waiting_children"), qk.events, qk.job(job.id), qk.pending(job.id),
-                  qk.children(job.id)],
-            args=[now_ms(), job.id, job.name, job.data_json, opts.model_dump_json(exclude_defaults=True),
-                  opts.priority, "" if opts.timeout is None else opts.timeout, job.trace_id,
-                  opts.max_retries, self.registry.events_max_len, *refs],
-        )
+                  qk.children(job.id)], args=args)
         if reply == -1:
             raise QueueNotFoundError(queue)
         return reply == 1
