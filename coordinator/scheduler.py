@@ -24,6 +24,11 @@ _PLAIN_BULK_KEYS = frozenset({"data", "name"})
 _FINAL_STATES = {JobState.COMPLETED.value, JobState.FAILED.value, JobState.CANCELLED.value}
 
 
+def _deadline_ms(expires: int | datetime, now: int) -> int:
+    """A job's start deadline (epoch ms): ``expires`` ms after enqueue, or the time given."""
+    return to_ms(expires) if isinstance(expires, datetime) else now + expires
+
+
 class JobScheduler:
     """Writes jobs to the registry (which dispatches them to Celery) and controls them."""
 
@@ -106,6 +111,7 @@ class JobScheduler:
             created_ms=created_ms,
             # given at enqueue, or made here: 32 hex digits, a valid W3C trace-id
             trace_id=opts.trace_id or uuid.uuid4().hex,
+            expires_ms=_deadline_ms(opts.expires, now) if opts.expires is not None else 0,
         )
 
     def _add(self, queue: str, items: list[tuple[Any, str | None, JobOptions]], schedule_key: str = "",

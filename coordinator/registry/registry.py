@@ -68,6 +68,8 @@ class NewJob:
     created_ms: int = 0
     """When the job was created (ms); 0: now. A recurring job's run passes its tick's time."""
     trace_id: str = ""
+    expires_ms: int = 0
+    """Start deadline (epoch ms); 0: none."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class StartResult:
     """What `Registry.start` decided for one received message."""
 
     status: str
-    """``active`` (run it), ``missing``, ``stale``, ``paused`` or ``limited``."""
+    """``active`` (run it), ``missing``, ``stale``, ``paused``, ``limited`` or ``expired``."""
     job: Job | None = None
 
 
@@ -228,7 +230,7 @@ class Registry:
             args += [
                 job.id, job.name, job.data_json, opts_json,
                 opts.priority, job.due_ms, "" if opts.timeout is None else opts.timeout,
-                job.trace_id, opts.max_retries, job.schedule_key, job.created_ms,
+                job.trace_id, opts.max_retries, job.schedule_key, job.created_ms, job.expires_ms,
             ]
         result = self.scripts.enqueue(keys=keys, args=args)
         if result == -1:
@@ -243,7 +245,8 @@ class Registry:
         qk = self.queue_keys(queue)
         reply = self.scripts.start(
             keys=[qk.job(job_id), qk.index("waiting"), qk.index("active"), qk.parked, qk.meta,
-                  qk.events, qk.lock(job_id), qk.limiter],
+                  qk.events, qk.lock(job_id), qk.limiter, qk.index("cancelled"), qk.dependents(job_id),
+                  qk.flowbox],
             args=[job_id, token, now_ms(), worker_id, lock_ms, self.events_max_len,
                   limiter.max if limiter else 0, limiter.duration if limiter else 0, hostname],
         )
@@ -416,7 +419,8 @@ class Registry:
         qk = self.queue_keys(queue)
         return self.scripts.promote(
             keys=[qk.index("delayed"), qk.index("waiting"), qk.parked, qk.meta, qk.events,
-                  *self.broker_keys(qk), *(qk.job(job_id) for job_id in job_ids)],
+                  *self.broker_keys(qk), qk.index("cancelled"), qk.flowbox,
+                  *(key for job_id in job_ids for key in (qk.job(job_id), qk.dependents(job_id)))],
             args=[now_ms(), "1" if force else "0", *self._dispatch_args(queue),
                   self.events_max_len, *job_ids],
         )
