@@ -156,7 +156,7 @@ def test_no_script_builds_a_key_name() -> None:
     for name in SCRIPT_NAMES:
         source = script_source(name)
         allowed = {"jobKey", "lockKey", "eventsKey", "parkedKey", "metaKey",  # parameters of _lib.lua
-                   "dependentsKey", "flowboxKey", "indexKey"}
+                   "dependentsKey", "flowboxKey", "indexKey", "cancelledKey"}
         for names, values in key_locals.findall(source):
             for var, value in zip((n.strip() for n in names.split(",")), values.split(",")):
                 if var.endswith("Key") and not value.strip().startswith("KEYS["):
