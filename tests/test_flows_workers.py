@@ -3,6 +3,8 @@ while workers are SIGKILLed; the parent runs exactly once and sees every result.
 
 from __future__ import annotations
 
+import time
+
 from coordinator import FlowJob, JobQueueCoordinator, JobState
 from pool_support import kill_worker_group, process_running, wait_until
 from tests import flow_processors
@@ -42,3 +44,22 @@ def test_fan_in_of_a_thousand_children_survives_two_sigkills(coord: JobQueueCoor
     parent_events = [f["event"] for _, f in coord.redis.xrange(coord.keys.for_queue("sum").events)
                      if f.get("job_id") == node.job.id]
     assert parent_events.count("child_completed") == CHILDREN and parent_events.count("active") == 1
+
+
+def test_batch_callbacks_fire_once_with_members_added_by_running_members(coord: JobQueueCoordinator,
+                                                                         prefix: str) -> None:
+    coord.create_queue("members")
+    coord.create_queue("callbacks")
+    key = f"{prefix}:test:callbacks"
+    base = {"url": REDIS_URL, "key": key}
+    with coord.batch(on_complete=FlowJob(queue="callbacks", data={**base, "kind": "complete"}),
+                     on_success=FlowJob(queue="callbacks", data={**base, "kind": "success"})) as batch:
+        for _ in range(10):
+            batch.enqueue_job("members", {**base, "spawn": 5})
+    coord.register_worker("members", flow_processors.spawner, pool="prefork", concurrency=2)
+    coord.register_worker("callbacks", flow_processors.callback, pool="solo")
+    status = wait_until(lambda: (s := coord.get_batch(batch.id)).done and s, 120, "the batch done")
+    assert (status.total, status.succeeded, status.failed, status.pending) == (60, 60, 0, 0)
+    wait_until(lambda: coord.redis.llen(key) >= 2, 60, "both callbacks")
+    time.sleep(1)  # a duplicate would show up by now
+    assert sorted(coord.redis.lrange(key, 0, -1)) == ["complete", "success"]
