@@ -41,3 +41,18 @@ def test_flow_show_prints_the_tree_with_states(coord: JobQueueCoordinator, prefi
     shown = runner.invoke(main, ["batch", "show", batch.id], env=env)
     assert shown.exit_code == 0 and f"batch {batch.id}: 1 jobs, 1 pending, 0 succeeded, 0 failed, sealed" in shown.output
     assert {"flow show", "batch show"} <= set(_command_names())
+
+
+def test_waiting_children_is_exported_to_prometheus(coord: JobQueueCoordinator) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from coordinator.exporter import register_collector
+
+    for queue in ("reports", "extract"):
+        coord.create_queue(queue)
+    coord.add_flow(FlowJob(queue="reports", children=[FlowJob(queue="extract")]))
+    registry = CollectorRegistry()
+    register_collector(coord, registry)
+    text = generate_latest(registry).decode()
+    assert 'jqc_queue_jobs{queue="reports",state="waiting_children"} 1.0' in text
+    assert 'jqc_queue_jobs{queue="extract",state="waiting"} 1.0' in text
