@@ -208,3 +208,33 @@ def test_a_hand_off_left_by_a_dead_worker_is_applied_by_the_sweep(queues: JobQue
     assert coord.redis.hlen(box) == 0
     assert coord.get_job("reports", node.job.id).state is JobState.WAITING
     assert coord.flows.children_values("reports", node.job.id) == {f"extract:{job_id}": {"part": 1}}
+
+
+def test_a_small_flow_is_one_transaction(queues: JobQueueCoordinator) -> None:
+    """Every script of a small flow goes in one MULTI: a client watching sees none or all of it."""
+    coord = queues
+    executed: list[tuple[bool, list[str]]] = []
+    original = coord.redis.pipeline
+
+    def recording(transaction: bool = True, shard_hint=None):
+        pipe = original(transaction=transaction, shard_hint=shard_hint)
+        run = pipe.execute
+
+        def execute(raise_on_error: bool = True):
+            executed.append((transaction, [args[0] for args, _ in pipe.command_stack]))
+            return run(raise_on_error)
+
+        pipe.execute = execute
+        return pipe
+
+    coord.redis.pipeline = recording
+    try:
+        node = coord.add_flow(FlowJob(queue="reports", children=[
+            FlowJob(queue="load", children=[FlowJob(queue="extract", data={"part": 1})]),
+            FlowJob(queue="extract", data={"part": 2})]))
+    finally:
+        coord.redis.pipeline = original
+    multis = [commands for transaction, commands in executed if transaction]
+    # 2 enqueues, 2 waiters, 3 edges: one transaction
+    assert len(multis) == 1 and multis[0].count("EVALSHA") == 7
+    assert len(coord.get_flow("reports", node.job.id).walk()) == 4

@@ -1,12 +1,14 @@
 """Flows and DAGs: write a tree of jobs across queues (`add_flow`), a job that depends on
 existing jobs (`depends_on`), read a flow back, and the cascades (cancel, retry, remove).
 
-A flow is written bottom-up, deepest level first, each level in batches (`BATCH_SIZE` jobs per
-script): children are enqueued and then registered on their parent (`flow_depend.lua`), and a
-parent is written, in state waiting_children, after its children. A crash part way leaves
-children that ran without a parent (their hand-offs expire), never a parent waiting for a child
-that does not exist. Children that finish before their parent is written keep their hand-off in
-the flow box; `add_flow` applies those at the end.
+A flow is written bottom-up, deepest level first: children are enqueued and then registered on
+their parent (`flow_depend.lua`), and a parent is written, in state waiting_children, after its
+children. A flow of up to `ATOMIC_FLOW_JOBS` jobs on a single Redis is one MULTI of those
+scripts: all of it or nothing. A larger flow (or any on Redis Cluster, where one transaction
+cannot span slots) is written in batches of `BATCH_SIZE` jobs per script, so Redis is never held
+for long: a crash part way leaves children that ran without a parent (their hand-offs expire),
+never a parent waiting for a child that does not exist. Children that finish before their parent
+is written keep their hand-off in the flow box; `add_flow` applies those at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from redis.client import Pipeline
+
 from coordinator.errors import DependencyCycleError, DependencyNotFoundError, FlowError, JobNotFoundError
 from coordinator.flows import records as rec
 from coordinator.flows.handoff import HandOff
@@ -25,10 +29,12 @@ from coordinator.models import Job, JobOptions, JobState
 from coordinator.registry import NewJob, Registry
 from coordinator.registry.codec import job_from_hash
 from coordinator.registry.flows import FlowRegistry
-from coordinator.registry.registry import now_ms
+from coordinator.registry.registry import BATCH_SIZE, now_ms
 from coordinator.scheduler import JobScheduler
 from coordinator.validation import check_job_id, check_queue_name
 
+#: Largest flow written in one MULTI (all or nothing) on a single Redis.
+ATOMIC_FLOW_JOBS = BATCH_SIZE
 #: Most jobs a cycle check walks before it gives up and refuses the edge set.
 MAX_CYCLE_WALK = 100_000
 _NOT_STARTED = {JobState.WAITING.value, JobState.DELAYED.value, JobState.WAITING_CHILDREN.value}
@@ -68,11 +74,21 @@ class FlowProducer:
         planned = self._plan(root, None, 0, now)
         every = [node for node in _walk(planned)]
         self._refuse_existing(every)
+        atomic = len(every) <= ATOMIC_FLOW_JOBS and not self.flows.on_cluster
+        pipe = self.registry.client.pipeline(transaction=True) if atomic else None
         for depth in range(max(node.depth for node in every), -1, -1):
             level = [node for node in every if node.depth == depth]
-            self._write_level(level)
-        for queue in sorted({node.queue for node in every if node.parent is not None}):
-            self.handoff.sweep(queue, age_ms=0)  # children that finished before their parent existed
+            self._write_level(level, pipe)
+        if pipe is not None:
+            replies = pipe.execute()
+            if any(reply in (-1, 0) or (isinstance(reply, list) and 0 in reply) for reply in replies):
+                raise FlowError("add_flow: a job of the flow was created by another caller meanwhile")
+            if self.registry.after_dispatch is not None:  # a broker other than Redis: publish the outbox
+                for queue in sorted({node.queue for node in every if not node.children}):
+                    self.registry.after_dispatch(queue)
+        else:
+            for queue in sorted({node.queue for node in every if node.parent is not None}):
+                self.handoff.sweep(queue, age_ms=0)  # children that finished before their parent existed
         return self._snapshot(planned, now)
 
     def _plan(self, flow: FlowJob, parent: _Planned | None, depth: int, now: int) -> _Planned:
@@ -92,21 +108,25 @@ class FlowProducer:
             if state is not None:
                 raise FlowError(f"add_flow: job {job_id!r} of queue {queue!r} exists already")
 
-    def _write_level(self, level: list[_Planned]) -> None:
+    def _write_level(self, level: list[_Planned], pipe: Pipeline | None) -> None:
         leaves: dict[str, list[_Planned]] = defaultdict(list)
         for node in level:
             if node.children:
-                self.flows.add_waiter(node.queue, node.new, [child.ref for child in node.children])
+                self.flows.add_waiter(node.queue, node.new, [child.ref for child in node.children], pipe)
             else:
                 leaves[node.queue].append(node)
         for queue, nodes in leaves.items():
-            self.registry.enqueue(queue, [node.new for node in nodes])
+            if pipe is None:
+                self.registry.enqueue(queue, [node.new for node in nodes])
+            else:
+                keys, args = self.registry.enqueue_call(queue, [node.new for node in nodes])
+                self.registry.scripts.enqueue(keys=keys, args=args, client=pipe)
         edges: dict[tuple[str, str, str], list[str]] = defaultdict(list)
         for node in level:
             if node.parent is not None:
                 edges[(node.queue, node.parent.ref, node.policy)].append(node.new.id)
         for (queue, parent_ref, policy), ids in edges.items():
-            self.flows.depend(queue, ids, parent_ref, policy)
+            self.flows.depend(queue, ids, parent_ref, policy, pipe)
 
     def _snapshot(self, node: _Planned, now: int) -> FlowNode:
         if node.children:

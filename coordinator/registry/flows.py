@@ -10,6 +10,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from redis.client import Pipeline
+from redis.cluster import RedisCluster
+
 from coordinator.errors import QueueNotFoundError
 from coordinator.flows import records as rec
 from coordinator.keys import STATE_INDEXES
@@ -27,23 +30,33 @@ class FlowRegistry:
 
     # ----------------------------------------------------------------------------- writes
 
-    def add_waiter(self, queue: str, job: NewJob, refs: list[str]) -> bool:
-        """Write a job in waiting_children, waiting for ``refs``; False if its id exists."""
+    @property
+    def on_cluster(self) -> bool:
+        return isinstance(self.client, RedisCluster)
+
+    def add_waiter(self, queue: str, job: NewJob, refs: list[str], pipe: Pipeline | None = None) -> bool:
+        """Write a job in waiting_children, waiting for ``refs``; False if its id exists. With
+        ``pipe`` (a MULTI), the call is only queued and True returned."""
         qk = self.registry.queue_keys(queue)
         opts = job.options
         args: list[Any] = [now_ms(), job.id, job.name, job.data_json, opts.model_dump_json(exclude_defaults=True),
                            opts.priority, "" if opts.timeout is None else opts.timeout, job.trace_id,
                            opts.max_retries, self.registry.events_max_len, *refs]
-        reply = self.scripts.flow_add_waiter(
-            keys=[qk.meta, qk.index("waiting_children"), qk.events, qk.job(job.id), qk.pending(job.id),
-                  qk.children(job.id)], args=args)
+        keys = [qk.meta, qk.index("waiting_children"), qk.events, qk.job(job.id), qk.pending(job.id),
+                qk.children(job.id)]
+        if pipe is not None:
+            self.scripts.flow_add_waiter(keys=keys, args=args, client=pipe)
+            return True
+        reply = self.scripts.flow_add_waiter(keys=keys, args=args)
         if reply == -1:
             raise QueueNotFoundError(queue)
         return reply == 1
 
-    def depend(self, queue: str, job_ids: list[str], waiter_ref: str, policy: str) -> list[int]:
+    def depend(self, queue: str, job_ids: list[str], waiter_ref: str, policy: str,
+               pipe: Pipeline | None = None) -> list[int]:
         """Register a waiter on jobs of ``queue`` (batches of BATCH_SIZE); per job 0 missing,
-        1 registered, 2 already finished (a hand-off was written)."""
+        1 registered, 2 already finished (a hand-off was written). With ``pipe`` (a MULTI), the
+        calls are only queued and [] returned."""
         qk = self.registry.queue_keys(queue)
         out: list[int] = []
         for start in range(0, len(job_ids), BATCH_SIZE):
@@ -51,7 +64,10 @@ class FlowRegistry:
             keys = [qk.flowbox]
             for job_id in batch:
                 keys += [qk.job(job_id), qk.dependents(job_id)]
-            out += self.scripts.flow_depend(keys=keys, args=[waiter_ref, policy, now_ms(), *batch])
+            if pipe is not None:
+                self.scripts.flow_depend(keys=keys, args=[waiter_ref, policy, now_ms(), *batch], client=pipe)
+            else:
+                out += self.scripts.flow_depend(keys=keys, args=[waiter_ref, policy, now_ms(), *batch])
         return out
 
     def settle(self, queue: str, waiter_id: str, items: list[tuple[str, str, str, str]]) -> tuple[str, bool, bool]:

@@ -217,6 +217,14 @@ class Registry:
             self.after_dispatch(queue)
 
     def _enqueue_batch(self, queue: str, jobs: list[NewJob]) -> list[bool]:
+        keys, args = self.enqueue_call(queue, jobs)
+        result = self.scripts.enqueue(keys=keys, args=args)
+        if result == -1:
+            raise QueueNotFoundError(queue)
+        return [flag == 1 for flag in result]
+
+    def enqueue_call(self, queue: str, jobs: list[NewJob]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of one `lua/enqueue.lua` call (also queued in a flow's MULTI)."""
         qk = self.queue_keys(queue)
         keys = [qk.meta, qk.index("waiting"), qk.index("delayed"), qk.parked, qk.events, *self.broker_keys(qk)]
         args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
@@ -232,10 +240,7 @@ class Registry:
                 opts.priority, job.due_ms, "" if opts.timeout is None else opts.timeout,
                 job.trace_id, opts.max_retries, job.schedule_key, job.created_ms, job.expires_ms,
             ]
-        result = self.scripts.enqueue(keys=keys, args=args)
-        if result == -1:
-            raise QueueNotFoundError(queue)
-        return [flag == 1 for flag in result]
+        return keys, args
 
     # ----------------------------------------------------------------------------- worker side
 
