@@ -15,6 +15,7 @@ import json
 import logging
 from typing import Any
 
+from coordinator.errors import CoordinatorError
 from coordinator.flows import records as rec
 from coordinator.registry.flows import FlowRegistry
 from coordinator.registry.registry import now_ms
@@ -32,8 +33,12 @@ class HandOff:
         self.flows = flows
 
     def apply_written(self, queue: str, field: str, entry: str) -> None:
-        """Apply the hand-off a script just wrote and returned (the registry's ``on_handoff``)."""
-        self.apply(queue, field, json.loads(entry))
+        """Apply the hand-off a script just wrote and returned (the registry's ``on_handoff``).
+        The move that wrote it is done: if applying fails now, the sweep applies it later."""
+        try:
+            self.apply(queue, field, json.loads(entry))
+        except CoordinatorError:
+            log.warning("flow hand-off %s of queue %s left to the sweep", field, queue, exc_info=True)
 
     def drain_job(self, queue: str, job_id: str) -> None:
         """Apply the hand-offs a job's finish (or registration) wrote."""

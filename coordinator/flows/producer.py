@@ -254,19 +254,15 @@ class FlowProducer:
         level = [rec.job_ref(queue, job_id)]
         while level:
             below = self.flows.children_of([rec.split_job_ref(ref) for ref in level])
-            nxt = []
-            for parent_ref, refs in zip(level, below):
-                for ref in sorted(refs):
-                    if rec.is_batch_ref(ref):
-                        continue
-                    q, child_id = rec.split_job_ref(ref)
-                    _, _, _, waiters = self.flows.job_flow_fields(q, child_id)
-                    if set(waiters) - {parent_ref}:
-                        continue  # another job waits for it too
-                    if self.flows.states([(q, child_id)])[0] in _NOT_STARTED and self.registry.cancel(q, child_id):
+            pairs = [(parent, ref) for parent, refs in zip(level, below) for ref in sorted(refs)
+                     if not rec.is_batch_ref(ref)]
+            found = self.flows.states_and_waiters([rec.split_job_ref(ref) for _, ref in pairs])
+            level = []
+            for (parent, ref), (state, waiters) in zip(pairs, found):
+                if state in _NOT_STARTED and not set(waiters) - {parent}:  # nobody else waits for it
+                    if self.registry.cancel(*rec.split_job_ref(ref)):
                         cancelled.append(ref)
-                        nxt.append(ref)
-            level = nxt
+                        level.append(ref)
         return cancelled
 
     def rearm_waiters(self, queue: str, job_id: str) -> None:

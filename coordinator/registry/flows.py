@@ -198,6 +198,16 @@ class FlowRegistry:
             pipe.smembers(self.registry.queue_keys(queue).children(job_id))
         return list(pipe.execute())
 
+    def states_and_waiters(self, refs: list[tuple[str, str]]) -> list[tuple[str | None, dict[str, str]]]:
+        """The state and the waiters (ref -> policy) of each (queue, job id); one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue, job_id in refs:
+            qk = self.registry.queue_keys(queue)
+            pipe.hget(qk.job(job_id), "state")
+            pipe.hgetall(qk.dependents(job_id))
+        replies = pipe.execute()
+        return list(zip(replies[0::2], replies[1::2]))
+
     def states(self, refs: list[tuple[str, str]]) -> list[str | None]:
         """The state of each (queue, job id), None where there is no such job; one round trip."""
         pipe = self.client.pipeline(transaction=False)
