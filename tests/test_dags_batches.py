@@ -235,3 +235,15 @@ def test_retention_never_trims_a_child_whose_parent_still_waits(queues: JobQueue
     assert coord.get_job("b", node.job.id).state is JobState.WAITING
     assert coord.registry.trim("a", Retention(completed_count=0)) == 3
     assert coord.flows.children_values("b", node.job.id) == {f"a:{job_id}": {"node": None, "saw": []} for job_id in children}
+
+
+def test_cancelling_a_waiting_parent_lets_retention_trim_its_finished_children(queues: JobQueueCoordinator) -> None:
+    coord = queues
+    node = coord.add_flow(FlowJob(queue="b", children=[FlowJob(queue="a", data={"i": i}) for i in range(2)]))
+    messages = dict(take_messages(coord, "a"))
+    first = node.children[0].job.id
+    execute(coord, step, "a", first, messages[first], "w")
+    assert coord.registry.trim("a", Retention(completed_count=0)) == 0  # held: the parent waits
+    assert coord.cancel_job("b", node.job.id)
+    assert coord.get_job("a", node.children[1].job.id).state is JobState.CANCELLED
+    assert coord.registry.trim("a", Retention(completed_count=0, failed_count=0)) == 2

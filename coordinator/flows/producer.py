@@ -247,22 +247,26 @@ class FlowProducer:
 
     # ----------------------------------------------------------------------------- cascades
 
-    def cancel_below(self, queue: str, job_id: str) -> list[str]:
+    def cancel_below(self, queue: str, job_id: str, was_waiting_children: bool) -> list[str]:
         """After a job was cancelled: cancel its children (and theirs) that have not started and
-        wait for nothing else. Returns the refs cancelled."""
+        wait for nothing else. A cancelled job that was still waiting for its children lets
+        retention trim the finished ones again (their hold). Returns the refs cancelled."""
         cancelled: list[str] = []
-        level = [rec.job_ref(queue, job_id)]
+        level = [(rec.job_ref(queue, job_id), was_waiting_children)]
         while level:
-            below = self.flows.children_of([rec.split_job_ref(ref) for ref in level])
-            pairs = [(parent, ref) for parent, refs in zip(level, below) for ref in sorted(refs)
+            below = self.flows.children_of([rec.split_job_ref(ref) for ref, _ in level])
+            held = sorted({ref for (_, waited), refs in zip(level, below) if waited for ref in refs})
+            self.flows.release_holds(held)
+            pairs = [(parent, ref) for (parent, _), refs in zip(level, below) for ref in sorted(refs)
                      if not rec.is_batch_ref(ref)]
             found = self.flows.states_and_waiters([rec.split_job_ref(ref) for _, ref in pairs])
             level = []
             for (parent, ref), (state, waiters) in zip(pairs, found):
-                if state in _NOT_STARTED and not set(waiters) - {parent}:  # nobody else waits for it
-                    if self.registry.cancel(*rec.split_job_ref(ref)):
-                        cancelled.append(ref)
-                        level.append(ref)
+                if state not in _NOT_STARTED or set(waiters) - {parent}:
+                    continue  # started or finished, or another job waits for it too
+                if self.registry.cancel(*rec.split_job_ref(ref)):
+                    cancelled.append(ref)
+                    level.append((ref, state == JobState.WAITING_CHILDREN.value))
         return cancelled
 
     def rearm_waiters(self, queue: str, job_id: str) -> None:
