@@ -213,10 +213,10 @@ class JobQueueCoordinator:
 
     def cancel_job(self, queue: str, job_id: str, terminate: bool = False) -> bool:
         """Cancel a job; its flow children that have not started (and wait for nothing else) too."""
-        before = self.flows.flows.states([(queue, job_id)])[0]
+        was_waiting = self.flows.is_waiting_children(queue, job_id)
         cancelled = self.jobs.cancel_job(queue, job_id, terminate)
         if cancelled:
-            self.flows.cancel_below(queue, job_id, before == JobState.WAITING_CHILDREN.value)
+            self.flows.cancel_below(queue, job_id, was_waiting)
         return cancelled
 
     # ----------------------------------------------------------------------------- flows and batches

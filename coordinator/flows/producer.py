@@ -247,6 +247,9 @@ class FlowProducer:
 
     # ----------------------------------------------------------------------------- cascades
 
+    def is_waiting_children(self, queue: str, job_id: str) -> bool:
+        return self.flows.states([(queue, job_id)])[0] == JobState.WAITING_CHILDREN.value
+
     def cancel_below(self, queue: str, job_id: str, was_waiting_children: bool) -> list[str]:
         """After a job was cancelled: cancel its children (and theirs) that have not started and
         wait for nothing else. A cancelled job that was still waiting for its children lets
