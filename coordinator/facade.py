@@ -249,7 +249,7 @@ class JobQueueCoordinator:
     def apply_canvas(self, canvas: Signature) -> CanvasRun:
         """Run a Celery ``chain`` / ``group`` / ``chord`` (with ``link`` / ``link_error``) of
         processor signatures on the flow engine; use it where Celery code calls ``apply_async()``."""
-        return CanvasWriter(self.flows, self.keys).write(canvas)
+        return CanvasWriter(self.flows, self.keys, self.app if self.adopted_app else None).write(canvas)
 
     def get_batch(self, batch_id: str) -> BatchStatus:
         """A batch's progress: total, pending, succeeded, failed, done."""

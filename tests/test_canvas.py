@@ -85,7 +85,7 @@ def test_link_and_link_error(canvas: JobQueueCoordinator) -> None:
 
 def test_canvas_refuses_what_it_cannot_run(canvas: JobQueueCoordinator) -> None:
     coord = canvas
-    with pytest.raises(FlowError, match="not a coordinator processor"):
+    with pytest.raises(FlowError, match="neither a coordinator processor"):
         coord.apply_canvas(coord.app.signature("someapp.tasks.add", args=(1,)))
     with pytest.raises(FlowError, match="2 arguments"):
         coord.apply_canvas(coord.app.signature(coord.keys.task_name("add"), args=(1, 2)))
