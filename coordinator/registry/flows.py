@@ -19,6 +19,10 @@ from coordinator.keys import STATE_INDEXES
 from coordinator.registry.registry import BATCH_SIZE, NewJob, Registry, now_ms
 
 
+#: Dependency refs per call when a waiter with many is written (a wide fan's parent).
+WAITER_REFS_PER_CALL = 1000
+
+
 class FlowRegistry:
     """Flow writes and reads over the job registry of one prefix."""
 
@@ -44,6 +48,18 @@ class FlowRegistry:
                            opts.max_retries, self.registry.events_max_len, *refs]
         keys = [qk.meta, qk.index("waiting_children"), qk.events, qk.job(job.id), qk.pending(job.id),
                 qk.children(job.id)]
+        if len(refs) > WAITER_REFS_PER_CALL and pipe is None and not self.client.exists(qk.job(job.id)):
+            # a wide fan: the refs go in first, in chunks, so no single call holds Redis for long;
+            # the waiter does not exist (no hand-off applies) until the script writes its record
+            head, refs = refs[:-WAITER_REFS_PER_CALL], refs[-WAITER_REFS_PER_CALL:]
+            del args[10:]
+            args += refs
+            for start in range(0, len(head), WAITER_REFS_PER_CALL):
+                chunk = head[start : start + WAITER_REFS_PER_CALL]
+                sets = self.client.pipeline(transaction=True)
+                sets.sadd(qk.pending(job.id), *chunk)
+                sets.sadd(qk.children(job.id), *chunk)
+                sets.execute()
         if pipe is not None:
             self.scripts.flow_add_waiter(keys=keys, args=args, client=pipe)
             return True

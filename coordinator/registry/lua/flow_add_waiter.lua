@@ -7,7 +7,8 @@
 
   ARGV[1] now (ms)  ARGV[2] id  ARGV[3] name  ARGV[4] data  ARGV[5] opts  ARGV[6] priority
   ARGV[7] timeout (s or "")  ARGV[8] trace id  ARGV[9] max retries  ARGV[10] events max length
-  ARGV[11..] refs of the dependencies (``queue:id`` or ``@b:<batch>``)
+  ARGV[11..] refs of the dependencies (``queue:id`` or ``@b:<batch>``); a wide fan's others are
+  already in the pending and children sets (`registry/flows.py`)
 
   Events: waiting_children.
   Returns: -1 the queue does not exist; 0 a job with this id exists (nothing written); 1 added.
@@ -32,5 +33,5 @@ if #refs > 0 then
   redis.call("SADD", KEYS[6], unpack(refs))
 end
 redis.call("ZADD", KEYS[2], now, ARGV[2])
-emitJob(KEYS[3], ARGV[10], "waiting_children", KEYS[4], ARGV[2], "dependencies", #ARGV - 10)
+emitJob(KEYS[3], ARGV[10], "waiting_children", KEYS[4], ARGV[2], "dependencies", redis.call("SCARD", KEYS[6]))
 return 1
