@@ -67,7 +67,7 @@ def _sentinel_master(settings: Settings, target: SentinelTarget, kwargs: dict[st
     credentials = {"username": target.username, "password": target.password}
     client = sentinels.master_for(target.master, redis_class=CoordinatorRedis, db=target.db,
                                   **credentials, **kwargs)
-    return client  # type: ignore[no-any-return]
+    return client
 
 
 @contextmanager

@@ -10,12 +10,13 @@ from typing import Any
 
 from celery import Celery
 
-from coordinator.errors import JobNotFoundError
+from coordinator.clock import now_ms
+from coordinator.dispatch import task_id
+from coordinator.errors import JobNotFoundError, WaitTimeoutError
 from coordinator.models import BulkJob, Job, JobOptions, JobState, QueueConfig, ScheduleOptions
 from coordinator.queues import QueueManager
 from coordinator.registry import NewJob, Registry
 from coordinator.registry.codec import to_ms
-from coordinator.registry.registry import now_ms
 from coordinator.settings import Settings
 from coordinator.validation import encode_json
 
@@ -154,7 +155,8 @@ class JobScheduler:
         return self.get_jobs(queue, [JobState.FAILED], start, end)
 
     def wait_for_job(self, queue: str, job_id: str, timeout: float) -> Job:
-        """Block until the job is completed, failed or cancelled; TimeoutError after ``timeout`` s."""
+        """Block until the job is completed, failed or cancelled; `WaitTimeoutError` (a `TimeoutError`)
+        after ``timeout`` s."""
         self.queues.cached_config(queue)
         deadline = time.monotonic() + timeout
         while True:
@@ -166,7 +168,7 @@ class JobScheduler:
             while True:
                 left_ms = int((deadline - time.monotonic()) * 1000)
                 if left_ms <= 0:
-                    raise TimeoutError(f"job {job_id!r} of queue {queue!r} not finished after {timeout} s")
+                    raise WaitTimeoutError(f"job {job_id!r} of queue {queue!r} not finished after {timeout} s")
                 events = self.registry.read_events(queue, last_id, block_ms=min(left_ms, 1000))
                 if events:
                     last_id = events[-1][0]
@@ -189,7 +191,7 @@ class JobScheduler:
         state, token = self.registry.client.hmget(self.registry.queue_keys(queue).job(job_id), "state", "token")
         cancelled = self.registry.cancel(queue, job_id, allow_active=terminate)
         if cancelled and state == JobState.ACTIVE.value:
-            self.app.control.revoke(f"{job_id}.{token}", terminate=True, signal="SIGTERM")
+            self.app.control.revoke(task_id(job_id, int(token)), terminate=True, signal="SIGTERM")
         return cancelled
 
     def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:

@@ -10,15 +10,20 @@ from collections.abc import Callable
 from typing import Any
 
 from coordinator import Job, JobQueueCoordinator
-from coordinator.runtime.task import execute
+
+
+def execute(coord: JobQueueCoordinator, handler: Callable[[Job], Any], queue: str, job_id: str, token: int,
+            worker_id: str) -> None:
+    """One dispatch, run as a worker runs it (`runtime.task.JobRunner.execute`)."""
+    coord._runner.execute(handler, queue, job_id, token, worker_id)
 
 
 def take_messages(coord: JobQueueCoordinator, queue: str) -> list[tuple[str, int]]:
     """Pop every message of the queue's broker lists: (job id, token) each, highest priority first."""
     out = []
-    for key in coord.registry.queue_keys(queue).broker_lists:
+    for key in coord._registry.queue_keys(queue).broker_lists:
         while True:
-            raw = coord.redis.rpop(key)
+            raw = coord._redis.rpop(key)
             if raw is None:
                 break
             body = json.loads(json.loads(raw)["body"])
@@ -30,9 +35,9 @@ def run_queue(coord: JobQueueCoordinator, queue: str, handler: Callable[[Job], A
     """Run every job of ``queue`` now dispatched; returns the job ids started, in order."""
     ran = []
     for job_id, token in take_messages(coord, queue):
-        before = coord.redis.hget(coord.registry.queue_keys(queue).job(job_id), "attempts")
+        before = coord._redis.hget(coord._registry.queue_keys(queue).job(job_id), "attempts")
         execute(coord, handler, queue, job_id, token, "test-worker")
-        if coord.redis.hget(coord.registry.queue_keys(queue).job(job_id), "attempts") != before:
+        if coord._redis.hget(coord._registry.queue_keys(queue).job(job_id), "attempts") != before:
             ran.append(job_id)
     return ran
 

@@ -49,7 +49,7 @@ def test_a_chord_callback_fires_once_when_the_header_is_done(canvas: JobQueueCoo
     order = run_all(coord, {"add": add})
     assert order.count(f"add:{body.id}") == 1 and order[-1] == f"add:{body.id}"
     assert coord.get_job("add", body.id).result == 1015
-    body_events = [f["event"] for _, f in coord.redis.xrange(coord.keys.for_queue("add").events)
+    body_events = [f["event"] for _, f in coord._redis.xrange(coord.keys.for_queue("add").events)
                    if f.get("job_id") == body.id]
     assert body_events.count("active") == 1 and body_events.count("child_completed") == 5
 

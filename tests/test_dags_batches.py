@@ -16,8 +16,7 @@ from coordinator import (
     Retention,
     UnrecoverableError,
 )
-from coordinator.runtime.task import execute
-from tests.flow_support import run_all, run_queue, take_messages
+from tests.flow_support import execute, run_all, run_queue, take_messages
 
 
 @pytest.fixture
@@ -63,10 +62,10 @@ def test_depends_on_errors_write_nothing(queues: JobQueueCoordinator) -> None:
     real = coord.enqueue_job("a", {})
     c1 = coord.enqueue_job("a", {}, job_id="c1")
     c2 = coord.enqueue_job("a", {}, job_id="c2", depends_on=[("a", c1.id)])
-    coord.flows.flows.remove_jobs([("a", c1.id)])  # c1 gone; a new "c1" after c2 would close c2 -> c1 -> c2
+    coord._flows.flows.remove_jobs([("a", c1.id)])  # c1 gone; a new "c1" after c2 would close c2 -> c1 -> c2
 
     def snapshot() -> dict:
-        return {key: coord.redis.type(key) for key in coord.redis.scan_iter(match=f"{coord.settings.prefix}:*")}
+        return {key: coord._redis.type(key) for key in coord._redis.scan_iter(match=f"{coord.settings.prefix}:*")}
 
     before = snapshot()
     with pytest.raises(DependencyNotFoundError, match="no job 'ghost' in queue 'b'"):
@@ -96,7 +95,7 @@ def test_dag_failure_policies(queues: JobQueueCoordinator, policy: str) -> None:
         assert final.state is JobState.FAILED and f"a:{bad.id}" in final.failed_reason
     else:
         assert final.state is JobState.COMPLETED
-        failures = coord.flows.children_failures("b", waiter.id)
+        failures = coord._flows.children_failures("b", waiter.id)
         assert failures == ({} if policy == "remove" else {f"a:{bad.id}": "UnrecoverableError: broke"})
 
 
@@ -136,7 +135,7 @@ def test_batch_callbacks_fire_once_with_jobs_added_at_run_time(queues: JobQueueC
     assert sorted(run["kind"] for run in mail_runs) == ["complete", "success"]
     assert mail_runs[0]["values"] == {f"@b:{batch.id}": {"batch": batch.id, "failed": 0}}
     # a replayed hand-off of a member changes nothing: no callback runs again
-    coord.flows.handoff.settle_batch(batch.id, f"b:{added[0]}", "completed", "null")
+    coord._flows.handoff.settle_batch(batch.id, f"b:{added[0]}", "completed", "null")
     assert run_all(coord, {"mail": mail}) == [] and len(mail_runs) == 2
     with pytest.raises(FlowError, match="is done"):
         batch.enqueue_job("a", {})
@@ -174,7 +173,7 @@ def test_cancelling_a_parent_cancels_its_children_not_started(queues: JobQueueCo
     coord = queues
     node = coord.add_flow(FlowJob(queue="b", children=[FlowJob(queue="a", data={"i": i}) for i in range(3)]))
     (running_id, token), *_ = take_messages(coord, "a")
-    claim = coord.registry.start("a", running_id, token, "w", "h", 30_000, None)
+    claim = coord._registry.start("a", running_id, token, "w", "h", 30_000, None)
     assert claim.status == "active"
     assert coord.cancel_job("b", node.job.id)
     states = {c.job.id: coord.get_job("a", c.job.id).state for c in node.children}
@@ -198,7 +197,7 @@ def test_retrying_a_failed_child_re_arms_the_parent(queues: JobQueueCoordinator)
     run_all(coord, {"a": step, "b": step})
     assert coord.get_job("b", node.job.id).state is JobState.FAILED
     bad = node.children[0].job
-    coord.redis.hset(coord.keys.for_queue("a").job(bad.id), "data", "{}")  # the cause was fixed
+    coord._redis.hset(coord.keys.for_queue("a").job(bad.id), "data", "{}")  # the cause was fixed
     assert coord.retry_job("a", bad.id)
     assert coord.get_job("b", node.job.id).state is JobState.WAITING_CHILDREN
     run_all(coord, {"a": step, "b": step})
@@ -214,7 +213,7 @@ def test_removing_a_flow_removes_it_whole(queues: JobQueueCoordinator) -> None:
     assert coord.remove_flow("b", node.job.id) == 4
     for each in node.walk():
         assert coord.get_job(each.job.queue, each.job.id) is None
-    leftover = [key for key in coord.redis.scan_iter(match=f"{coord.settings.prefix}:*")
+    leftover = [key for key in coord._redis.scan_iter(match=f"{coord.settings.prefix}:*")
                 if any(each.job.id in key for each in node.walk())]
     assert leftover == []
     assert coord.get_queue_status("a").counts.waiting == 0
@@ -228,13 +227,13 @@ def test_retention_never_trims_a_child_whose_parent_still_waits(queues: JobQueue
     children = [c.job.id for c in node.children]
     for job_id in [plain.id, *children[:2]]:
         execute(coord, step, "a", job_id, messages[job_id], "w")
-    assert coord.registry.trim("a", Retention(completed_count=0)) == 1  # only the job outside the flow
+    assert coord._registry.trim("a", Retention(completed_count=0)) == 1  # only the job outside the flow
     assert coord.get_job("a", plain.id) is None
     assert all(coord.get_job("a", job_id).state is JobState.COMPLETED for job_id in children[:2])
     execute(coord, step, "a", children[2], messages[children[2]], "w")  # the last child: the parent is released
     assert coord.get_job("b", node.job.id).state is JobState.WAITING
-    assert coord.registry.trim("a", Retention(completed_count=0)) == 3
-    assert coord.flows.children_values("b", node.job.id) == {f"a:{job_id}": {"node": None, "saw": []} for job_id in children}
+    assert coord._registry.trim("a", Retention(completed_count=0)) == 3
+    assert coord._flows.children_values("b", node.job.id) == {f"a:{job_id}": {"node": None, "saw": []} for job_id in children}
 
 
 def test_cancelling_a_waiting_parent_lets_retention_trim_its_finished_children(queues: JobQueueCoordinator) -> None:
@@ -243,7 +242,7 @@ def test_cancelling_a_waiting_parent_lets_retention_trim_its_finished_children(q
     messages = dict(take_messages(coord, "a"))
     first = node.children[0].job.id
     execute(coord, step, "a", first, messages[first], "w")
-    assert coord.registry.trim("a", Retention(completed_count=0)) == 0  # held: the parent waits
+    assert coord._registry.trim("a", Retention(completed_count=0)) == 0  # held: the parent waits
     assert coord.cancel_job("b", node.job.id)
     assert coord.get_job("a", node.children[1].job.id).state is JobState.CANCELLED
-    assert coord.registry.trim("a", Retention(completed_count=0, failed_count=0)) == 2
+    assert coord._registry.trim("a", Retention(completed_count=0, failed_count=0)) == 2

@@ -9,8 +9,7 @@ import json
 import pytest
 
 from coordinator import FlowError, FlowJob, Job, JobQueueCoordinator, JobState, UnrecoverableError
-from coordinator.runtime.task import execute
-from tests.flow_support import run_all, run_queue, take_messages
+from tests.flow_support import execute, run_all, run_queue, take_messages
 
 
 def part(job: Job) -> dict:
@@ -34,7 +33,7 @@ def queues(coord: JobQueueCoordinator) -> JobQueueCoordinator:
 
 
 def events_of(coord: JobQueueCoordinator, queue: str, job_id: str) -> list[dict]:
-    return [f for _, f in coord.redis.xrange(coord.keys.for_queue(queue).events) if f.get("job_id") == job_id]
+    return [f for _, f in coord._redis.xrange(coord.keys.for_queue(queue).events) if f.get("job_id") == job_id]
 
 
 def test_parent_waits_in_waiting_children_then_reads_its_childrens_results(queues: JobQueueCoordinator) -> None:
@@ -61,7 +60,7 @@ def test_parent_waits_in_waiting_children_then_reads_its_childrens_results(queue
     assert done.state is JobState.COMPLETED and done.result == "saw 2"
     kinds = [e["event"] for e in events_of(coord, "reports", parent.id)]
     assert kinds[:3] == ["waiting_children", "child_completed", "child_completed"] and "waiting" in kinds
-    assert coord.redis.hlen(coord.keys.for_queue("extract").flowbox) == 0  # every hand-off applied
+    assert coord._redis.hlen(coord.keys.for_queue("extract").flowbox) == 0  # every hand-off applied
 
 
 def test_grandchildren_run_bottom_up(queues: JobQueueCoordinator) -> None:
@@ -91,19 +90,19 @@ def test_a_child_completion_delivered_twice_changes_nothing(queues: JobQueueCoor
     (job_id, token), _ = take_messages(coord, "extract")
     execute(coord, part, "extract", job_id, token, "w1")
     parent_key = coord.keys.for_queue("reports").job(node.job.id)
-    before = (coord.redis.hgetall(parent_key), coord.redis.smembers(coord.keys.for_queue("reports").pending(node.job.id)),
-              coord.redis.hgetall(coord.keys.for_queue("reports").child_values(node.job.id)),
-              coord.redis.xlen(coord.keys.for_queue("reports").events))
+    before = (coord._redis.hgetall(parent_key), coord._redis.smembers(coord.keys.for_queue("reports").pending(node.job.id)),
+              coord._redis.hgetall(coord.keys.for_queue("reports").child_values(node.job.id)),
+              coord._redis.xlen(coord.keys.for_queue("reports").events))
     # the same completion again, as a redelivered message would bring it: fenced by token
-    assert coord.registry.finish("extract", job_id, token, "completed", payload='{"part": 99}') is False
+    assert coord._registry.finish("extract", job_id, token, "completed", payload='{"part": 99}') is False
     execute(coord, part, "extract", job_id, token, "w2")
     # and the hand-off applied a second time, as a sweep replaying it after a crash would
     child_ref = f"extract:{job_id}"
-    state, handed, left = coord.flows.flows.settle("reports", node.job.id, [(child_ref, "completed", '{"part": 99}', "fail")])
+    state, handed, left = coord._flows.flows.settle("reports", node.job.id, [(child_ref, "completed", '{"part": 99}', "fail")])
     assert (state, handed, left) == ("waiting_children", False, False)
-    after = (coord.redis.hgetall(parent_key), coord.redis.smembers(coord.keys.for_queue("reports").pending(node.job.id)),
-             coord.redis.hgetall(coord.keys.for_queue("reports").child_values(node.job.id)),
-             coord.redis.xlen(coord.keys.for_queue("reports").events))
+    after = (coord._redis.hgetall(parent_key), coord._redis.smembers(coord.keys.for_queue("reports").pending(node.job.id)),
+             coord._redis.hgetall(coord.keys.for_queue("reports").child_values(node.job.id)),
+             coord._redis.xlen(coord.keys.for_queue("reports").events))
     assert after == before
     assert after[1] == {f"extract:{(second if job_id == first.job.id else first).job.id}"}
 
@@ -145,7 +144,7 @@ def test_failure_policies(queues: JobQueueCoordinator, policy: str) -> None:
     else:
         assert parent_after_failure is JobState.WAITING and parent.state is JobState.COMPLETED
         assert seen[parent.id] == {"values": {}, "failures": {bad_ref: "UnrecoverableError: part 2 broke"}}
-        assert coord.flows.children_values("reports", parent.id) == {ok_ref: {"part": 1}}  # arrived later
+        assert coord._flows.children_values("reports", parent.id) == {ok_ref: {"part": 1}}  # arrived later
 
 
 def test_fail_policy_cascades_to_the_grandparent(queues: JobQueueCoordinator) -> None:
@@ -177,14 +176,14 @@ def test_wide_fan_of_ten_thousand_children(queues: JobQueueCoordinator) -> None:
     node = coord.add_flow(FlowJob(queue="reports", children=[FlowJob(queue="extract", data={"part": i})
                                                              for i in range(10_000)]))
     qk = coord.keys.for_queue("reports")
-    assert coord.redis.scard(qk.pending(node.job.id)) == 10_000
+    assert coord._redis.scard(qk.pending(node.job.id)) == 10_000
     assert coord.get_queue_status("extract").counts.waiting == 10_000
     # complete them all through the registry's own scripts, as workers would, then the parent starts
     for job_id, token in take_messages(coord, "extract"):
-        started = coord.registry.start("extract", job_id, token, "w", "h", 30_000, None)
-        assert coord.registry.finish("extract", job_id, token, "completed", payload=json.dumps(started.job.data["part"]))
+        started = coord._registry.start("extract", job_id, token, "w", "h", 30_000, None)
+        assert coord._registry.finish("extract", job_id, token, "completed", payload=json.dumps(started.job.data["part"]))
     assert coord.get_job("reports", node.job.id).state is JobState.WAITING
-    values = coord.flows.children_values("reports", node.job.id)
+    values = coord._flows.children_values("reports", node.job.id)
     assert len(values) == 10_000 and sorted(values.values()) == list(range(10_000))
 
 
@@ -192,29 +191,31 @@ def test_a_hand_off_left_by_a_dead_worker_is_applied_by_the_sweep(queues: JobQue
     import time
 
     from coordinator.flows.handoff import SWEEP_AGE_MS
-    from coordinator.runtime.maintenance import Maintenance
+    from coordinator.runtime.maintenance import Maintenance, WorkerParts
 
     coord = queues
     node = coord.add_flow(FlowJob(queue="reports", children=[FlowJob(queue="extract", data={"part": 1})]))
     (job_id, token), = take_messages(coord, "extract")
-    coord.registry.on_handoff = None  # the worker dies right after finish.lua: nothing applied
+    coord._registry.on_handoff = None  # the worker dies right after finish.lua: nothing applied
     execute(coord, part, "extract", job_id, token, "w")
     box = coord.keys.for_queue("extract").flowbox
-    assert coord.redis.hlen(box) == 1
+    assert coord._redis.hlen(box) == 1
     assert coord.get_job("extract", job_id).state is JobState.COMPLETED
     assert coord.get_job("reports", node.job.id).state is JobState.WAITING_CHILDREN
     time.sleep(SWEEP_AGE_MS / 1000 + 0.1)
-    Maintenance(coord, ["extract", "reports"], "sweeper").sweep_once(stalled=True, trim=False)
-    assert coord.redis.hlen(box) == 0
+    parts = WorkerParts(coord._registry, coord.settings, coord._queues.cached_config, coord._heartbeats,
+                        coord.processors, coord._flows.handoff)
+    Maintenance(parts, ["extract", "reports"], "sweeper").sweep_once(stalled=True, trim=False)
+    assert coord._redis.hlen(box) == 0
     assert coord.get_job("reports", node.job.id).state is JobState.WAITING
-    assert coord.flows.children_values("reports", node.job.id) == {f"extract:{job_id}": {"part": 1}}
+    assert coord._flows.children_values("reports", node.job.id) == {f"extract:{job_id}": {"part": 1}}
 
 
 def test_a_small_flow_is_one_transaction(queues: JobQueueCoordinator) -> None:
     """Every script of a small flow goes in one MULTI: a client watching sees none or all of it."""
     coord = queues
     executed: list[tuple[bool, list[str]]] = []
-    original = coord.redis.pipeline
+    original = coord._redis.pipeline
 
     def recording(transaction: bool = True, shard_hint=None):
         pipe = original(transaction=transaction, shard_hint=shard_hint)
@@ -227,13 +228,13 @@ def test_a_small_flow_is_one_transaction(queues: JobQueueCoordinator) -> None:
         pipe.execute = execute
         return pipe
 
-    coord.redis.pipeline = recording
+    coord._redis.pipeline = recording
     try:
         node = coord.add_flow(FlowJob(queue="reports", children=[
             FlowJob(queue="load", children=[FlowJob(queue="extract", data={"part": 1})]),
             FlowJob(queue="extract", data={"part": 2})]))
     finally:
-        coord.redis.pipeline = original
+        coord._redis.pipeline = original
     multis = [commands for transaction, commands in executed if transaction]
     # 2 enqueues, 2 waiters, 3 edges: one transaction
     assert len(multis) == 1 and multis[0].count("EVALSHA") == 7

@@ -36,12 +36,12 @@ def test_fan_in_of_a_thousand_children_survives_two_sigkills(coord: JobQueueCoor
     done = coord.wait_for_job("sum", node.job.id, timeout=240)
     assert done.state is JobState.COMPLETED
     assert done.result == {"count": CHILDREN, "sum": sum(range(CHILDREN))}
-    assert coord.redis.lrange(runs_key, 0, -1) == [node.job.id]  # the parent ran exactly once
-    crashes = [f for _, f in coord.redis.xrange(coord.keys.for_queue("parts").events)
+    assert coord._redis.lrange(runs_key, 0, -1) == [node.job.id]  # the parent ran exactly once
+    crashes = [f for _, f in coord._redis.xrange(coord.keys.for_queue("parts").events)
                if f.get("event") == "worker" and f.get("action") == "crashed"]
     assert len(crashes) == 2
-    assert coord.redis.hlen(coord.keys.for_queue("parts").flowbox) == 0
-    parent_events = [f["event"] for _, f in coord.redis.xrange(coord.keys.for_queue("sum").events)
+    assert coord._redis.hlen(coord.keys.for_queue("parts").flowbox) == 0
+    parent_events = [f["event"] for _, f in coord._redis.xrange(coord.keys.for_queue("sum").events)
                      if f.get("job_id") == node.job.id]
     assert parent_events.count("child_completed") == CHILDREN and parent_events.count("active") == 1
 
@@ -60,6 +60,6 @@ def test_batch_callbacks_fire_once_with_members_added_by_running_members(coord: 
     coord.register_worker("callbacks", flow_processors.callback, pool="solo")
     status = wait_until(lambda: (s := coord.get_batch(batch.id)).done and s, 120, "the batch done")
     assert (status.total, status.succeeded, status.failed, status.pending) == (60, 60, 0, 0)
-    wait_until(lambda: coord.redis.llen(key) >= 2, 60, "both callbacks")
+    wait_until(lambda: coord._redis.llen(key) >= 2, 60, "both callbacks")
     time.sleep(1)  # a duplicate would show up by now
-    assert sorted(coord.redis.lrange(key, 0, -1)) == ["complete", "success"]
+    assert sorted(coord._redis.lrange(key, 0, -1)) == ["complete", "success"]

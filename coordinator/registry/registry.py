@@ -17,27 +17,29 @@ from typing import Any
 
 import redis
 
+from coordinator.clock import minute_of, now_ms
+from coordinator.dispatch import Dispatch, parse_delivery_tag
 from coordinator.errors import JobNotFoundError, QueueNotFoundError, RedisUnavailableError
 from coordinator.keys import STATE_INDEXES, CoordinatorKeys, QueueKeys
-from coordinator.models import Job, JobOptions, JobState, QueueConfig, QueueCounts, RateLimit, Retention
+from coordinator.metrics import FAILED, outcome_fields, processing_bucket, stale_minute_fields
+from coordinator.models import (
+    EventName,
+    Job,
+    JobOptions,
+    JobState,
+    QueueConfig,
+    QueueCounts,
+    RateLimit,
+    Retention,
+    WorkerAction,
+)
 from coordinator.registry.codec import job_from_hash
+from coordinator.registry.replies import Reply, interpret_reply
 from coordinator.registry.scripts import Scripts
 from coordinator.validation import MAX_LOG_LINE, MAX_LOG_LINES, MAX_PROGRESS_SIZE, encode_json
 
 #: Jobs per script call in `enqueue` (bulk) and in the workers' sweeps.
 BATCH_SIZE = 500
-#: Upper bounds (ms) of the processing-time histogram buckets kept in each queue's metrics hash.
-PROCESSING_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000)
-
-
-def processing_bucket(duration_ms: int) -> str:
-    """The metrics-hash field of the histogram bucket a processing time falls in (``all:le:<ms>``)."""
-    for bound in PROCESSING_BUCKETS_MS:
-        if duration_ms <= bound:
-            return f"all:le:{bound}"
-    return "all:le:inf"
-
-
 def _dispatches(method: Callable[..., Any]) -> Callable[..., Any]:
     """Marks a write whose scripts may leave messages in an outbox: publish them right after."""
 
@@ -49,10 +51,6 @@ def _dispatches(method: Callable[..., Any]) -> Callable[..., Any]:
         return result
 
     return write_then_publish
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -168,7 +166,8 @@ class Registry:
         pipe = self.client.pipeline(transaction=True)
         pipe.exists(qk.meta)
         pipe.hset(qk.meta, "paused", "1" if paused else "0")
-        pipe.xadd(qk.events, {"event": "paused" if paused else "resumed", "job_id": ""},
+        event = EventName.PAUSED if paused else EventName.RESUMED
+        pipe.xadd(qk.events, {"event": event.value, "job_id": ""},
                   maxlen=self.events_max_len, approximate=True)
         exists, _, _ = pipe.execute()
         if not exists:
@@ -219,9 +218,9 @@ class Registry:
     def _enqueue_batch(self, queue: str, jobs: list[NewJob]) -> list[bool]:
         keys, args = self.enqueue_call(queue, jobs)
         result = self.scripts.enqueue(keys=keys, args=args)
-        if result == -1:
-            raise QueueNotFoundError(queue)
-        return [flag == 1 for flag in result]
+        if not isinstance(result, list):
+            interpret_reply("enqueue", result, queue)
+        return [flag == Reply.DONE for flag in result]
 
     def enqueue_call(self, queue: str, jobs: list[NewJob]) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of one `lua/enqueue.lua` call (also queued in a flow's MULTI)."""
@@ -280,7 +279,7 @@ class Registry:
                 qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id),
                 qk.dependents(job_id), qk.flowbox]
         args = [job_id, token, outcome, now, payload, stack, due_ms, "1" if remove else "0",
-                self.events_max_len, now // 60_000, duration_ms, processing_bucket(duration_ms)]
+                self.events_max_len, minute_of(now), duration_ms, processing_bucket(duration_ms)]
         # A finished attempt outlives a short Redis outage rather than run again; repeating the
         # script is safe, since a second call finds the job no longer owned (fencing by token).
         deadline = time.monotonic() + self.finish_retry_s
@@ -296,24 +295,14 @@ class Registry:
                 if self.on_handoff is not None:
                     self.on_handoff(queue, reply[1], reply[2])
                 return True
-            return reply == 1
-
-    def count_worker_outcome(self, node: str, failed: bool, ttl_ms: int) -> None:
-        """Add one finished attempt (and one failure) to a worker's heartbeat hash, for its status."""
-        key = self.keys.worker(node)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hincrby(key, "processed", 1)
-        if failed:
-            pipe.hincrby(key, "failed", 1)
-        pipe.pexpire(key, ttl_ms)
-        pipe.execute()
+            return interpret_reply("finish", reply, queue, job_id)
 
     def update_progress(self, queue: str, job_id: str, token: int | None, progress: Any) -> bool:
         qk = self.queue_keys(queue)
         encoded = encode_json(progress, "progress", MAX_PROGRESS_SIZE)
         return self.scripts.progress(
             keys=[qk.job(job_id), qk.events], args=[job_id, token, encoded, self.events_max_len]
-        ) == 1
+        ) == Reply.DONE
 
     def add_log(self, queue: str, job_id: str, line: str) -> None:
         qk = self.queue_keys(queue)
@@ -367,7 +356,8 @@ class Registry:
             "attempts": 0, "created": now, "finished": now, "reason": reason[:MAX_LOG_LINE],
         })
         pipe.zadd(qk.index("failed"), {job_id: now})
-        pipe.hincrby(qk.metrics, f"{now // 60_000}:f", 1)
+        for field in outcome_fields(FAILED, now):
+            pipe.hincrby(qk.metrics, field, 1)
         pipe.xadd(qk.events, {"event": "failed", "job_id": job_id, "reason": reason[:1000]},
                   maxlen=self.events_max_len, approximate=True)
         pipe.execute()
@@ -375,10 +365,6 @@ class Registry:
 
     # ----------------------------------------------------------------------------- job control
 
-    def _checked(self, queue: str, job_id: str, reply: int) -> bool:
-        if reply == -1:
-            raise JobNotFoundError(queue, job_id)
-        return reply == 1
 
     def cancel(self, queue: str, job_id: str, allow_active: bool = False) -> bool:
         qk = self.queue_keys(queue)
@@ -391,8 +377,8 @@ class Registry:
         if isinstance(reply, list):
             if self.on_handoff is not None:
                 self.on_handoff(queue, reply[1], reply[2])
-            reply = 1
-        return self._checked(queue, job_id, reply)
+            reply = Reply.DONE
+        return interpret_reply("cancel", reply, queue, job_id)
 
     @_dispatches
     def retry(self, queue: str, job_id: str) -> bool:
@@ -402,7 +388,7 @@ class Registry:
                   qk.parked, qk.meta, qk.events, *self.broker_keys(qk)],
             args=[job_id, now_ms(), *self._dispatch_args(queue), self.events_max_len],
         )
-        return self._checked(queue, job_id, reply)
+        return interpret_reply("retry", reply, queue, job_id)
 
     @_dispatches
     def change_priority(self, queue: str, job_id: str, priority: int) -> bool:
@@ -411,7 +397,7 @@ class Registry:
             keys=[qk.job(job_id), qk.parked, qk.meta, qk.events, *self.broker_keys(qk)],
             args=[job_id, priority, now_ms(), *self._dispatch_args(queue), self.events_max_len],
         )
-        return self._checked(queue, job_id, reply)
+        return interpret_reply("change_priority", reply, queue, job_id)
 
     @_dispatches
     def promote(self, queue: str, job_id: str) -> bool:
@@ -474,7 +460,7 @@ class Registry:
             recovered += self.scripts.recover_stalled(
                 keys=keys,
                 args=[now_ms(), max_stalled_count, *self._dispatch_args(queue), self.events_max_len,
-                      now_ms() // 60_000, *batch],
+                      minute_of(now_ms()), *batch],
             )
         return recovered
 
@@ -488,22 +474,19 @@ class Registry:
         """
         qk = self.queue_keys(queue)
         cutoff_s = (now_ms() - older_than_ms) / 1000
-        head = f"{qk.celery_queue}/"
-        tags = [tag for tag in self.client.zrangebyscore(self.keys.unacked_index, "-inf", cutoff_s)
-                if tag.startswith(head)]
-        candidates: dict[str, tuple[str, str]] = {}
-        for tag in tags:
-            job_id, _, token = tag[len(head):].rpartition(".")
-            if job_id and token.isdigit():
-                candidates[tag] = (job_id, token)
+        candidates: dict[str, Dispatch] = {}
+        for tag in self.client.zrangebyscore(self.keys.unacked_index, "-inf", cutoff_s):
+            dispatch = parse_delivery_tag(tag, qk.celery_queue)
+            if dispatch is not None:
+                candidates[tag] = dispatch
         recovered: list[str] = []
         items = list(candidates.items())
         for start in range(0, len(items), BATCH_SIZE):
             batch = items[start : start + BATCH_SIZE]
             keys = [qk.parked, qk.meta, qk.events, *self.broker_keys(qk), *(qk.job(job_id) for _, (job_id, _) in batch)]
             args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
-            for _, pair in batch:
-                args += pair
+            for _, (job_id, token) in batch:
+                args += [job_id, token]
             moved = set(self.scripts.recover_orphans(keys=keys, args=args))
             stranded = [tag for tag, (job_id, _) in batch if job_id in moved]
             if stranded:
@@ -544,19 +527,18 @@ class Registry:
                     break
         return removed
 
-    def trim_metrics(self, queue: str, keep_minutes: int = 24 * 60) -> None:
+    def trim_metrics(self, queue: str) -> None:
+        """Delete the queue's per-minute metrics older than a day (see `coordinator.metrics`)."""
         key = self.queue_keys(queue).metrics
-        oldest = now_ms() // 60_000 - keep_minutes
-        stale = [field for field in self.client.hkeys(key)
-                 if field.split(":")[0].isdigit() and int(field.split(":")[0]) < oldest]
+        stale = stale_minute_fields(self.client.hkeys(key))
         if stale:
             self.client.hdel(key, *stale)
 
     # ----------------------------------------------------------------------------- worker events
 
-    def emit_worker_event(self, queue: str, action: str, worker_id: str, **fields: Any) -> None:
-        """Append a ``worker`` event (crashed, restarted, gave_up, ...) to the queue's stream."""
-        entry = {"event": "worker", "job_id": "", "action": action, "worker": worker_id}
+    def emit_worker_event(self, queue: str, action: WorkerAction, worker_id: str, **fields: Any) -> None:
+        """Append a ``worker`` event (`WorkerAction`: crashed, restarted, gave_up) to the queue's stream."""
+        entry = {"event": EventName.WORKER.value, "job_id": "", "action": action.value, "worker": worker_id}
         entry.update({name: str(value) for name, value in fields.items() if value is not None})
         self.client.xadd(self.queue_keys(queue).events, entry, maxlen=self.events_max_len, approximate=True)
 
