@@ -86,7 +86,8 @@ def register(main: click.Group, pass_state: Any, echo_json: Any) -> None:
         if as_json:
             echo_json(status)
             return
+        stage = "done" if status.done else "sealed" if status.sealed else "open"
         click.echo(f"batch {status.id}: {status.total} jobs, {status.pending} pending, {status.succeeded} "
-                   f"succeeded, {status.failed} failed, {'done' if status.done else 'sealed' if status.sealed else 'open'}")
+                   f"succeeded, {status.failed} failed, {stage}")
         for ref, reason in sorted(status.failures.items()):
             click.echo(f"  failed {ref}: {reason}")

@@ -18,7 +18,6 @@ from coordinator.flows import records as rec
 from coordinator.keys import STATE_INDEXES
 from coordinator.registry.registry import BATCH_SIZE, NewJob, Registry, now_ms
 
-
 #: Dependency refs per call when a waiter with many is written (a wide fan's parent).
 WAITER_REFS_PER_CALL = 1000
 
@@ -196,7 +195,8 @@ class FlowRegistry:
 
     # ----------------------------------------------------------------------------- reads
 
-    def job_flow_fields(self, queue: str, job_id: str) -> tuple[set[str], dict[str, str], dict[str, str], dict[str, str]]:
+    def job_flow_fields(self, queue: str, job_id: str
+                        ) -> tuple[set[str], dict[str, str], dict[str, str], dict[str, str]]:
         """A job's dependency refs, completed values, failures and its waiters (ref -> policy)."""
         qk = self.registry.queue_keys(queue)
         pipe = self.client.pipeline(transaction=False)

@@ -19,6 +19,7 @@ from coordinator.flows.batch import open_batch, read_batch
 from coordinator.flows.handoff import HandOff
 from coordinator.flows.models import FlowJob
 from coordinator.flows.producer import FlowProducer
+from coordinator.heartbeats import HeartbeatStore
 from coordinator.models import QueueConfig
 from coordinator.queues import QueueManager
 from coordinator.registry import Registry
@@ -35,7 +36,7 @@ def producer(cluster: RedisClusterGroup):
     client: RedisCluster = cluster.client()
     registry = Registry(client, "jqcf", outbox=True)  # a cluster deployment's broker is RabbitMQ
     settings = Settings(url=f"redis://127.0.0.1:{cluster.nodes[0].port}/0", prefix="jqcf")
-    queues = QueueManager(registry, settings)
+    queues = QueueManager(registry, settings, HeartbeatStore(client, registry.keys))
     for queue in QUEUES:
         queues.create_queue(QueueConfig(name=queue))
     jobs = JobScheduler(registry, queues, settings, Celery(set_as_current=False), lambda queue: queue)
