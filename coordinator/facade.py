@@ -279,6 +279,11 @@ class JobQueueCoordinator:
         """Move a delayed job to waiting now; False if it is not delayed."""
         return self._jobs.promote_job(queue, job_id)
 
+    def remove_job(self, queue: str, job_id: str) -> bool:
+        """Delete a job that is not active, with its logs (a waiting or delayed one is cancelled
+        first); False for an active job."""
+        return self._jobs.remove_job(queue, job_id)
+
     def wait_for_job(self, queue: str, job_id: str, timeout: float) -> Job:
         """Block until the job is completed, failed or cancelled and return it; `WaitTimeoutError`
         (a `TimeoutError`) after ``timeout`` s, the job going on."""
@@ -340,6 +345,11 @@ class JobQueueCoordinator:
     def remove_recurring_job(self, queue: str, key: str) -> bool:
         """Stop a recurring job; False if there was none with that key."""
         return self._recurring.remove_recurring_job(queue, key)
+
+    def beat_lock_ttl_ms(self) -> int:
+        """How much longer the leading beat holds its lock (ms); 0 when no beat runs (the beat
+        probe `coordinator health --beat`)."""
+        return self._recurring.beat_lock_ttl_ms()
 
     # ----------------------------------------------------------------------------- workers
 

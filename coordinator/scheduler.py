@@ -194,6 +194,17 @@ class JobScheduler:
             self.app.control.revoke(task_id(job_id, int(token)), terminate=True, signal="SIGTERM")
         return cancelled
 
+    def remove_job(self, queue: str, job_id: str) -> bool:
+        """Delete a job that is not running: a waiting or delayed one is cancelled first (emits
+        ``cancelled``), then the record and its logs go. An active job is left alone (False)."""
+        self.queues.cached_config(queue)
+        job = self.registry.get_job(queue, job_id)
+        if job is None:
+            raise JobNotFoundError(queue, job_id)
+        if job.state in (JobState.WAITING, JobState.DELAYED):
+            self.registry.cancel(queue, job_id)
+        return self.registry.remove(queue, job_id)
+
     def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
         """Change the priority of a waiting or delayed job (1 highest .. 10 lowest)."""
         JobOptions(priority=priority)

@@ -2,7 +2,7 @@
 
 from celery import Celery
 
-from tests.conftest import REDIS_URL
+from tests.support.env import REDIS_URL
 
 app = Celery("legacy", broker=REDIS_URL, backend=REDIS_URL, set_as_current=False)
 app.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")

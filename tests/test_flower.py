@@ -17,9 +17,9 @@ import pytest
 
 from coordinator import JobQueueCoordinator
 from tests import processors
-from tests.conftest import REDIS_URL
-from tests.servers import free_port, stop_process
-from tests.test_events import wait_until
+from tests.support.env import REDIS_URL
+from tests.support.servers import free_port, stop_process
+from tests.support.waiting import wait_until
 
 AUTH = "ops:flower-pw"
 

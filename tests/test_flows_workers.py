@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 
 from coordinator import FlowJob, JobQueueCoordinator, JobState
-from pool_support import kill_worker_group, process_running, wait_until
 from tests import flow_processors
 from tests.conftest import REDIS_URL
+from tests.support.pools import kill_worker_group, process_running
+from tests.support.waiting import wait_until
 
 CHILDREN = 1_000
 

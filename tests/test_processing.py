@@ -10,19 +10,8 @@ import pytest
 
 from coordinator import Backoff, JobQueueCoordinator, JobState
 from tests import processors
-from tests.conftest import REDIS_URL
-
-WAIT_S = 30
-
-
-def wait_until(predicate, timeout: float = WAIT_S, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
+from tests.support.env import REDIS_URL
+from tests.support.waiting import WAIT_S, wait_until
 
 
 def record_data(prefix: str, **extra) -> dict:

@@ -97,6 +97,9 @@ class Job(BaseModel):
     worker_id: str | None = None
     trace_id: str | None = None
     schedule_key: str | None = None
+    celery_task_id: str | None = None
+    """The Celery task id of the job's current dispatch (``<id>.<token>``; an adopted task's
+    own id): Flower shows the task under it."""
 
     _registry: Registry | None = PrivateAttr(None)
     _token: int | None = PrivateAttr(None)

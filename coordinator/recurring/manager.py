@@ -113,6 +113,10 @@ class RecurringManager:
         self.queues.cached_config(queue)
         return self._delete(self.keys.beat_entry(queue, key))
 
+    def beat_lock_ttl_ms(self) -> int:
+        """How much longer the beat that leads holds the lock (ms); 0 when no beat holds it."""
+        return max(0, int(self.redis.pttl(self.keys.beat_lock)))
+
     def remove_queue(self, queue: str) -> int:
         """Delete every schedule of a queue (the queue is being deleted)."""
         return sum(self._delete(self.keys.beat_entry(queue, fields["key"]))

@@ -365,7 +365,6 @@ class Registry:
 
     # ----------------------------------------------------------------------------- job control
 
-
     def cancel(self, queue: str, job_id: str, allow_active: bool = False) -> bool:
         qk = self.queue_keys(queue)
         reply = self.scripts.cancel(
@@ -379,6 +378,18 @@ class Registry:
                 self.on_handoff(queue, reply[1], reply[2])
             reply = Reply.DONE
         return interpret_reply("cancel", reply, queue, job_id)
+
+    def remove(self, queue: str, job_id: str) -> bool:
+        """Delete a finished (completed, failed or cancelled) job with its logs; False if it is
+        not finished. The script removes it only if it is still in that state's index."""
+        qk = self.queue_keys(queue)
+        state = self.client.hget(qk.job(job_id), "state")
+        if state is None:
+            raise JobNotFoundError(queue, job_id)
+        if not JobState(state).is_final:
+            return False
+        return self.scripts.remove_finished(keys=[qk.index(state), qk.job(job_id), qk.logs(job_id)],
+                                            args=[job_id]) == 1
 
     @_dispatches
     def retry(self, queue: str, job_id: str) -> bool:

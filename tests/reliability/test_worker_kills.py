@@ -15,14 +15,13 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
+from worker_processors import recorded
 
 from coordinator import JobQueueCoordinator, JobState, WorkerState
 from coordinator.dispatch import delivery_tag
-from conftest import REDIS_URL
-from pool_support import events, kill_worker_group, wait_until
-from worker_processors import recorded
-
-from tests.reliability.conftest import scaled
+from tests.support.env import REDIS_URL
+from tests.support.pools import events, kill_worker_group, wait_until
+from tests.support.report import scaled
 
 #: Jobs of the repeated-SIGKILL stream test (CI runs the default; raise it for a longer soak).
 KILL_STREAM_JOBS = int(os.environ.get("JQC_KILL_STREAM_JOBS") or scaled(200, 1000))

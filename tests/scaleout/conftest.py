@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster_servers import RedisClusterGroup
-from tests.reliability.conftest import Report
+from tests.support.cluster import RedisClusterGroup
+from tests.support.report import Report
 
 REPORT = Report()
 

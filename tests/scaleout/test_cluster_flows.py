@@ -26,7 +26,7 @@ from coordinator.registry import Registry
 from coordinator.registry.flows import FlowRegistry
 from coordinator.scheduler import JobScheduler
 from coordinator.settings import Settings
-from tests.cluster_servers import RedisClusterGroup
+from tests.support.cluster import RedisClusterGroup
 
 QUEUES = ["alpha", "beta", "gamma", "delta", "epsilon"]
 
