@@ -61,10 +61,7 @@ class Batch:
         self._producer.handoff.settle_batch(self.id, rec.SEAL, "completed", "")
 
     def _add_member(self, ref: str) -> None:
-        reply = self._producer.flows.add_to_batch(self.id, [ref])
-        if reply == -1:
-            raise FlowError(f"batch {self.id}: no such batch")
-        if reply == 0:
+        if not self._producer.flows.add_to_batch(self.id, [ref]):
             raise FlowError(f"batch {self.id} is done: no job can be added")
 
     def __enter__(self) -> Batch:

@@ -13,10 +13,10 @@ from typing import Any
 from redis.client import Pipeline
 from redis.cluster import RedisCluster
 
-from coordinator.errors import QueueNotFoundError
 from coordinator.flows import records as rec
 from coordinator.keys import STATE_INDEXES
 from coordinator.registry.registry import BATCH_SIZE, NewJob, Registry, now_ms
+from coordinator.registry.replies import interpret_reply
 
 #: Dependency refs per call when a waiter with many is written (a wide fan's parent).
 WAITER_REFS_PER_CALL = 1000
@@ -62,10 +62,7 @@ class FlowRegistry:
         if pipe is not None:
             self.scripts.flow_add_waiter(keys=keys, args=args, client=pipe)
             return True
-        reply = self.scripts.flow_add_waiter(keys=keys, args=args)
-        if reply == -1:
-            raise QueueNotFoundError(queue)
-        return reply == 1
+        return interpret_reply("flow_add_waiter", self.scripts.flow_add_waiter(keys=keys, args=args), queue)
 
     def depend(self, queue: str, job_ids: list[str], waiter_ref: str, policy: str,
                pipe: Pipeline | None = None) -> list[int]:
@@ -170,9 +167,11 @@ class FlowRegistry:
         pipe.sadd(bk.pending, rec.SEAL)
         pipe.execute()
 
-    def add_to_batch(self, batch_id: str, refs: list[str]) -> int:
+    def add_to_batch(self, batch_id: str, refs: list[str]) -> bool:
+        """Count members in a batch before they are enqueued; False if it is done already."""
         bk = self.keys.batch(batch_id)
-        return int(self.scripts.flow_batch_add(keys=[bk.meta, bk.pending, bk.members], args=refs))
+        return interpret_reply("flow_batch_add", self.scripts.flow_batch_add(keys=[bk.meta, bk.pending, bk.members],
+                                                                             args=refs), batch_id)
 
     def settle_batch(self, batch_id: str, items: list[tuple[str, str, str]]) -> list[str]:
         """Apply (ref, outcome, value) items to a batch; see `lua/flow_batch_settle.lua`."""
