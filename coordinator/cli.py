@@ -326,13 +326,14 @@ def retry(state: _State, queue: str, job_id: str) -> None:
 @main.command()
 @click.argument("queue")
 @click.argument("job_id")
-@click.option("--terminate", is_flag=True, help="Also cancel an active job (its process is stopped).")
+@click.option("--terminate", is_flag=True, help="End a prefork process running the job now, without "
+              "waiting for it to stop on its own.")
+@click.option("--reason", default="cancelled", show_default=True, help="Kept as the job's reason.")
 @pass_state
-def cancel(state: _State, queue: str, job_id: str, terminate: bool) -> None:
-    """Cancel a waiting or delayed job (an active one with --terminate)."""
-    _done(state.coord.cancel_job(queue, job_id, terminate), f"job {job_id} cancelled",
-          f"job {job_id} is {_job_state(state, queue, job_id)}: cannot cancel"
-          + ("" if terminate else " (an active job needs --terminate)"))
+def cancel(state: _State, queue: str, job_id: str, terminate: bool, reason: str) -> None:
+    """Cancel a waiting, delayed or active job (a running one is asked to stop; see docs/control.md)."""
+    _done(state.coord.cancel_job(queue, job_id, terminate, reason), f"job {job_id} cancelled",
+          f"job {job_id} is {_job_state(state, queue, job_id)}: cannot cancel")
 
 
 def _job_state(state: _State, queue: str, job_id: str) -> str:

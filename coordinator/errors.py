@@ -15,7 +15,9 @@
     ├── FlowError                 a flow, DAG edge set or batch that cannot be written
     │   ├── DependencyNotFoundError  depends_on names a job that does not exist (also a NotFoundError)
     │   └── DependencyCycleError     depends_on would make a cycle
-    └── UnrecoverableError        raised by a processor: fail the job now, no retry
+    ├── UnrecoverableError        raised by a processor: fail the job now, no retry
+    ├── JobCancelledError         raised in a processor whose job was cancelled (raise_if_cancelled)
+    └── JobTimeoutError           an attempt ran past its job's ``timeout``
 
 Invalid option values raise `pydantic.ValidationError`, which names the field.
 """
@@ -107,3 +109,18 @@ class DependencyNotFoundError(FlowError, NotFoundError):
 
 class DependencyCycleError(FlowError):
     """``depends_on`` would make a cycle (a job depending on itself, directly or through others)."""
+
+
+class JobCancelledError(CoordinatorError):
+    """The running attempt was asked to stop: its job was cancelled (or it lost the job to a
+    stalled-job recovery). Raised by `Job.raise_if_cancelled` and, after the grace period, in
+    a processor's thread that did not stop; the job is already ``cancelled``."""
+
+    def __init__(self, reason: str = "cancelled") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class JobTimeoutError(CoordinatorError):
+    """An attempt ran past its job's ``timeout``: the attempt failed (retried or failed as the
+    job's options say), and this is raised in the processor's thread to stop it."""

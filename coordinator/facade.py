@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -50,6 +51,7 @@ from coordinator.models import (
     RecurringJobOptions,
     ScalingResult,
     ScheduleOptions,
+    WorkerAction,
     WorkerOptions,
     WorkerStatus,
 )
@@ -57,8 +59,8 @@ from coordinator.queues import QueueManager
 from coordinator.recurring import RecurringManager
 from coordinator.registry import Registry
 from coordinator.registry.flows import FlowRegistry
+from coordinator.runtime.adopted import AdoptedTasks
 from coordinator.runtime.beat_scheduler import configure_beat
-from coordinator.runtime.foreign import ForeignTaskTracker
 from coordinator.runtime.locks import LockKeeper
 from coordinator.runtime.maintenance import WorkerParts, maintenance_step
 from coordinator.runtime.task import JobRunner, Processor, register_processor_task
@@ -122,14 +124,30 @@ class JobQueueCoordinator:
         self._recurring = RecurringManager(self._redis, self._keys, self._queues, self._jobs, settings)
         configure_beat(self.app, settings, self._recurring.fire)
         self._runner = JobRunner(self._registry, settings, self._queues.cached_config,
-                                 LockKeeper(self._registry, settings.lock_duration_ms), self._heartbeats,
-                                 self._flows)
+                                 self._lock_keeper(), self._flows)
         self._health = HealthChecker(self._registry, self._heartbeats, settings, self._workers.get_all_worker_status)
         self._mutex = threading.Lock()
-        self._foreign = ForeignTaskTracker(self.app, self._registry) if self._adopted_app else None
-        if self._foreign is not None:
-            self._foreign.connect()
+        self._adopted: AdoptedTasks | None = None
+        if self._adopted_app:
+            self._adopted = AdoptedTasks(
+                self.app, self._keys, not settings.broker_is_redis, self.enqueue_job,
+                lambda queue, handler: register_processor_task(
+                    self.app, self._keys.task_name(queue), self._runner, handler),
+                self.processors,
+            )
+            self._adopted.install()
         self._event_listener: EventListener | None = None
+
+    def _lock_keeper(self) -> LockKeeper:
+        """The keeper of running jobs' locks, cancel flags and timeouts (`runtime.locks`)."""
+        settings, registry = self.settings, self._registry
+        return LockKeeper(
+            registry, settings.lock_duration_ms, self._heartbeats, settings.cancel_check_ms,
+            settings.cancel_grace_ms,
+            terminate=lambda a: self.app.control.revoke(a.task_id, terminate=True, signal="SIGTERM"),
+            on_unresponsive=lambda a: registry.emit_worker_event(
+                a.queue, WorkerAction.UNRESPONSIVE_JOB, a.worker, job_id=a.job_id, reason=a.cancel_reason),
+        )
 
     # ----------------------------------------------------------------------------- processors
 
@@ -143,7 +161,10 @@ class JobQueueCoordinator:
                 raise InvalidArgumentError(f"processor: queue {queue!r} already has processor {existing.__name__}")
             if existing is None:
                 self._processors[queue] = handler
-                register_processor_task(self.app, self._keys.task_name(queue), self._runner, handler)
+                if self._adopted is not None:  # the queue may also receive the adopted app's tasks
+                    self._adopted.serve(queue, handler)
+                else:
+                    register_processor_task(self.app, self._keys.task_name(queue), self._runner, handler)
             return handler
 
         return register
@@ -159,21 +180,31 @@ class JobQueueCoordinator:
         return self._adopted_app
 
     @property
+    def adopted(self) -> AdoptedTasks | None:
+        """The adopted app's tasks as jobs (`runtime.adopted`), or None without ``app=``."""
+        return self._adopted
+
+    @property
     def keys(self) -> CoordinatorKeys:
         """The names of every Redis key and Celery queue of this coordinator's prefix, for
         inspection tools and tests (read-only; the coordinator writes them, nothing else should)."""
         return self._keys
 
     def celery_queue(self, name: str) -> str:
-        """The Celery queue that carries the jobs of coordinator queue ``name``."""
-        return self._keys.for_queue(check_queue_name(name)).celery_queue
+        """The Celery queue that carries the jobs of coordinator queue ``name``; with an adopted
+        app, its tasks routed there are served by this process's workers."""
+        celery_queue = self._keys.for_queue(check_queue_name(name)).celery_queue
+        if self._adopted is not None and name not in self._processors:
+            self._adopted.serve(name)
+        return celery_queue
 
     def _default_job_name(self, queue: str) -> str:
         """The processor's name: registered here, else as its workers recorded it, else the queue's."""
         handler = self._processors.get(queue)
         if handler is not None:
             return handler.__name__
-        return self._queues.processor_name(queue) or queue
+        adopted = self._adopted.task_for_queue(queue) if self._adopted is not None else None
+        return adopted or self._queues.processor_name(queue) or queue
 
     # ----------------------------------------------------------------------------- queues
 
@@ -260,12 +291,14 @@ class JobQueueCoordinator:
             self._flows.rearm_waiters(queue, job_id)
         return retried
 
-    def cancel_job(self, queue: str, job_id: str, terminate: bool = False) -> bool:
-        """Cancel a waiting or delayed job (an active one only with ``terminate``: its process is
-        stopped first), or one in waiting_children; False if its state does not allow it. Its
-        flow children that have not started (and wait for nothing else) are cancelled too."""
+    def cancel_job(self, queue: str, job_id: str, terminate: bool = False, reason: str = "cancelled") -> bool:
+        """Cancel a waiting, delayed or active job, or one in waiting_children; it ends ``cancelled``
+        with ``reason``. A running attempt is asked to stop (``job.is_cancelled()``) and interrupted
+        after ``cancel_grace_ms``; ``terminate`` ends a prefork process running it at once. False if
+        it had finished. Its flow children that have not started (and wait for nothing else) are
+        cancelled too."""
         was_waiting = self._flows.is_waiting_children(queue, job_id)
-        cancelled = self._jobs.cancel_job(queue, job_id, terminate)
+        cancelled = self._jobs.cancel_job(queue, job_id, terminate, reason)
         if cancelled:
             self._flows.cancel_below(queue, job_id, was_waiting)
         return cancelled
@@ -350,6 +383,19 @@ class JobQueueCoordinator:
         """How much longer the leading beat holds its lock (ms); 0 when no beat runs (the beat
         probe `coordinator health --beat`)."""
         return self._recurring.beat_lock_ttl_ms()
+
+    def pause_recurring_job(self, queue: str, key: str) -> bool:
+        """Stop firing a recurring job until `resume_recurring_job`; its ticks meanwhile create
+        no job and are not caught up. False if there is no such schedule."""
+        return self._recurring.pause_recurring_job(queue, key)
+
+    def resume_recurring_job(self, queue: str, key: str) -> bool:
+        """Fire a paused recurring job again from its next tick; False if there is no such schedule."""
+        return self._recurring.resume_recurring_job(queue, key)
+
+    def backfill_recurring_job(self, queue: str, key: str, start: datetime, end: datetime) -> list[Job]:
+        """One run per tick of the schedule in [start, end], each once (see docs/control.md)."""
+        return self._recurring.backfill_recurring_job(queue, key, start, end)
 
     # ----------------------------------------------------------------------------- workers
 
@@ -452,8 +498,8 @@ class JobQueueCoordinator:
     def shutdown(self, timeout: float = 30) -> None:
         """Close every managed worker gracefully, then the connections."""
         self._workers.shutdown(timeout)
-        if self._foreign is not None:
-            self._foreign.disconnect()
+        if self._adopted is not None:
+            self._adopted.uninstall()
         if self._event_listener is not None:
             self._event_listener.close()
         self._redis.close()

@@ -2,7 +2,8 @@
 the index of workers by last beat (`CoordinatorKeys.workers`) and a worker's pause flag.
 
 A worker's maintenance thread writes its hash every few seconds (`HeartbeatStore.beat`); the
-worker counts its finished attempts in the same hash where the job ran (`count_outcome`); the
+worker counts its finished attempts in the same hash where the job ran (`count_outcome`, batched
+by `runtime.locks.LockKeeper`); the
 managing process, the health check, the CLI and the exporter read it. Fields:
 
     node, pid, host     the Celery node name, main process id, hostname
@@ -69,13 +70,13 @@ class HeartbeatStore:
         pipe.pexpire(key, HEARTBEAT_TTL_MS)
         pipe.execute()
 
-    def count_outcome(self, node: str, failed: bool) -> None:
-        """Add one finished attempt (and one failure) to the worker's counts."""
+    def count_outcome(self, node: str, processed: int, failed: int) -> None:
+        """Add finished attempts (and the failures among them) to the worker's counts."""
         key = self.keys.worker(node)
         pipe = self.client.pipeline(transaction=True)
-        pipe.hincrby(key, "processed", 1)
+        pipe.hincrby(key, "processed", processed)
         if failed:
-            pipe.hincrby(key, "failed", 1)
+            pipe.hincrby(key, "failed", failed)
         pipe.pexpire(key, HEARTBEAT_TTL_MS)
         pipe.execute()
 

@@ -18,7 +18,7 @@ from coordinator.queues import QueueManager
 from coordinator.registry import NewJob, Registry
 from coordinator.registry.codec import to_ms
 from coordinator.settings import Settings
-from coordinator.validation import encode_json
+from coordinator.validation import MAX_LOG_LINE, encode_json
 
 #: Keys of an `enqueue_bulk` item that the fast path takes without building a `BulkJob`.
 _PLAIN_BULK_KEYS = frozenset({"data", "name"})
@@ -185,12 +185,15 @@ class JobScheduler:
         self.queues.cached_config(queue)
         return self.registry.retry(queue, job_id)
 
-    def cancel_job(self, queue: str, job_id: str, terminate: bool = False) -> bool:
-        """Cancel a waiting or delayed job; an active one only with ``terminate`` (it is stopped)."""
+    def cancel_job(self, queue: str, job_id: str, terminate: bool = False, reason: str = "cancelled") -> bool:
+        """Cancel a waiting, delayed or active job; it ends ``cancelled`` with ``reason`` at once.
+        A running attempt is asked to stop (``job.is_cancelled()``), within a second on any host,
+        and interrupted after the worker's ``cancel_grace_ms``; with ``terminate`` a prefork
+        process running it is ended now. False if the job had already finished."""
         self.queues.cached_config(queue)
         state, token = self.registry.client.hmget(self.registry.queue_keys(queue).job(job_id), "state", "token")
-        cancelled = self.registry.cancel(queue, job_id, allow_active=terminate)
-        if cancelled and state == JobState.ACTIVE.value:
+        cancelled = self.registry.cancel(queue, job_id, allow_active=True, reason=str(reason)[:MAX_LOG_LINE])
+        if cancelled and terminate and state == JobState.ACTIVE.value:
             self.app.control.revoke(task_id(job_id, int(token)), terminate=True, signal="SIGTERM")
         return cancelled
 

@@ -67,7 +67,7 @@ def test_every_app_service_runs_a_cli_command_or_the_example_api() -> None:
             continue
         assert argv[:3] == ["python", "-m", "photo_app.api"], name
         assert (ROOT / "examples" / "photo_app" / "api.py").is_file()
-        assert "PYTHONPATH=/app/examples" in DOCKERFILE and "COPY examples ./examples" in DOCKERFILE
+        assert "PYTHONPATH=/app:/app/examples" in DOCKERFILE and "COPY examples ./examples" in DOCKERFILE
 
 
 def test_redis_keeps_jobs() -> None:

@@ -45,6 +45,9 @@ def test_adopted_celery_app_runs_its_own_tasks(prefix: str, redis_client: redis.
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "receipt: {'order': 42, 'to': 'ada@example.com', 'sent': True}" in proc.stdout
         assert "invoice: invoice-42.pdf" in proc.stdout
+        assert "total: 15.0" in proc.stdout
+        assert "reminder: delayed" in proc.stdout  # an hour's countdown waits in the registry
+        assert "invoice attempts: 2" in proc.stdout  # autoretry_for ran it again as the job's retry
         assert not wait_until_gone(prefix)
     finally:
         delete_prefix_keys(redis_client, prefix)

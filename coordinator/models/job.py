@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from coordinator.flows.batch import Batch
     from coordinator.flows.producer import FlowProducer
     from coordinator.registry import Registry
+    from coordinator.runtime.control import Attempt
 
 
 class JobState(str, Enum):
@@ -68,6 +69,9 @@ class WorkerAction(str, Enum):
     CRASHED = "crashed"
     RESTARTED = "restarted"
     GAVE_UP = "gave_up"
+    UNRESPONSIVE_JOB = "unresponsive_job"
+    """A job's attempt still ran well after it was cancelled or timed out (its thread could not
+    be interrupted); its outcome will be discarded."""
 
 
 class Job(BaseModel):
@@ -103,6 +107,7 @@ class Job(BaseModel):
 
     _registry: Registry | None = PrivateAttr(None)
     _token: int | None = PrivateAttr(None)
+    _attempt: Attempt | None = PrivateAttr(None)
     _flows: FlowProducer | None = PrivateAttr(None)
 
     def update_progress(self, progress: Any) -> None:
@@ -114,6 +119,23 @@ class Job(BaseModel):
         """Append a line to the job's log."""
         self._bound().add_log(self.queue, self.id, line)
         self.logs.append(line)
+
+    def is_cancelled(self) -> bool:
+        """Inside a processor: True once the running attempt was asked to stop (its job was
+        cancelled, or it ran past its timeout); seen within a second on any host, no round trip.
+        Outside: whether the snapshot's state is ``cancelled``."""
+        if self._attempt is None:
+            return self.state is JobState.CANCELLED
+        return self._attempt.is_cancelled()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise `JobCancelledError` (with the reason) if `is_cancelled`; call it in a loop."""
+        if self._attempt is not None:
+            self._attempt.raise_if_cancelled()
+        elif self.state is JobState.CANCELLED:
+            from coordinator.errors import JobCancelledError
+
+            raise JobCancelledError(self.failed_reason or "cancelled")
 
     def children_values(self) -> dict[str, Any]:
         """Results of the children / dependencies that completed: ``{"<queue>:<job id>": result}``."""

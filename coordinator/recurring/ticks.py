@@ -66,6 +66,15 @@ class TickSchedule(BaseSchedule):
             tick = self.next_tick(tick)
         return latest
 
+    def ticks_between(self, first: datetime, last: datetime, most: int) -> list[datetime]:
+        """The ticks in [``first``, ``last``], oldest first, at most ``most`` of them."""
+        ticks: list[datetime] = []
+        tick = self.next_tick(first - _EPSILON)
+        while tick is not None and tick <= last and len(ticks) < most:
+            ticks.append(tick)
+            tick = self.next_tick(tick)
+        return ticks
+
     def _next_every(self, after: datetime, every: int) -> datetime:
         anchor = self.start_ms or 0
         steps = (to_ms(after) - anchor) // every + 1

@@ -262,12 +262,22 @@ class Registry:
         job._token = token
         return StartResult("active", job)
 
-    def renew_locks(self, locks: Iterable[tuple[str, str]], lock_ms: int) -> None:
-        """Extend the locks of running jobs, given as (queue, job id)."""
+    def renew_locks(self, attempts: Iterable[tuple[str, str, int]], lock_ms: int) -> list[str]:
+        """Renew the locks of running attempts, given as (queue, job id, token), in one round
+        trip; per attempt "" if it still owns its job, else ``<state>:<reason>`` of the job."""
+        by_queue: dict[str, list[tuple[int, str, int]]] = {}
+        for position, (queue, job_id, token) in enumerate(attempts):
+            by_queue.setdefault(queue, []).append((position, job_id, token))
         pipe = self.client.pipeline(transaction=False)
-        for queue, job_id in locks:
-            pipe.pexpire(self.queue_keys(queue).lock(job_id), lock_ms)
-        pipe.execute()
+        for queue, items in by_queue.items():
+            qk = self.queue_keys(queue)
+            keys = [key for _, job_id, _ in items for key in (qk.lock(job_id), qk.job(job_id))]
+            self.scripts.renew(keys=keys, args=[lock_ms, *(token for _, _, token in items)], client=pipe)
+        out = [""] * sum(len(items) for items in by_queue.values())
+        for items, replies in zip(by_queue.values(), pipe.execute()):
+            for (position, _, _), reply in zip(items, replies):
+                out[position] = reply
+        return out
 
     def finish(self, queue: str, job_id: str, token: int, outcome: str, *, payload: str = "",
                stack: str = "", due_ms: int = 0, remove: bool = False, duration_ms: int = 0) -> bool:
@@ -311,38 +321,6 @@ class Registry:
         pipe.ltrim(qk.logs(job_id), -MAX_LOG_LINES, -1)
         pipe.execute()
 
-    def track_foreign(self, queue: str, job_id: str, state: str, *, name: str, data: str | None = None,
-                      result: str | None = None, reason: str | None = None, stack: str | None = None,
-                      worker: str | None = None) -> None:
-        """Record a state of a task that Celery itself publishes (an adopted app's own task).
-        One MULTI: no read is needed, the job leaves every other index and enters one."""
-        qk = self.queue_keys(queue)
-        job_key = qk.job(job_id)
-        now = now_ms()
-        pipe = self.client.pipeline(transaction=True)
-        for other in STATE_INDEXES:
-            if other != state:
-                pipe.zrem(qk.index(other), job_id)
-        pipe.zadd(qk.index(state), {job_id: now})
-        pipe.hsetnx(job_key, "created", now)
-        pipe.hsetnx(job_key, "data", data or "null")
-        pipe.hsetnx(job_key, "attempts", 0)
-        fields: dict[str, Any] = {"name": name, "state": state, "foreign": 1}
-        if state == "active":
-            pipe.hincrby(job_key, "attempts", 1)
-            fields.update(processed=now, worker=worker or "")
-        if state in ("completed", "failed"):
-            fields["finished"] = now
-        if result is not None:
-            fields["result"] = result
-        if reason is not None:
-            fields["reason"] = reason
-        if stack is not None:
-            fields["stack"] = json.dumps([stack])
-        pipe.hset(job_key, mapping=fields)
-        pipe.xadd(qk.events, {"event": state, "job_id": job_id}, maxlen=self.events_max_len, approximate=True)
-        pipe.execute()
-
     def record_poison(self, queue: str, raw: bytes | str, reason: str) -> str:
         """Record a message that could not be run (undecodable, pickle, unknown task) as a failed
         job, so it shows in the dead-letter list instead of vanishing; returns its id."""
@@ -365,13 +343,13 @@ class Registry:
 
     # ----------------------------------------------------------------------------- job control
 
-    def cancel(self, queue: str, job_id: str, allow_active: bool = False) -> bool:
+    def cancel(self, queue: str, job_id: str, allow_active: bool = False, reason: str = "cancelled") -> bool:
         qk = self.queue_keys(queue)
         reply = self.scripts.cancel(
             keys=[qk.job(job_id), qk.index("waiting"), qk.index("delayed"), qk.parked,
                   qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id),
                   qk.index("waiting_children"), qk.dependents(job_id), qk.flowbox],
-            args=[job_id, now_ms(), "1" if allow_active else "0", self.events_max_len],
+            args=[job_id, now_ms(), "1" if allow_active else "0", self.events_max_len, reason],
         )
         if isinstance(reply, list):
             if self.on_handoff is not None:
@@ -475,13 +453,20 @@ class Registry:
             )
         return recovered
 
-    def recover_unstarted(self, queue: str, older_than_ms: int) -> list[str]:
-        """Re-dispatch waiting jobs whose message a worker fetched more than ``older_than_ms``
-        ago and never started (it died in between); see `lua/recover_orphans.lua`.
+    def hold_unacked(self, delivery_tags: list[str]) -> None:
+        """A live worker still holds these messages (prefetched or running): their time in
+        kombu's unacked index becomes now (never adding one that was acked meanwhile)."""
+        now = time.time()
+        self.client.zadd(self.keys.unacked_index, {tag: now for tag in delivery_tags}, xx=True)
 
-        Reads kombu's unacked index (Redis broker only): a coordinator message is started within
-        milliseconds of its delivery, so an old unacked message of a still-waiting job with the
-        same token is stranded. Its unacked entry is removed once the job has a new dispatch.
+    def recover_unstarted(self, queue: str, older_than_ms: int) -> list[str]:
+        """Re-dispatch waiting jobs whose message a worker fetched and never started (it died
+        in between); see `lua/recover_orphans.lua`.
+
+        Reads kombu's unacked index (Redis broker only): a live worker marks the messages it
+        holds (prefetched or running) every third of a lock duration (`hold_unacked`), so an
+        unacked message unmarked for ``older_than_ms`` whose job is still waiting with the same
+        token is stranded. Its unacked entry is removed once the job has a new dispatch.
         """
         qk = self.queue_keys(queue)
         cutoff_s = (now_ms() - older_than_ms) / 1000

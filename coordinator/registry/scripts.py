@@ -22,6 +22,7 @@ SCRIPT_NAMES = (
     "progress",
     "remove_finished",
     "claim_outbox",
+    "renew",
     "flow_add_waiter",
     "flow_depend",
     "flow_settle",
@@ -58,6 +59,7 @@ class Scripts:
     progress: Script
     remove_finished: Script
     claim_outbox: Script
+    renew: Script
     flow_add_waiter: Script
     flow_depend: Script
     flow_settle: Script

@@ -1,14 +1,15 @@
 --[[
-  Cancel a job that has not started (waiting or delayed), or an active one when allowed
-  (cancel_job(terminate=True): the caller then stops the process running it).
-  The token is bumped, so a message of the job still in the broker, or the late finish of the
-  stopped attempt, is stale and changes nothing.
+  Cancel a job that has not started (waiting or delayed), or an active one when allowed.
+  The token is bumped and the lock deleted, so a message of the job still in the broker, or
+  the late finish of the running attempt, is stale and changes nothing; the worker running it
+  sees its lock gone within a second and asks the processor to stop (runtime/control.py).
 
   KEYS[1] job  KEYS[2] waiting  KEYS[3] delayed  KEYS[4] parked  KEYS[5] active
   KEYS[6] cancelled  KEYS[7] events  KEYS[8] lock  KEYS[9] waiting_children  KEYS[10] dependents
   KEYS[11] flow box
 
   ARGV[1] job id  ARGV[2] now (ms)  ARGV[3] "1" to allow an active job  ARGV[4] events max length
+  ARGV[5] reason (kept as the job's reason)
 
   Events: cancelled.
   A job waiting for its children may be cancelled too; a cancelled job with waiters hands its
@@ -28,7 +29,7 @@ redis.call("ZREM", KEYS[5], jobId)
 redis.call("ZREM", KEYS[9], jobId)
 redis.call("DEL", KEYS[8])
 local token = redis.call("HINCRBY", jobKey, "token", 1)
-redis.call("HSET", jobKey, "state", "cancelled", "finished", ARGV[2], "reason", "cancelled")
+redis.call("HSET", jobKey, "state", "cancelled", "finished", ARGV[2], "reason", ARGV[5])
 redis.call("ZADD", KEYS[6], ARGV[2], jobId)
-emitJob(KEYS[7], ARGV[4], "cancelled", jobKey, jobId, "from", state)
-return doneReply(handOff(KEYS[10], KEYS[11], jobId, token, "cancelled", "cancelled", ARGV[2]))
+emitJob(KEYS[7], ARGV[4], "cancelled", jobKey, jobId, "from", state, "reason", ARGV[5])
+return doneReply(handOff(KEYS[10], KEYS[11], jobId, token, "cancelled", ARGV[5], ARGV[2]))
