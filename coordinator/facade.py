@@ -1,11 +1,17 @@
-"""JobQueueCoordinator: the one object users hold; it composes the three managers and the registry.
+"""JobQueueCoordinator: the one object users hold; it composes the managers and the registry.
 
     JobQueueCoordinator
-    ├── QueueManager   (queues.py)     queues: create, pause, resume, delete, status
-    ├── JobScheduler   (scheduler.py)  jobs: enqueue, schedule, read, retry, cancel, prioritise
-    ├── WorkerManager  (workers/)      managed `celery worker` processes
-    ├── RecurringManager (recurring/)  recurring jobs: redbeat entries fired once per tick
-    └── Registry       (registry/)     job records and state moves in Redis (Lua)
+    ├── QueueManager     (queues.py)         queues: create, pause, resume, delete, status
+    ├── JobScheduler     (scheduler.py)      jobs: enqueue, schedule, read, retry, cancel, prioritise
+    ├── WorkerManager    (workers/)          managed `celery worker` processes
+    ├── RecurringManager (recurring/)        recurring jobs: redbeat entries fired once per tick
+    ├── HealthChecker    (health.py)         get_health()
+    ├── JobRunner        (runtime/task.py)   the Celery task behind each processor, in the worker
+    ├── HeartbeatStore   (heartbeats.py)     worker heartbeat records
+    └── Registry         (registry/)         job records and state moves in Redis (Lua)
+
+Each part is handed the collaborators it uses (a Registry, Settings, the HeartbeatStore, the
+Celery app); none of them imports this module (tests/test_architecture.py checks it).
 """
 
 from __future__ import annotations

@@ -18,5 +18,5 @@ VIRTUAL_ENV=.venv-lowest .venv/bin/uv pip list 2>/dev/null | grep -iE '^(celery|
 exec .venv-lowest/bin/python -m pytest -q \
   tests/test_exports.py tests/test_settings.py tests/test_jobs.py tests/test_recurring_ticks.py \
   tests/test_error_paths.py tests/test_exporter.py tests/test_compose.py tests/test_testing_plugin.py \
-  tests/test_flower.py tests/test_architecture.py tests/test_cli.py::test_status_table_and_json \
+  tests/test_flower.py tests/test_architecture.py tests/test_dashboard_http.py tests/test_cli.py::test_status_table_and_json \
   tests/test_cli.py::test_demo_command_runs_the_demo_and_passes_its_exit_code "$@"

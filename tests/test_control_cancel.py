@@ -12,7 +12,7 @@ import pytest
 from coordinator import JobCancelledError, JobQueueCoordinator, JobState
 from tests import control_processors
 from tests.conftest import FAST_SWEEPS, REDIS_URL
-from tests.test_processing import wait_until
+from tests.support.waiting import wait_until
 
 WAIT_S = 30
 GRACE_MS = 1000

@@ -21,9 +21,10 @@ import redis
 
 from coordinator import JobQueueCoordinator, JobState
 from coordinator.dashboard import create_app
+from coordinator.demo.cleanup import delete_prefix_keys
 from tests import dashboard_processors
-from tests.conftest import FAST_SWEEPS, REDIS_URL, delete_prefix
-from tests.dashboard_support import browser_page, chromium_or_skip, serving
+from tests.support.dashboard import browser_page, chromium_or_skip, serving
+from tests.support.env import FAST_SWEEPS, REDIS_URL
 
 QUEUE = "dash"
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "dashboard.png"
@@ -42,7 +43,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     finally:
         coord.shutdown(timeout=10)
         client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-        delete_prefix(client, prefix)
+        delete_prefix_keys(client, prefix)
         client.close()
 
 

@@ -25,9 +25,9 @@ from coordinator.cli import main
 from coordinator.dashboard import create_app
 from coordinator.dashboard.auth import hash_password, parse_users, verify_password
 from coordinator.errors import ConfigurationError
-from tests.conftest import REDIS_URL
-from tests.dashboard_support import serving
-from tests.servers import free_port
+from tests.support.dashboard import serving
+from tests.support.env import REDIS_URL
+from tests.support.servers import free_port
 
 LOOPBACK = ("127.0.0.1", 50000)
 REMOTE = ("203.0.113.7", 50000)
@@ -50,7 +50,16 @@ def cancelled_job(coord: JobQueueCoordinator) -> Any:
 
 def _client(coord: JobQueueCoordinator, users: str = "", client: tuple[str, int] = LOOPBACK,
             **headers: str) -> TestClient:
-    return TestClient(create_app(coord, users=users), client=client, headers=headers)
+    return TestClient(from_address(create_app(coord, users=users), client), headers=headers)
+
+
+def from_address(app: Any, address: tuple[str, int]) -> Any:
+    """The app as reached from ``address`` (TestClient's own ``client=`` needs Starlette 0.39+)."""
+
+    async def reached(scope: Any, receive: Any, send: Any) -> None:
+        await app({**scope, "client": address}, receive, send)
+
+    return reached
 
 
 def _token(client: TestClient, path: str = "/queues") -> str:
@@ -145,7 +154,8 @@ def test_job_actions_change_the_job(coord: JobQueueCoordinator) -> None:
     delayed = coord.enqueue_job("q", {"n": 2}, delay=600_000)
     client = _client(coord)
     headers = {"X-CSRF-Token": _token(client)}
-    assert client.post(f"/queues/q/jobs/{waiting.id}/priority", data={"priority": "1"}, headers=headers).status_code == 200
+    changed = client.post(f"/queues/q/jobs/{waiting.id}/priority", data={"priority": "1"}, headers=headers)
+    assert changed.status_code == 200
     assert coord.get_job("q", waiting.id).options.priority == 1
     assert client.post(f"/queues/q/jobs/{delayed.id}/promote", headers=headers).status_code == 200
     assert coord.get_job("q", delayed.id).state is JobState.WAITING
@@ -155,6 +165,21 @@ def test_job_actions_change_the_job(coord: JobQueueCoordinator) -> None:
     assert 'id="retry"' in page and 'id="remove"' in page and 'id="cancel"' not in page
     assert [e.event for e in coord.events("q") if e.job_id == waiting.id] == ["waiting", "cancelled"]
     assert ">cancelled<" in page.split("Timeline", 1)[1]
+
+
+def test_recurring_jobs_pause_resume_and_remove(coord: JobQueueCoordinator) -> None:
+    coord.create_queue("q")
+    coord.schedule_recurring_job("q", "nightly", {}, cron="0 3 * * *", key="nightly")
+    client = _client(coord)
+    headers = {"X-CSRF-Token": _token(client, "/recurring")}
+    assert client.post("/recurring/q/nightly/pause", headers=headers).status_code == 200
+    assert coord.get_recurring_jobs("q")[0].paused
+    assert 'class="state paused"' in client.get("/recurring").text
+    assert client.post("/recurring/q/nightly/resume", headers=headers).status_code == 200
+    assert not coord.get_recurring_jobs("q")[0].paused
+    assert client.post("/recurring/q/other/pause", headers=headers).status_code == 404
+    assert client.post("/recurring/q/nightly/remove", headers=headers).status_code == 200
+    assert coord.get_recurring_jobs("q") == []
 
 
 def test_bulk_counts_then_runs_on_the_filter_only(coord: JobQueueCoordinator) -> None:
@@ -196,7 +221,7 @@ def test_job_data_is_escaped_and_truncated(coord: JobQueueCoordinator) -> None:
 def test_mounts_under_a_prefix_in_another_asgi_app(coord: JobQueueCoordinator) -> None:
     coord.create_queue("q")
     host = Starlette(routes=[Mount("/ops/jobs", create_app(coord, users=""))])
-    client = TestClient(host, client=LOOPBACK)
+    client = TestClient(from_address(host, LOOPBACK))
     page = client.get("/ops/jobs/queues")
     assert page.status_code == 200
     assert 'href="/ops/jobs/queues/q"' in page.text and 'src="/ops/jobs/static/htmx.min.js"' in page.text
@@ -210,7 +235,7 @@ def test_mounts_under_a_prefix_in_another_asgi_app(coord: JobQueueCoordinator) -
 def test_flower_links_both_ways(coord: JobQueueCoordinator) -> None:
     coord.create_queue("q")
     job = coord.enqueue_job("q", {}, name="one")
-    client = TestClient(create_app(coord, users="", flower_url="http://127.0.0.1:5555/"), client=LOOPBACK)
+    client = TestClient(from_address(create_app(coord, users="", flower_url="http://127.0.0.1:5555/"), LOOPBACK))
     task_id = coord.get_job("q", job.id).celery_task_id
     assert task_id == f"{job.id}.1"
     assert f'href="http://127.0.0.1:5555/task/{task_id}"' in client.get(f"/queues/q/jobs/{job.id}").text
@@ -265,7 +290,8 @@ def test_flows_page_shows_a_flow_tree_or_says_there_are_none(coord: JobQueueCoor
     from coordinator import FlowJob  # type: ignore[attr-defined]
 
     node = coord.add_flow(FlowJob(queue="reports", name="monthly", data={}, children=[
-        FlowJob(queue="extract", name="part", data={"part": 1}), FlowJob(queue="extract", name="part", data={"part": 2})]))
+        FlowJob(queue="extract", name="part", data={"part": 1}),
+        FlowJob(queue="extract", name="part", data={"part": 2})]))
     page = client.get("/flows", params={"queue": "reports", "job_id": node.job.id}).text
     assert page.count('class="state waiting') >= 2 and "monthly" in page
     assert all(child.job.id[:14] in page for child in node.children)

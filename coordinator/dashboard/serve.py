@@ -30,5 +30,8 @@ def serve(coord: JobQueueCoordinator, host: str = DEFAULT_HOST, port: int = DEFA
     print(f"dashboard on http://{host}:{port}/ ("
           f"{f'{len(users)} users' if users else 'loopback clients only, no login'})", flush=True)
     # SSE streams stay open: do not wait for them on shutdown longer than this
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2,
-                proxy_headers=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2,
+                    proxy_headers=False)
+    except KeyboardInterrupt:  # Ctrl-C is how it stops; older uvicorn re-raises it after shutting down
+        pass

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 CHROMIUM = os.environ.get("JQC_TEST_CHROMIUM", "/usr/bin/chromium")
 
