@@ -4,15 +4,35 @@ passes them; real `celery worker` processes run the jobs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from celery import chain, chord
 
 from coordinator import JobQueueCoordinator, JobState
 from tests import adopted_app
-from tests.test_adopted_jobs import Q, adopted  # noqa: F401  (the fixture)
-from tests.test_processing import WAIT_S
+from tests.support.env import FAST_SWEEPS, REDIS_URL
+from tests.support.waiting import WAIT_S
+
+Q = "legacy"
 
 
-def test_a_chord_of_adopted_tasks_fires_its_body_once(adopted: JobQueueCoordinator) -> None:  # noqa: F811
+@pytest.fixture
+def adopted(prefix: str) -> Iterator[JobQueueCoordinator]:
+    """The test app adopted by a coordinator, its tasks routed to queue ``legacy``."""
+    coordinator = JobQueueCoordinator(REDIS_URL, prefix=prefix, app=adopted_app.app, **FAST_SWEEPS)
+    coordinator.create_queue(Q)
+    adopted_app.app.conf.task_routes = {"legacy.*": {"queue": coordinator.celery_queue(Q)}}
+    adopted_app.app.amqp.flush_routes()
+    adopted_app.app.amqp.__dict__.pop("router", None)
+    yield coordinator
+    adopted_app.app.conf.task_routes = None
+    adopted_app.app.amqp.flush_routes()
+    adopted_app.app.amqp.__dict__.pop("router", None)
+    coordinator.shutdown(timeout=10)
+
+
+def test_a_chord_of_adopted_tasks_fires_its_body_once(adopted: JobQueueCoordinator) -> None:
     run = adopted.apply_canvas(chord([adopted_app.add.s(1, 2), adopted_app.add.s(3, 4), adopted_app.add.s(5, 6)],
                                      adopted_app.total.s(bonus=100)))
     body = run.tails[0]
@@ -25,7 +45,7 @@ def test_a_chord_of_adopted_tasks_fires_its_body_once(adopted: JobQueueCoordinat
     assert [f["event"] for f in events].count("active") == 1
 
 
-def test_a_chain_of_adopted_tasks_passes_each_result(adopted: JobQueueCoordinator) -> None:  # noqa: F811
+def test_a_chain_of_adopted_tasks_passes_each_result(adopted: JobQueueCoordinator) -> None:
     run = adopted.apply_canvas(chain(adopted_app.add.s(1, 2), adopted_app.add.s(10), adopted_app.add.s(100)))
     adopted.register_worker(Q)
     last = adopted.wait_for_job(Q, run.tails[0].id, timeout=WAIT_S)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from coordinator import FlowJob, JobQueueCoordinator
 from coordinator.cli import _command_names, main
-from tests.conftest import REDIS_URL
+from tests.support.env import REDIS_URL
 from tests.flow_support import run_queue
 
 

@@ -7,7 +7,7 @@ import time
 
 from coordinator import FlowJob, JobQueueCoordinator, JobState
 from tests import flow_processors
-from tests.conftest import REDIS_URL
+from tests.support.env import REDIS_URL
 from tests.support.pools import kill_worker_group, process_running
 from tests.support.waiting import wait_until
 
