@@ -3,6 +3,9 @@
 from coordinator.errors import (
     ConfigurationError,
     CoordinatorError,
+    DependencyCycleError,
+    DependencyNotFoundError,
+    FlowError,
     InvalidArgumentError,
     InvalidJobDataError,
     InvalidNameError,
@@ -18,6 +21,8 @@ from coordinator.errors import (
     WorkerStartError,
 )
 from coordinator.facade import JobQueueCoordinator
+from coordinator.flows import BatchStatus, FlowJob, FlowNode
+from coordinator.flows.batch import Batch
 from coordinator.models import (
     AutoscalePolicy,
     Backoff,
@@ -55,11 +60,18 @@ from coordinator.settings import Settings
 __all__ = [
     "AutoscalePolicy",
     "Backoff",
+    "Batch",
+    "BatchStatus",
     "BulkJob",
     "ConfigurationError",
     "CoordinatorError",
+    "DependencyCycleError",
+    "DependencyNotFoundError",
     "Event",
     "EventName",
+    "FlowError",
+    "FlowJob",
+    "FlowNode",
     "Health",
     "HealthCheck",
     "HealthStatus",

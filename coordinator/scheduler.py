@@ -99,23 +99,26 @@ class JobScheduler:
             self._plain_options[queue] = (config, resolved)
         return resolved
 
+    def new_job(self, queue: str, data: Any, name: str | None, opts: JobOptions, now: int,
+                schedule_key: str = "", created_ms: int = 0) -> NewJob:
+        """A job ready to be written: id chosen, data encoded (size checked), name defaulted."""
+        return NewJob(
+            id=opts.job_id or str(uuid.uuid4()),
+            name=name or self._default_name(queue),
+            data_json=encode_json(data, "data", self.settings.max_job_size),
+            options=opts,
+            due_ms=now + opts.delay if opts.delay else 0,
+            schedule_key=schedule_key,
+            created_ms=created_ms,
+            # given at enqueue, or made here: 32 hex digits, a valid W3C trace-id
+            trace_id=opts.trace_id or uuid.uuid4().hex,
+            expires_ms=_deadline_ms(opts.expires, now) if opts.expires is not None else 0,
+        )
+
     def _add(self, queue: str, items: list[tuple[Any, str | None, JobOptions]], schedule_key: str = "",
              created_ms: int = 0) -> list[Job]:
         now = now_ms()
-        new_jobs = []
-        for data, name, opts in items:
-            new_jobs.append(NewJob(
-                id=opts.job_id or str(uuid.uuid4()),
-                name=name or self._default_name(queue),
-                data_json=encode_json(data, "data", self.settings.max_job_size),
-                options=opts,
-                due_ms=now + opts.delay if opts.delay else 0,
-                schedule_key=schedule_key,
-                created_ms=created_ms,
-                # given at enqueue, or made here: 32 hex digits, a valid W3C trace-id
-                trace_id=opts.trace_id or uuid.uuid4().hex,
-                expires_ms=_deadline_ms(opts.expires, now) if opts.expires is not None else 0,
-            ))
+        new_jobs = [self.new_job(queue, data, name, opts, now, schedule_key, created_ms) for data, name, opts in items]
         created_at = datetime.fromtimestamp((created_ms or now) / 1000, tz=timezone.utc)
         jobs = []
         pending = zip(items, new_jobs)

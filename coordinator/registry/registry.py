@@ -93,6 +93,9 @@ class Registry:
         self.outbox = outbox
         #: Called with a queue name after a write that may have dispatched jobs (the outbox relay).
         self.after_dispatch: Callable[[str], object] | None = None
+        #: Called with (queue, flow box field, entry JSON) after a move that wrote a flow
+        #: hand-off (`coordinator.flows.handoff`).
+        self.on_handoff: Callable[[str, str, str], object] | None = None
 
     def queue_keys(self, queue: str) -> QueueKeys:
         return self.keys.for_queue(queue)
@@ -213,6 +216,14 @@ class Registry:
             self.after_dispatch(queue)
 
     def _enqueue_batch(self, queue: str, jobs: list[NewJob]) -> list[bool]:
+        keys, args = self.enqueue_call(queue, jobs)
+        result = self.scripts.enqueue(keys=keys, args=args)
+        if not isinstance(result, list):
+            interpret_reply("enqueue", result, queue)
+        return [flag == Reply.DONE for flag in result]
+
+    def enqueue_call(self, queue: str, jobs: list[NewJob]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of one `lua/enqueue.lua` call (also queued in a flow's MULTI)."""
         qk = self.queue_keys(queue)
         keys = [qk.meta, qk.index("waiting"), qk.index("delayed"), qk.parked, qk.events, *self.broker_keys(qk)]
         args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
@@ -228,10 +239,7 @@ class Registry:
                 opts.priority, job.due_ms, "" if opts.timeout is None else opts.timeout,
                 job.trace_id, opts.max_retries, job.schedule_key, job.created_ms, job.expires_ms,
             ]
-        result = self.scripts.enqueue(keys=keys, args=args)
-        if not isinstance(result, list):
-            interpret_reply("enqueue", result, queue)
-        return [flag == Reply.DONE for flag in result]
+        return keys, args
 
     # ----------------------------------------------------------------------------- worker side
 
@@ -241,7 +249,8 @@ class Registry:
         qk = self.queue_keys(queue)
         reply = self.scripts.start(
             keys=[qk.job(job_id), qk.index("waiting"), qk.index("active"), qk.parked, qk.meta,
-                  qk.events, qk.lock(job_id), qk.limiter, qk.index("cancelled")],
+                  qk.events, qk.lock(job_id), qk.limiter, qk.index("cancelled"), qk.dependents(job_id),
+                  qk.flowbox],
             args=[job_id, token, now_ms(), worker_id, lock_ms, self.events_max_len,
                   limiter.max if limiter else 0, limiter.duration if limiter else 0, hostname],
         )
@@ -277,7 +286,8 @@ class Registry:
         qk = self.queue_keys(queue)
         now = now_ms()
         keys = [qk.job(job_id), qk.index("active"), qk.index("completed"), qk.index("failed"),
-                qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id)]
+                qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id),
+                qk.dependents(job_id), qk.flowbox]
         args = [job_id, token, outcome, now, payload, stack, due_ms, "1" if remove else "0",
                 self.events_max_len, minute_of(now), duration_ms, processing_bucket(duration_ms)]
         # A finished attempt outlives a short Redis outage rather than run again; repeating the
@@ -285,11 +295,17 @@ class Registry:
         deadline = time.monotonic() + self.finish_retry_s
         while True:
             try:
-                return interpret_reply("finish", self.scripts.finish(keys=keys, args=args), queue, job_id)
+                reply = self.scripts.finish(keys=keys, args=args)
             except RedisUnavailableError:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.2)
+                continue
+            if isinstance(reply, list):  # a flow hand-off was written: apply it now
+                if self.on_handoff is not None:
+                    self.on_handoff(queue, reply[1], reply[2])
+                return True
+            return interpret_reply("finish", reply, queue, job_id)
 
     def update_progress(self, queue: str, job_id: str, token: int | None, progress: Any) -> bool:
         qk = self.queue_keys(queue)
@@ -331,9 +347,14 @@ class Registry:
         qk = self.queue_keys(queue)
         reply = self.scripts.cancel(
             keys=[qk.job(job_id), qk.index("waiting"), qk.index("delayed"), qk.parked,
-                  qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id)],
+                  qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id),
+                  qk.index("waiting_children"), qk.dependents(job_id), qk.flowbox],
             args=[job_id, now_ms(), "1" if allow_active else "0", self.events_max_len, reason],
         )
+        if isinstance(reply, list):
+            if self.on_handoff is not None:
+                self.on_handoff(queue, reply[1], reply[2])
+            reply = Reply.DONE
         return interpret_reply("cancel", reply, queue, job_id)
 
     def remove(self, queue: str, job_id: str) -> bool:
@@ -378,7 +399,8 @@ class Registry:
         qk = self.queue_keys(queue)
         return self.scripts.promote(
             keys=[qk.index("delayed"), qk.index("waiting"), qk.parked, qk.meta, qk.events,
-                  *self.broker_keys(qk), qk.index("cancelled"), *(qk.job(job_id) for job_id in job_ids)],
+                  *self.broker_keys(qk), qk.index("cancelled"), qk.flowbox,
+                  *(key for job_id in job_ids for key in (qk.job(job_id), qk.dependents(job_id)))],
             args=[now_ms(), "1" if force else "0", *self._dispatch_args(queue),
                   self.events_max_len, *job_ids],
         )
@@ -421,9 +443,9 @@ class Registry:
         for start in range(0, len(stalled), BATCH_SIZE):
             batch = stalled[start : start + BATCH_SIZE]
             keys = [qk.index("active"), qk.index("waiting"), qk.index("failed"), qk.parked, qk.meta,
-                    qk.events, qk.metrics, *self.broker_keys(qk)]
+                    qk.events, qk.metrics, *self.broker_keys(qk), qk.flowbox]
             for job_id in batch:
-                keys += [qk.job(job_id), qk.lock(job_id)]
+                keys += [qk.job(job_id), qk.lock(job_id), qk.dependents(job_id)]
             recovered += self.scripts.recover_stalled(
                 keys=keys,
                 args=[now_ms(), max_stalled_count, *self._dispatch_args(queue), self.events_max_len,
@@ -494,7 +516,7 @@ class Registry:
                     break
                 keys = [index]
                 for job_id in victims:
-                    keys += [qk.job(job_id), qk.logs(job_id)]
+                    keys += [qk.job(job_id), qk.logs(job_id), *qk.flow_keys(job_id)]
                 done = self.scripts.remove_finished(keys=keys, args=victims)
                 removed += done
                 if done == 0 or len(victims) < BATCH_SIZE:

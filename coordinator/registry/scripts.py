@@ -23,6 +23,12 @@ SCRIPT_NAMES = (
     "remove_finished",
     "claim_outbox",
     "renew",
+    "flow_add_waiter",
+    "flow_depend",
+    "flow_settle",
+    "flow_rearm",
+    "flow_batch_add",
+    "flow_batch_settle",
 )
 
 
@@ -54,3 +60,9 @@ class Scripts:
     remove_finished: Script
     claim_outbox: Script
     renew: Script
+    flow_add_waiter: Script
+    flow_depend: Script
+    flow_settle: Script
+    flow_rearm: Script
+    flow_batch_add: Script
+    flow_batch_settle: Script

@@ -16,6 +16,7 @@ from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 
 from coordinator.clock import now_ms
 from coordinator.errors import JobTimeoutError, UnrecoverableError
+from coordinator.flows.producer import FlowProducer
 from coordinator.models import Job, QueueConfig
 from coordinator.registry import Registry
 from coordinator.runtime.control import Attempt
@@ -75,12 +76,14 @@ class JobRunner:
     """Runs one dispatch of a job in the worker: claim, handler, outcome, counts (through ``locks``)."""
 
     def __init__(self, registry: Registry, settings: Settings, config_of: Callable[[str], QueueConfig],
-                 locks: LockKeeper) -> None:
+                 locks: LockKeeper, flows: FlowProducer | None = None) -> None:
         self.registry = registry
         self.settings = settings
         self.config_of = config_of
         """The queue's config, cached (`QueueManager.cached_config`)."""
         self.locks = locks
+        self.flows = flows
+        """Flows: a running job reads its children's results and its batch through it."""
 
     def execute(self, handler: Processor, queue: str, job_id: str, token: int, worker_id: str) -> Ran | None:
         """Run one dispatch of a job, at most once: a stale or duplicate message does nothing (None).
@@ -95,6 +98,7 @@ class JobRunner:
             log.debug("job %s/%s dispatch %s not run: %s", queue, job_id, token, claim.status)
             return None
         job = claim.job
+        job._flows = self.flows
         finished = getattr(handler, "finished", None)
         locks = self.locks
         started = time.monotonic()

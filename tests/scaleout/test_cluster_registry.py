@@ -24,12 +24,6 @@ PREFIX = "jqc"
 QUEUES = ["alpha", "beta", "gamma", "delta", "epsilon"]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with RedisClusterGroup() as group:
-        yield group
-
-
 @pytest.fixture
 def client(cluster: RedisClusterGroup):
     client = cluster.client()
@@ -158,11 +152,12 @@ def test_no_script_builds_a_key_name() -> None:
     from coordinator.registry.scripts import SCRIPT_NAMES, script_source
 
     call = re.compile(r'redis\.call\("([A-Z]+)",\s*([^,)]+)')
-    from_keys = re.compile(r"^(KEYS\[[^\]]+\]|brokerKeys\[[^\]]+\])$")
+    from_keys = re.compile(r"^(KEYS\[[^\]]+\]|brokerKeys\[[^\]]+\]|q\.\w+)$")  # q: a table of KEYS
     key_locals = re.compile(r"local ([\w, ]+?)\s*=\s*(.+)")
     for name in SCRIPT_NAMES:
         source = script_source(name)
-        allowed = {"jobKey", "lockKey", "eventsKey", "parkedKey", "metaKey", "metricsKey", "cancelledKey"}  # parameters of _lib.lua
+        allowed = {"jobKey", "lockKey", "eventsKey", "parkedKey", "metaKey",  # parameters of _lib.lua
+                   "dependentsKey", "flowboxKey", "indexKey", "cancelledKey", "metricsKey", "waitingKey"}
         for names, values in key_locals.findall(source):
             for var, value in zip((n.strip() for n in names.split(",")), values.split(",")):
                 if var.endswith("Key") and not value.strip().startswith("KEYS["):
