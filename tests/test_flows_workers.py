@@ -14,6 +14,24 @@ from tests.support.waiting import wait_until
 CHILDREN = 1_000
 
 
+def _diagnose(coord: JobQueueCoordinator, prefix: str, parent_id: str) -> str:
+    """What a stalled fan-in left in Redis: child states, pending, hand-offs, broker and unacked."""
+    r = coord._redis
+    parts, total = coord.keys.for_queue("parts"), coord.keys.for_queue("sum")
+    states = {s: r.zcard(parts.index(s)) for s in ("waiting", "active", "completed", "failed", "delayed")}
+    pending = sorted(r.smembers(total.pending(parent_id)))
+    lines = [f"parts states {states}", f"parent pending {len(pending)}: {pending[:10]}",
+             f"parent record {r.hgetall(total.job(parent_id))}",
+             f"flowbox {r.hlen(parts.flowbox)}: {list(r.hkeys(parts.flowbox))[:10]}",
+             f"parts broker lists {[(k, r.llen(k)) for k in parts.broker_lists]}",
+             f"sum broker lists {[(k, r.llen(k)) for k in total.broker_lists]}",
+             f"unacked {r.hlen(coord.keys.unacked)} index {r.zcard(coord.keys.unacked_index)}",
+             f"unacked index {r.zrange(coord.keys.unacked_index, 0, 20, withscores=True)}"]
+    for ref in pending[:5]:
+        lines.append(f"pending child {ref}: {r.hgetall(parts.job(ref.rpartition(':')[2]))}")
+    return "\n".join(lines)
+
+
 def test_fan_in_of_a_thousand_children_survives_two_sigkills(coord: JobQueueCoordinator, prefix: str) -> None:
     coord.create_queue("parts")
     coord.create_queue("sum")
@@ -34,7 +52,11 @@ def test_fan_in_of_a_thousand_children_survives_two_sigkills(coord: JobQueueCoor
         wait_until(lambda: not process_running(pid), 10, "the killed worker gone")
     assert completed() < CHILDREN  # the kills happened while children were still running
 
-    done = coord.wait_for_job("sum", node.job.id, timeout=240)
+    try:
+        done = coord.wait_for_job("sum", node.job.id, timeout=240)
+    except Exception:
+        print(_diagnose(coord, prefix, node.job.id))
+        raise
     assert done.state is JobState.COMPLETED
     assert done.result == {"count": CHILDREN, "sum": sum(range(CHILDREN))}
     assert coord._redis.lrange(runs_key, 0, -1) == [node.job.id]  # the parent ran exactly once

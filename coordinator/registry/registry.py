@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from coordinator.clock import minute_of, now_ms
-from coordinator.dispatch import Dispatch, parse_delivery_tag
+from coordinator.dispatch import Dispatch, delivery_tag, parse_delivery_tag, task_id
 from coordinator.errors import JobNotFoundError, QueueNotFoundError, RedisUnavailableError
 from coordinator.keys import STATE_INDEXES, CoordinatorKeys, QueueKeys
 from coordinator.metrics import FAILED, outcome_fields, processing_bucket, stale_minute_fields
@@ -40,6 +40,18 @@ from coordinator.validation import MAX_LOG_LINE, MAX_LOG_LINES, MAX_PROGRESS_SIZ
 
 #: Jobs per script call in `enqueue` (bulk) and in the workers' sweeps.
 BATCH_SIZE = 500
+#: Broker list items read per LRANGE in `Registry.recover_lost`.
+LIST_CHUNK = 1000
+
+
+def _message_task_id(raw: str) -> str:
+    """The Celery task id of a kombu message in a broker list ('' if it has none)."""
+    try:
+        headers = json.loads(raw).get("headers")
+        return str(headers.get("id", "")) if isinstance(headers, dict) else ""
+    except (ValueError, AttributeError):
+        return ""
+
 def _dispatches(method: Callable[..., Any]) -> Callable[..., Any]:
     """Marks a write whose scripts may leave messages in an outbox: publish them right after."""
 
@@ -479,11 +491,7 @@ class Registry:
         items = list(candidates.items())
         for start in range(0, len(items), BATCH_SIZE):
             batch = items[start : start + BATCH_SIZE]
-            keys = [qk.parked, qk.meta, qk.events, *self.broker_keys(qk), *(qk.job(job_id) for _, (job_id, _) in batch)]
-            args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
-            for _, (job_id, token) in batch:
-                args += [job_id, token]
-            moved = set(self.scripts.recover_orphans(keys=keys, args=args))
+            moved = self._redispatch_unstarted(queue, [dispatch for _, dispatch in batch])
             stranded = [tag for tag, (job_id, _) in batch if job_id in moved]
             if stranded:
                 pipe = self.client.pipeline(transaction=False)
@@ -492,6 +500,48 @@ class Registry:
                 pipe.execute()
             recovered += sorted(moved)
         return recovered
+
+    def recover_lost(self, queue: str) -> list[str]:
+        """Re-dispatch waiting jobs whose current message is nowhere: in no broker list and not
+        unacked. kombu's Redis consumer has a popped message in flight (BRPOP answered, not yet
+        in the unacked hash) almost all the time while a backlog waits; a worker killed then
+        loses it. Called once a worker is known dead (Redis broker only): it reads the whole
+        waiting index and broker lists. A message in flight to a live worker meanwhile gets a
+        duplicate dispatch, which the token makes stale (never run twice)."""
+        if self.outbox:
+            return []
+        qk = self.queue_keys(queue)
+        waiting = self.client.zrange(qk.index("waiting"), 0, -1)
+        if not waiting:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in waiting:
+            pipe.hget(qk.job(job_id), "token")
+        snapshot = [Dispatch(job_id, int(token)) for job_id, token in zip(waiting, pipe.execute())
+                    if token is not None and token.isdigit()]
+        queued: set[str] = set()  # read after the snapshot: a job dispatched later is no candidate
+        for key in qk.broker_lists:
+            for start in range(0, self.client.llen(key), LIST_CHUNK):
+                for raw in self.client.lrange(key, start, start + LIST_CHUNK - 1):
+                    queued.add(_message_task_id(raw))
+        unqueued = [d for d in snapshot if task_id(*d) not in queued]
+        pipe = self.client.pipeline(transaction=False)
+        for job_id, token in unqueued:
+            pipe.hexists(self.keys.unacked, delivery_tag(qk.celery_queue, job_id, token))
+        lost = [d for d, unacked in zip(unqueued, pipe.execute()) if not unacked]
+        recovered: list[str] = []
+        for start in range(0, len(lost), BATCH_SIZE):
+            recovered += sorted(self._redispatch_unstarted(queue, lost[start : start + BATCH_SIZE]))
+        return recovered
+
+    def _redispatch_unstarted(self, queue: str, dispatches: list[Dispatch]) -> set[str]:
+        """`lua/recover_orphans.lua` over dispatches still waiting with that token: the ids moved."""
+        qk = self.queue_keys(queue)
+        keys = [qk.parked, qk.meta, qk.events, *self.broker_keys(qk), *(qk.job(job_id) for job_id, _ in dispatches)]
+        args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
+        for job_id, token in dispatches:
+            args += [job_id, token]
+        return set(self.scripts.recover_orphans(keys=keys, args=args))
 
     def trim(self, queue: str, retention: Retention, keep_completed: int | None = None) -> int:
         """Remove finished jobs beyond the queue's retention (count and age), oldest first."""
