@@ -142,13 +142,13 @@ class Supervisor:
         registry = self.manager.registry
         registry.emit_worker_event(spec.queue, WorkerAction.CRASHED, spec.worker_id, pid=managed.process.pid,
                                    exit_code=code, reason=reason, restarts=managed.restarts)
+        if managed.gave_up:
+            log.error("worker %s died %d times in a row: not restarting it", spec.worker_id, managed.crashes_in_row)
+            registry.emit_worker_event(spec.queue, WorkerAction.GAVE_UP, spec.worker_id, restarts=managed.restarts)
         recovered = registry.recover_lost(spec.queue)  # the message its consumer had in flight
         if recovered:
             log.warning("worker %s died with %d message(s) in flight: jobs %s re-dispatched",
                         spec.worker_id, len(recovered), recovered)
-        if managed.gave_up:
-            log.error("worker %s died %d times in a row: not restarting it", spec.worker_id, managed.crashes_in_row)
-            registry.emit_worker_event(spec.queue, WorkerAction.GAVE_UP, spec.worker_id, restarts=managed.restarts)
 
     def _restart(self, managed: ManagedProcess) -> None:
         spec = managed.spec
