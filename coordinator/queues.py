@@ -17,8 +17,9 @@ from coordinator.models import (
     QueueStatus,
 )
 from coordinator.registry import Registry
+from coordinator.registry.calls import Op
 from coordinator.registry.codec import from_ms
-from coordinator.registry.registry import now_ms
+from coordinator.registry.ops import RegistryOps, now_ms
 from coordinator.settings import Settings
 
 #: Minutes of per-minute metrics that `get_queue_status` averages over.
@@ -28,51 +29,99 @@ WORKER_LIVE_MS = 10_000
 #: Thresholds past which a queue's health is ``degraded``: `HealthThresholds`.
 
 
+def queue_config(config: QueueConfig | str, fields: dict[str, Any]) -> QueueConfig:
+    """The config `create_queue` saves: built from a name and fields, or ``config`` with ``fields`` over it."""
+    if isinstance(config, str):
+        return QueueConfig(name=config, **fields)
+    if fields:
+        return config.model_copy(update=QueueConfig(name=config.name, **fields).model_dump(exclude_unset=True))
+    return config
+
+
+class QueueReads:
+    """The queue reads the sync and async clients share, as sans-IO operations (run them with
+    `Registry.run` or `AsyncRegistry.run`), with one client's cache of queue configs."""
+
+    def __init__(self, ops: RegistryOps, settings: Settings) -> None:
+        self.ops = ops
+        self.settings = settings
+        self._configs: dict[str, tuple[float, QueueConfig, str | None]] = {}
+
+    def cached_op(self, name: str) -> Op[tuple[float, QueueConfig, str | None]]:
+        """(when read, config, processor name), read at most `config_cache_s` ago."""
+        cached = self._configs.get(name)
+        if cached and time.monotonic() - cached[0] < self.settings.config_cache_s:
+            return cached
+        meta = yield from self.ops.queue_meta(name)
+        cached = (time.monotonic(), QueueConfig.model_validate_json(meta["config"]), meta.get("processor"))
+        self._configs[name] = cached
+        return cached
+
+    def forget(self, name: str) -> None:
+        """Drop the cached config of ``name`` (it was saved or deleted)."""
+        self._configs.pop(name, None)
+
+    def info_op(self, name: str) -> Op[QueueInfo]:
+        meta = yield from self.ops.queue_meta(name)
+        return QueueInfo(
+            name=name, celery_queue=self.ops.queue_keys(name).celery_queue,
+            config=QueueConfig.model_validate_json(meta["config"]),
+            paused=meta.get("paused") == "1", created_at=from_ms(meta["created"]),
+        )
+
+    def save_op(self, config: QueueConfig) -> Op[QueueInfo]:
+        """Save the config (no epoch check: `Registry.save_queue` does that) and read it back."""
+        yield from self.ops.save_queue(config)
+        self.forget(config.name)
+        return (yield from self.info_op(config.name))
+
+    def status_op(self, name: str) -> Op[QueueStatus]:
+        meta = yield from self.ops.queue_meta(name)
+        counts = yield from self.ops.counts(name)
+        metrics = yield from self.metrics_op(name)
+        workers = yield from self.live_worker_count_op(name)
+        paused = meta.get("paused") == "1"
+        return QueueStatus(name=name, paused=paused, counts=counts,
+                           health=queue_health(counts, metrics, workers, paused=paused), workers=workers)
+
+    def metrics_op(self, name: str, window_min: int = METRICS_WINDOW_MIN) -> Op[QueueMetrics]:
+        fields = metrics_fields(window_min)
+        values = yield from self.ops.hash_fields(self.ops.queue_keys(name).metrics, fields)
+        return metrics_from(fields, values, window_min)[0]
+
+    def live_worker_count_op(self, name: str) -> Op[int]:
+        queues = yield from self.ops.live_worker_queues(now_ms() - WORKER_LIVE_MS)
+        return sum(1 for listed in queues if listed and name in listed.split(","))
+
+
 class QueueManager:
     """Creates and configures queues; reports their counts, metrics and health."""
 
     def __init__(self, registry: Registry, settings: Settings) -> None:
         self.registry = registry
         self.settings = settings
-        self._configs: dict[str, tuple[float, QueueConfig, str | None]] = {}
+        self.reads = QueueReads(registry.ops, settings)
 
     def create_queue(self, config: QueueConfig | str, **fields: Any) -> QueueInfo:
         """Create a queue, or update its config; idempotent for the same config."""
-        if isinstance(config, str):
-            config = QueueConfig(name=config, **fields)
-        elif fields:
-            config = config.model_copy(update=QueueConfig(name=config.name, **fields).model_dump(exclude_unset=True))
+        config = queue_config(config, fields)
         self.registry.save_queue(config)
-        self._configs.pop(config.name, None)
+        self.reads.forget(config.name)
         return self.get_queue(config.name)
 
     def get_queue(self, name: str) -> QueueInfo:
-        meta = self.registry.queue_meta(name)
-        config = QueueConfig.model_validate_json(meta["config"])
-        return QueueInfo(
-            name=name, celery_queue=self.registry.queue_keys(name).celery_queue, config=config,
-            paused=meta.get("paused") == "1", created_at=from_ms(meta["created"]),
-        )
+        return self.registry.run(self.reads.info_op(name))
 
     def get_queue_names(self) -> list[str]:
         return self.registry.queue_names()
 
     def cached_config(self, name: str) -> QueueConfig:
         """The queue's config as read at most `config_cache_s` ago (hot paths use this)."""
-        return self._cached(name)[1]
+        return self.registry.run(self.reads.cached_op(name))[1]
 
     def processor_name(self, name: str) -> str | None:
         """The name of the queue's processor, as its workers recorded it (cached like the config)."""
-        return self._cached(name)[2]
-
-    def _cached(self, name: str) -> tuple[float, QueueConfig, str | None]:
-        cached = self._configs.get(name)
-        if cached and time.monotonic() - cached[0] < self.settings.config_cache_s:
-            return cached
-        meta = self.registry.queue_meta(name)
-        cached = (time.monotonic(), QueueConfig.model_validate_json(meta["config"]), meta.get("processor"))
-        self._configs[name] = cached
-        return cached
+        return self.registry.run(self.reads.cached_op(name))[2]
 
     def pause_queue(self, name: str) -> None:
         """No worker, present or future, starts a new job of the queue until `resume_queue`."""
@@ -89,23 +138,14 @@ class QueueManager:
         """Remove the queue with its jobs, events, metrics and keys."""
         self.registry.queue_meta(name)
         self.registry.delete_queue(name)
-        self._configs.pop(name, None)
+        self.reads.forget(name)
 
     def get_queue_status(self, name: str) -> QueueStatus:
-        meta = self.registry.queue_meta(name)
-        counts = self.registry.counts(name)
-        metrics = self.metrics(name)
-        workers = self.live_worker_count(name)
-        return QueueStatus(
-            name=name, paused=meta.get("paused") == "1", counts=counts,
-            health=queue_health(counts, metrics, workers, paused=meta.get("paused") == "1"), workers=workers,
-        )
+        return self.registry.run(self.reads.status_op(name))
 
     def metrics(self, name: str, window_min: int = METRICS_WINDOW_MIN) -> QueueMetrics:
         """Throughput, error rate and mean processing time over the last ``window_min`` minutes."""
-        fields = metrics_fields(window_min)
-        values = self.registry.client.hmget(self.registry.queue_keys(name).metrics, fields)
-        return metrics_from(fields, values, window_min)[0]
+        return self.registry.run(self.reads.metrics_op(name, window_min))
 
     def metrics_series(self, name: str, minutes: int = 60) -> list[MetricsPoint]:
         """The last ``minutes`` minutes of per-minute metrics, oldest first, the current minute last."""
@@ -125,15 +165,7 @@ class QueueManager:
 
     def live_worker_count(self, name: str) -> int:
         """Workers on any host whose heartbeat is fresh and that consume this queue."""
-        client = self.registry.client
-        keys = self.registry.keys
-        nodes = client.zrangebyscore(keys.workers, now_ms() - WORKER_LIVE_MS, "+inf")
-        if not nodes:
-            return 0
-        pipe = client.pipeline(transaction=False)
-        for node in nodes:
-            pipe.hget(keys.worker(node), "queues")
-        return sum(1 for queues in pipe.execute() if queues and name in queues.split(","))
+        return self.registry.run(self.reads.live_worker_count_op(name))
 
 
 def metrics_fields(window_min: int = METRICS_WINDOW_MIN) -> list[str]:

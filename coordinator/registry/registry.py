@@ -2,40 +2,38 @@
 
 Every state move is one Lua script (see `lua/`), so a crash at any point leaves each job in
 exactly one state index. Reads are plain commands, pipelined into one round trip where possible.
+The operations themselves are sans-IO (`ops`, `sweep_ops`); `Registry` runs them with redis-py,
+`AsyncRegistry` (`aio`) with redis.asyncio.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
-from coordinator.errors import JobNotFoundError, QueueNotFoundError, RedisUnavailableError
-from coordinator.keys import STATE_INDEXES, CoordinatorKeys, QueueKeys
-from coordinator.models import Job, JobOptions, JobState, QueueConfig, QueueCounts, RateLimit, Retention
-from coordinator.registry.codec import job_from_hash
+from coordinator.models import Job, JobState, QueueConfig, QueueCounts, RateLimit, Retention
+from coordinator.registry.calls import Batch, Call, Command, Op, Script, Sleep, step
+from coordinator.registry.ops import (
+    BATCH_SIZE,
+    PROCESSING_BUCKETS_MS,
+    NewJob,
+    RegistryOps,
+    StartResult,
+    now_ms,
+    processing_bucket,
+)
 from coordinator.registry.scripts import Scripts
-from coordinator.validation import MAX_LOG_LINE, MAX_LOG_LINES, MAX_PROGRESS_SIZE, encode_json
+from coordinator.registry.sweep_ops import SweepOps
 
-#: Jobs per script call in `enqueue` (bulk) and in the workers' sweeps.
-BATCH_SIZE = 500
-#: Upper bounds (ms) of the processing-time histogram buckets kept in each queue's metrics hash.
-PROCESSING_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000)
+__all__ = ["BATCH_SIZE", "PROCESSING_BUCKETS_MS", "NewJob", "Registry", "StartResult", "now_ms",
+           "processing_bucket"]
 
-
-def processing_bucket(duration_ms: int) -> str:
-    """The metrics-hash field of the histogram bucket a processing time falls in (``all:le:<ms>``)."""
-    for bound in PROCESSING_BUCKETS_MS:
-        if duration_ms <= bound:
-            return f"all:le:{bound}"
-    return "all:le:inf"
+T = TypeVar("T")
 
 
 def _dispatches(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -51,90 +49,79 @@ def _dispatches(method: Callable[..., Any]) -> Callable[..., Any]:
     return write_then_publish
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-@dataclass(frozen=True)
-class NewJob:
-    """A job ready to be written: id chosen, data encoded, options resolved."""
-
-    id: str
-    name: str
-    data_json: str
-    options: JobOptions
-    due_ms: int = 0
-    schedule_key: str = ""
-    created_ms: int = 0
-    """When the job was created (ms); 0: now. A recurring job's run passes its tick's time."""
-    trace_id: str = ""
-
-
-@dataclass(frozen=True)
-class StartResult:
-    """What `Registry.start` decided for one received message."""
-
-    status: str
-    """``active`` (run it), ``missing``, ``stale``, ``paused`` or ``limited``."""
-    job: Job | None = None
-
-
 class Registry:
-    """Reads and atomic writes of the job registry of one prefix."""
+    """Reads and atomic writes of the job registry of one prefix, run with redis-py."""
 
     def __init__(self, client: redis.Redis, prefix: str, events_max_len: int = 10_000,
                  finish_retry_s: float = 0.0, outbox: bool = False) -> None:
         self.client = client
-        self.keys = CoordinatorKeys(prefix)
-        self.events_max_len = events_max_len
-        self.finish_retry_s = finish_retry_s
+        self.ops = RegistryOps(prefix, events_max_len, finish_retry_s, outbox)
+        self.sweeps = SweepOps(self.ops)
+        self.keys = self.ops.keys
         self.scripts = Scripts(client)
         self._seen_epoch: str | None = None
-        self.outbox = outbox
         #: Called with a queue name after a write that may have dispatched jobs (the outbox relay).
         self.after_dispatch: Callable[[str], object] | None = None
 
-    def queue_keys(self, queue: str) -> QueueKeys:
-        return self.keys.for_queue(queue)
+    @property
+    def outbox(self) -> bool:
+        return self.ops.outbox
 
-    def broker_keys(self, qk: QueueKeys) -> list[str]:
-        """Where the scripts write a dispatch's message, per priority level: kombu's lists when
-        Redis is the broker, else the queue's outbox (see `coordinator.broker`)."""
-        return [qk.outbox] * len(qk.broker_lists) if self.outbox else qk.broker_lists
+    @property
+    def events_max_len(self) -> int:
+        return self.ops.events_max_len
+
+    # ----------------------------------------------------------------------------- executor
+
+    def run(self, op: Op[T]) -> T:
+        """Drive a sans-IO operation to its result with this client (see `calls`)."""
+        call, result = step(op, None, None)
+        while call is not None:
+            try:
+                reply, error = self.execute(call), None
+            except Exception as exc:  # handed to the operation, which may retry or re-raise
+                reply, error = None, exc
+            call, result = step(op, reply, error)
+        return result  # type: ignore[return-value]
+
+    def execute(self, call: Call) -> Any:
+        """Send one request and return its reply."""
+        if isinstance(call, Script):
+            return getattr(self.scripts, call.name)(keys=call.keys, args=call.args)
+        if isinstance(call, Command):
+            return getattr(self.client, call.name)(*call.args, **call.kwargs)
+        if isinstance(call, Batch):
+            pipe = self.client.pipeline(transaction=call.transaction)
+            for command in call.commands:
+                getattr(pipe, command.name)(*command.args, **command.kwargs)
+            return pipe.execute()
+        time.sleep(call.seconds)
+        return None
+
+    # ----------------------------------------------------------------------------- outbox
+
+    def queue_keys(self, queue: str) -> Any:
+        return self.ops.queue_keys(queue)
+
+    def broker_keys(self, qk: Any) -> list[str]:
+        """Where the scripts write a dispatch's message (see `RegistryOps.broker_keys`)."""
+        return self.ops.broker_keys(qk)
 
     def claim_outbox(self, queue: str, count: int, stale_ms: int) -> list[str]:
-        qk = self.queue_keys(queue)
-        return self.scripts.claim_outbox(keys=[qk.outbox, qk.relaying], args=[now_ms(), count, stale_ms])
+        return self.run(self.ops.claim_outbox(queue, count, stale_ms))
 
     def release_outbox(self, queue: str, messages: list[str]) -> None:
         """Forget messages the broker confirmed."""
         if messages:
             self.client.zrem(self.queue_keys(queue).relaying, *messages)
 
-    def _dispatch_args(self, queue: str) -> list[str]:
-        """ARGV the dispatching scripts share: task name, Celery queue, queue name."""
-        return [self.keys.task_name(queue), self.queue_keys(queue).celery_queue, queue]
-
     # ----------------------------------------------------------------------------- queues
 
     def save_queue(self, config: QueueConfig) -> bool:
         """Create or update a queue; True if it was created."""
-        qk = self.queue_keys(config.name)
-        # The queue's own keys in one MULTI (one cluster slot); the prefix-wide set and epoch
-        # marker after it, in another slot: a crash in between leaves a working queue that is
-        # listed again by the next save.
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(qk.meta, "config", config.model_dump_json())
-        pipe.hsetnx(qk.meta, "created", now_ms())
-        pipe.hsetnx(qk.meta, "paused", "0")
-        _, created, _ = pipe.execute()
-        pipe = self.client.pipeline(transaction=False)
-        pipe.sadd(self.keys.queues, config.name)
-        pipe.set(self.keys.epoch, f"{uuid.uuid4()}@{now_ms()}", nx=True)
-        pipe.get(self.keys.epoch)
-        _, _, epoch = pipe.execute()
+        created, epoch = self.run(self.ops.save_queue(config))
         self.epoch_lost(epoch)
-        return bool(created)
+        return created
 
     def epoch_lost(self, current: str | None) -> bool:
         """True when the epoch marker (`CoordinatorKeys.epoch`) this process first saw has gone or
@@ -146,42 +133,21 @@ class Registry:
 
     def queue_meta(self, queue: str) -> dict[str, str]:
         """The queue's meta hash; QueueNotFoundError if it was never created."""
-        meta = self.client.hgetall(self.queue_keys(queue).meta)
-        if not meta:
-            raise QueueNotFoundError(queue)
-        return meta
+        return self.run(self.ops.queue_meta(queue))
 
     def set_processor_name(self, queue: str, name: str) -> None:
         """Record the name of the queue's processor, so producers elsewhere default job names to it."""
-        self.client.hset(self.queue_keys(queue).meta, "processor", name)
+        self.run(self.ops.set_processor_name(queue, name))
 
     def queue_names(self) -> list[str]:
-        return sorted(self.client.smembers(self.keys.queues))
+        return self.run(self.ops.queue_names())
 
     def set_paused(self, queue: str, paused: bool) -> None:
-        qk = self.queue_keys(queue)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.exists(qk.meta)
-        pipe.hset(qk.meta, "paused", "1" if paused else "0")
-        pipe.xadd(qk.events, {"event": "paused" if paused else "resumed", "job_id": ""},
-                  maxlen=self.events_max_len, approximate=True)
-        exists, _, _ = pipe.execute()
-        if not exists:
-            self.client.delete(qk.meta)
-            raise QueueNotFoundError(queue)
+        self.run(self.ops.set_paused(queue, paused))
 
     def delete_queue(self, queue: str) -> None:
         """Remove the queue's jobs, indexes, events, metrics, broker lists and meta."""
-        qk = self.queue_keys(queue)
-        self.client.srem(self.keys.queues, queue)
-        self.client.delete(qk.meta)  # first: nothing new can be enqueued
-        batch: list[str] = []
-        for key in self.client.scan_iter(match=qk.pattern, count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                self.client.unlink(*batch)
-                batch.clear()
-        self.client.unlink(*batch, *self.broker_keys(qk))
+        self.run(self.ops.delete_queue(queue))
 
     # ----------------------------------------------------------------------------- jobs in
 
@@ -212,397 +178,121 @@ class Registry:
             self.after_dispatch(queue)
 
     def _enqueue_batch(self, queue: str, jobs: list[NewJob]) -> list[bool]:
-        qk = self.queue_keys(queue)
-        keys = [qk.meta, qk.index("waiting"), qk.index("delayed"), qk.parked, qk.events, *self.broker_keys(qk)]
-        args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
-        encoded: dict[int, str] = {}  # options JSON by object: jobs of one call often share one
-        for job in jobs:
-            opts = job.options
-            opts_json = encoded.get(id(opts))
-            if opts_json is None:
-                opts_json = encoded[id(opts)] = opts.model_dump_json(exclude_defaults=True)
-            keys.append(qk.job(job.id))
-            args += [
-                job.id, job.name, job.data_json, opts_json,
-                opts.priority, job.due_ms, "" if opts.timeout is None else opts.timeout,
-                job.trace_id, opts.max_retries, job.schedule_key, job.created_ms,
-            ]
-        result = self.scripts.enqueue(keys=keys, args=args)
-        if result == -1:
-            raise QueueNotFoundError(queue)
-        return [flag == 1 for flag in result]
+        return self.run(self.ops.enqueue_batch(queue, jobs))
 
     # ----------------------------------------------------------------------------- worker side
 
     def start(self, queue: str, job_id: str, token: int, worker_id: str, hostname: str,
               lock_ms: int, limiter: RateLimit | None) -> StartResult:
         """Claim a received dispatch of a job; see `lua/start.lua` for the outcomes."""
-        qk = self.queue_keys(queue)
-        reply = self.scripts.start(
-            keys=[qk.job(job_id), qk.index("waiting"), qk.index("active"), qk.parked, qk.meta,
-                  qk.events, qk.lock(job_id), qk.limiter],
-            args=[job_id, token, now_ms(), worker_id, lock_ms, self.events_max_len,
-                  limiter.max if limiter else 0, limiter.duration if limiter else 0, hostname],
-        )
-        if reply[0] != "active":
-            return StartResult(reply[0])
-        fields = dict(zip(reply[1::2], reply[2::2]))
-        job = job_from_hash(queue, job_id, fields)
-        job._registry = self
-        job._token = token
-        return StartResult("active", job)
+        claim = self.run(self.ops.start(queue, job_id, token, worker_id, hostname, lock_ms, limiter))
+        if claim.job is not None:
+            claim.job._registry = self
+            claim.job._token = token
+        return claim
 
-    def renew_locks(self, locks: Iterable[tuple[str, str]], lock_ms: int) -> None:
-        """Extend the locks of running jobs, given as (queue, job id)."""
-        pipe = self.client.pipeline(transaction=False)
-        for queue, job_id in locks:
-            pipe.pexpire(self.queue_keys(queue).lock(job_id), lock_ms)
-        pipe.execute()
+    def renew_locks(self, locks: Iterable[tuple[str, str]], lock_ms: int) -> list[bool]:
+        """Extend the locks of running jobs, given as (queue, job id); False where one was gone."""
+        return self.run(self.ops.renew_locks(locks, lock_ms))
 
     def finish(self, queue: str, job_id: str, token: int, outcome: str, *, payload: str = "",
                stack: str = "", due_ms: int = 0, remove: bool = False, duration_ms: int = 0) -> bool:
         """End an attempt: ``completed`` (payload = result JSON), ``failed`` or ``retry``
         (payload = reason). False when this attempt no longer owns the job."""
-        qk = self.queue_keys(queue)
-        now = now_ms()
-        keys = [qk.job(job_id), qk.index("active"), qk.index("completed"), qk.index("failed"),
-                qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id)]
-        args = [job_id, token, outcome, now, payload, stack, due_ms, "1" if remove else "0",
-                self.events_max_len, now // 60_000, duration_ms, processing_bucket(duration_ms)]
-        # A finished attempt outlives a short Redis outage rather than run again; repeating the
-        # script is safe, since a second call finds the job no longer owned (fencing by token).
-        deadline = time.monotonic() + self.finish_retry_s
-        while True:
-            try:
-                return self.scripts.finish(keys=keys, args=args) == 1
-            except RedisUnavailableError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.2)
+        return self.run(self.ops.finish(queue, job_id, token, outcome, payload=payload, stack=stack,
+                                        due_ms=due_ms, remove=remove, duration_ms=duration_ms))
 
     def count_worker_outcome(self, node: str, failed: bool, ttl_ms: int) -> None:
         """Add one finished attempt (and one failure) to a worker's heartbeat hash, for its status."""
-        key = self.keys.worker(node)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hincrby(key, "processed", 1)
-        if failed:
-            pipe.hincrby(key, "failed", 1)
-        pipe.pexpire(key, ttl_ms)
-        pipe.execute()
+        self.run(self.ops.count_worker_outcome(node, failed, ttl_ms))
 
     def update_progress(self, queue: str, job_id: str, token: int | None, progress: Any) -> bool:
-        qk = self.queue_keys(queue)
-        encoded = encode_json(progress, "progress", MAX_PROGRESS_SIZE)
-        return self.scripts.progress(
-            keys=[qk.job(job_id), qk.events], args=[job_id, token, encoded, self.events_max_len]
-        ) == 1
+        return self.run(self.ops.update_progress(queue, job_id, token, progress))
 
     def add_log(self, queue: str, job_id: str, line: str) -> None:
-        qk = self.queue_keys(queue)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.rpush(qk.logs(job_id), str(line)[:MAX_LOG_LINE])
-        pipe.ltrim(qk.logs(job_id), -MAX_LOG_LINES, -1)
-        pipe.execute()
+        self.run(self.ops.add_log(queue, job_id, line))
 
-    def track_foreign(self, queue: str, job_id: str, state: str, *, name: str, data: str | None = None,
-                      result: str | None = None, reason: str | None = None, stack: str | None = None,
-                      worker: str | None = None) -> None:
-        """Record a state of a task that Celery itself publishes (an adopted app's own task).
-        One MULTI: no read is needed, the job leaves every other index and enters one."""
-        qk = self.queue_keys(queue)
-        job_key = qk.job(job_id)
-        now = now_ms()
-        pipe = self.client.pipeline(transaction=True)
-        for other in STATE_INDEXES:
-            if other != state:
-                pipe.zrem(qk.index(other), job_id)
-        pipe.zadd(qk.index(state), {job_id: now})
-        pipe.hsetnx(job_key, "created", now)
-        pipe.hsetnx(job_key, "data", data or "null")
-        pipe.hsetnx(job_key, "attempts", 0)
-        fields: dict[str, Any] = {"name": name, "state": state, "foreign": 1}
-        if state == "active":
-            pipe.hincrby(job_key, "attempts", 1)
-            fields.update(processed=now, worker=worker or "")
-        if state in ("completed", "failed"):
-            fields["finished"] = now
-        if result is not None:
-            fields["result"] = result
-        if reason is not None:
-            fields["reason"] = reason
-        if stack is not None:
-            fields["stack"] = json.dumps([stack])
-        pipe.hset(job_key, mapping=fields)
-        pipe.xadd(qk.events, {"event": state, "job_id": job_id}, maxlen=self.events_max_len, approximate=True)
-        pipe.execute()
+    def track_foreign(self, queue: str, job_id: str, state: str, **fields: Any) -> None:
+        """Record a state of a task that Celery itself publishes (see `RegistryOps.track_foreign`)."""
+        self.run(self.ops.track_foreign(queue, job_id, state, **fields))
 
     def record_poison(self, queue: str, raw: bytes | str, reason: str) -> str:
-        """Record a message that could not be run (undecodable, pickle, unknown task) as a failed
-        job, so it shows in the dead-letter list instead of vanishing; returns its id."""
-        qk = self.queue_keys(queue)
-        job_id = f"poison-{uuid.uuid4()}"
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        now = now_ms()
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(qk.job(job_id), mapping={
-            "name": "poison-message", "data": json.dumps(text[:MAX_LOG_LINE]), "state": "failed",
-            "attempts": 0, "created": now, "finished": now, "reason": reason[:MAX_LOG_LINE],
-        })
-        pipe.zadd(qk.index("failed"), {job_id: now})
-        pipe.hincrby(qk.metrics, f"{now // 60_000}:f", 1)
-        pipe.xadd(qk.events, {"event": "failed", "job_id": job_id, "reason": reason[:1000]},
-                  maxlen=self.events_max_len, approximate=True)
-        pipe.execute()
-        return job_id
+        """Record a message that could not be run as a failed job; returns its id."""
+        return self.run(self.ops.record_poison(queue, raw, reason))
 
     # ----------------------------------------------------------------------------- job control
 
-    def _checked(self, queue: str, job_id: str, reply: int) -> bool:
-        if reply == -1:
-            raise JobNotFoundError(queue, job_id)
-        return reply == 1
-
     def cancel(self, queue: str, job_id: str, allow_active: bool = False) -> bool:
-        qk = self.queue_keys(queue)
-        reply = self.scripts.cancel(
-            keys=[qk.job(job_id), qk.index("waiting"), qk.index("delayed"), qk.parked,
-                  qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id)],
-            args=[job_id, now_ms(), "1" if allow_active else "0", self.events_max_len],
-        )
-        return self._checked(queue, job_id, reply)
+        return self.run(self.ops.cancel(queue, job_id, allow_active))
 
     @_dispatches
     def retry(self, queue: str, job_id: str) -> bool:
-        qk = self.queue_keys(queue)
-        reply = self.scripts.retry(
-            keys=[qk.job(job_id), qk.index("failed"), qk.index("cancelled"), qk.index("waiting"),
-                  qk.parked, qk.meta, qk.events, *self.broker_keys(qk)],
-            args=[job_id, now_ms(), *self._dispatch_args(queue), self.events_max_len],
-        )
-        return self._checked(queue, job_id, reply)
+        return self.run(self.ops.retry(queue, job_id))
 
     @_dispatches
     def change_priority(self, queue: str, job_id: str, priority: int) -> bool:
-        qk = self.queue_keys(queue)
-        reply = self.scripts.change_priority(
-            keys=[qk.job(job_id), qk.parked, qk.meta, qk.events, *self.broker_keys(qk)],
-            args=[job_id, priority, now_ms(), *self._dispatch_args(queue), self.events_max_len],
-        )
-        return self._checked(queue, job_id, reply)
+        return self.run(self.ops.change_priority(queue, job_id, priority))
 
     @_dispatches
     def promote(self, queue: str, job_id: str) -> bool:
         """Move one delayed job to waiting now."""
-        if not self.client.exists(self.queue_keys(queue).job(job_id)):
-            raise JobNotFoundError(queue, job_id)
-        return self._promote(queue, [job_id], force=True) == 1
-
-    def _promote(self, queue: str, job_ids: list[str], force: bool) -> int:
-        qk = self.queue_keys(queue)
-        return self.scripts.promote(
-            keys=[qk.index("delayed"), qk.index("waiting"), qk.parked, qk.meta, qk.events,
-                  *self.broker_keys(qk), *(qk.job(job_id) for job_id in job_ids)],
-            args=[now_ms(), "1" if force else "0", *self._dispatch_args(queue),
-                  self.events_max_len, *job_ids],
-        )
+        return self.run(self.ops.promote(queue, job_id))
 
     # ----------------------------------------------------------------------------- sweeps
 
     @_dispatches
     def promote_due(self, queue: str) -> int:
         """Move delayed jobs that are due to waiting (a worker's periodic sweep)."""
-        due = self.client.zrangebyscore(self.queue_keys(queue).index("delayed"), "-inf", now_ms(),
-                                        start=0, num=BATCH_SIZE)
-        return self._promote(queue, due, force=False) if due else 0
+        return self.run(self.sweeps.promote_due(queue))
 
     @_dispatches
     def release_parked(self, queue: str, limiter: RateLimit | None) -> int:
         """Dispatch parked jobs whose hold is over (queue resumed, rate-limit window passed)."""
-        qk = self.queue_keys(queue)
-        count = BATCH_SIZE if limiter is None else min(BATCH_SIZE, limiter.max)
-        due = self.client.zrangebyscore(qk.parked, "-inf", now_ms(), start=0, num=count)
-        if not due:
-            return 0
-        return self.scripts.release(
-            keys=[qk.parked, qk.meta, qk.limiter, *self.broker_keys(qk), *(qk.job(job_id) for job_id in due)],
-            args=[now_ms(), *self._dispatch_args(queue), limiter.max if limiter else 0,
-                  limiter.duration if limiter else 0, *due],
-        )
+        return self.run(self.sweeps.release_parked(queue, limiter))
 
     @_dispatches
     def recover_stalled(self, queue: str, max_stalled_count: int) -> int:
         """Send active jobs whose lock expired back to waiting (or fail them); see the script."""
-        qk = self.queue_keys(queue)
-        active = self.client.zrange(qk.index("active"), 0, -1)
-        if not active:
-            return 0
-        pipe = self.client.pipeline(transaction=False)
-        for job_id in active:
-            pipe.exists(qk.lock(job_id))
-        stalled = [job_id for job_id, locked in zip(active, pipe.execute()) if not locked]
-        recovered = 0
-        for start in range(0, len(stalled), BATCH_SIZE):
-            batch = stalled[start : start + BATCH_SIZE]
-            keys = [qk.index("active"), qk.index("waiting"), qk.index("failed"), qk.parked, qk.meta,
-                    qk.events, qk.metrics, *self.broker_keys(qk)]
-            for job_id in batch:
-                keys += [qk.job(job_id), qk.lock(job_id)]
-            recovered += self.scripts.recover_stalled(
-                keys=keys,
-                args=[now_ms(), max_stalled_count, *self._dispatch_args(queue), self.events_max_len,
-                      now_ms() // 60_000, *batch],
-            )
-        return recovered
+        return self.run(self.sweeps.recover_stalled(queue, max_stalled_count))
 
     def recover_unstarted(self, queue: str, older_than_ms: int) -> list[str]:
-        """Re-dispatch waiting jobs whose message a worker fetched more than ``older_than_ms``
-        ago and never started (it died in between); see `lua/recover_orphans.lua`.
-
-        Reads kombu's unacked index (Redis broker only): a coordinator message is started within
-        milliseconds of its delivery, so an old unacked message of a still-waiting job with the
-        same token is stranded. Its unacked entry is removed once the job has a new dispatch.
-        """
-        qk = self.queue_keys(queue)
-        cutoff_s = (now_ms() - older_than_ms) / 1000
-        head = f"{qk.celery_queue}/"
-        tags = [tag for tag in self.client.zrangebyscore(self.keys.unacked_index, "-inf", cutoff_s)
-                if tag.startswith(head)]
-        candidates: dict[str, tuple[str, str]] = {}
-        for tag in tags:
-            job_id, _, token = tag[len(head):].rpartition(".")
-            if job_id and token.isdigit():
-                candidates[tag] = (job_id, token)
-        recovered: list[str] = []
-        items = list(candidates.items())
-        for start in range(0, len(items), BATCH_SIZE):
-            batch = items[start : start + BATCH_SIZE]
-            keys = [qk.parked, qk.meta, qk.events, *self.broker_keys(qk), *(qk.job(job_id) for _, (job_id, _) in batch)]
-            args: list[Any] = [now_ms(), *self._dispatch_args(queue), self.events_max_len]
-            for _, pair in batch:
-                args += pair
-            moved = set(self.scripts.recover_orphans(keys=keys, args=args))
-            stranded = [tag for tag, (job_id, _) in batch if job_id in moved]
-            if stranded:
-                pipe = self.client.pipeline(transaction=False)
-                pipe.hdel(self.keys.unacked, *stranded)
-                pipe.zrem(self.keys.unacked_index, *stranded)
-                pipe.execute()
-            recovered += sorted(moved)
-        return recovered
+        """Re-dispatch waiting jobs whose message was fetched and never started (`SweepOps`)."""
+        return self.run(self.sweeps.recover_unstarted(queue, older_than_ms))
 
     def trim(self, queue: str, retention: Retention, keep_completed: int | None = None) -> int:
         """Remove finished jobs beyond the queue's retention (count and age), oldest first."""
-        qk = self.queue_keys(queue)
-        now = now_ms()
-        removed = 0
-        rules = (
-            ("completed", retention.completed_count if keep_completed is None else keep_completed,
-             retention.completed_age_s),
-            ("failed", retention.failed_count, retention.failed_age_s),
-            ("cancelled", retention.failed_count, retention.failed_age_s),
-        )
-        for state, keep, age_s in rules:
-            index = qk.index(state)
-            while True:  # batch after batch, so a steady stream cannot outgrow the retention
-                excess = self.client.zcard(index) - keep
-                victims: list[str] = self.client.zrange(index, 0, min(excess, BATCH_SIZE) - 1) if excess > 0 else []
-                if age_s is not None:
-                    victims += self.client.zrangebyscore(index, "-inf", now - age_s * 1000, start=0, num=BATCH_SIZE)
-                victims = list(dict.fromkeys(victims))
-                if not victims:
-                    break
-                keys = [index]
-                for job_id in victims:
-                    keys += [qk.job(job_id), qk.logs(job_id)]
-                done = self.scripts.remove_finished(keys=keys, args=victims)
-                removed += done
-                if done == 0 or len(victims) < BATCH_SIZE:
-                    break
-        return removed
+        return self.run(self.ops.trim(queue, retention, keep_completed))
 
     def trim_metrics(self, queue: str, keep_minutes: int = 24 * 60) -> None:
-        key = self.queue_keys(queue).metrics
-        oldest = now_ms() // 60_000 - keep_minutes
-        stale = [field for field in self.client.hkeys(key)
-                 if field.split(":")[0].isdigit() and int(field.split(":")[0]) < oldest]
-        if stale:
-            self.client.hdel(key, *stale)
-
-    # ----------------------------------------------------------------------------- worker events
+        self.run(self.sweeps.trim_metrics(queue, keep_minutes))
 
     def emit_worker_event(self, queue: str, action: str, worker_id: str, **fields: Any) -> None:
         """Append a ``worker`` event (crashed, restarted, gave_up, ...) to the queue's stream."""
-        entry = {"event": "worker", "job_id": "", "action": action, "worker": worker_id}
-        entry.update({name: str(value) for name, value in fields.items() if value is not None})
-        self.client.xadd(self.queue_keys(queue).events, entry, maxlen=self.events_max_len, approximate=True)
+        self.run(self.ops.emit_worker_event(queue, action, worker_id, **fields))
 
     # ----------------------------------------------------------------------------- reads
 
     def get_job(self, queue: str, job_id: str) -> Job | None:
-        return self._read_job(queue, job_id, with_last_event=False)[0]
+        return self.run(self.ops.get_job(queue, job_id))
 
     def get_job_after_event(self, queue: str, job_id: str) -> tuple[Job | None, str]:
-        """The job, and the id of the queue's last event before it was read, in one round trip:
-        a wait for the events after that id misses no change of the job."""
-        return self._read_job(queue, job_id, with_last_event=True)
-
-    def _read_job(self, queue: str, job_id: str, with_last_event: bool) -> tuple[Job | None, str]:
-        qk = self.queue_keys(queue)
-        pipe = self.client.pipeline(transaction=False)
-        if with_last_event:
-            pipe.xrevrange(qk.events, count=1)
-        pipe.hgetall(qk.job(job_id))
-        pipe.lrange(qk.logs(job_id), 0, -1)
-        replies = pipe.execute()
-        fields, logs = replies[-2:]
-        last_id = replies[0][0][0] if with_last_event and replies[0] else "0-0"
-        if not fields:
-            return None, last_id
-        return job_from_hash(queue, job_id, fields, logs), last_id
+        """The job, and the id of the queue's last event before it was read, in one round trip."""
+        return self.run(self.ops.get_job_after_event(queue, job_id))
 
     def get_jobs(self, queue: str, states: Iterable[JobState | str], start: int = 0, end: int = -1,
                  asc: bool = False) -> list[Job]:
         """Jobs in the given states, newest first (or oldest first), sliced like a Redis range."""
-        qk = self.queue_keys(queue)
-        states = [JobState(state).value for state in states]
-        if len(states) == 1:
-            index = qk.index(states[0])
-            ids = (self.client.zrange if asc else self.client.zrevrange)(index, start, end)
-        else:
-            pipe = self.client.pipeline(transaction=False)
-            for state in states:
-                pipe.zrange(qk.index(state), 0, -1, withscores=True)
-            scored = [pair for pairs in pipe.execute() for pair in pairs]
-            scored.sort(key=lambda pair: pair[1], reverse=not asc)
-            ordered = [job_id for job_id, _ in scored]
-            ids = ordered[start:] if end == -1 else ordered[start : end + 1]
-        if not ids:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hgetall(qk.job(job_id))
-            pipe.lrange(qk.logs(job_id), 0, -1)
-        replies = pipe.execute()
-        jobs = []
-        for job_id, fields, logs in zip(ids, replies[0::2], replies[1::2]):
-            if fields:  # removed between the two reads
-                jobs.append(job_from_hash(queue, job_id, fields, logs))
-        return jobs
+        return self.run(self.ops.get_jobs(queue, states, start, end, asc))
 
     def counts(self, queue: str) -> QueueCounts:
-        """Jobs per state: one ZCARD each, in one round trip; O(1) whatever the queue's size."""
-        qk = self.queue_keys(queue)
-        pipe = self.client.pipeline(transaction=False)
-        for state in STATE_INDEXES:
-            pipe.zcard(qk.index(state))
-        return QueueCounts(**dict(zip(STATE_INDEXES, pipe.execute())))
+        """Jobs per state: one ZCARD each, in one round trip."""
+        return self.run(self.ops.counts(queue))
 
     def last_event_id(self, queue: str) -> str:
-        entries = self.client.xrevrange(self.queue_keys(queue).events, count=1)
-        return entries[0][0] if entries else "0-0"
+        return self.run(self.ops.last_event_id(queue))
 
     def read_events(self, queue: str, after_id: str, block_ms: int | None, count: int = 500
                     ) -> list[tuple[str, dict[str, str]]]:
         """Events after ``after_id``, waiting up to ``block_ms`` for the first one."""
-        reply = self.client.xread({self.queue_keys(queue).events: after_id}, count=count, block=block_ms)
-        return reply[0][1] if reply else []
+        return self.run(self.ops.read_events(queue, after_id, block_ms, count))
+
