@@ -12,6 +12,7 @@ from coordinator.errors import (
     WorkerNotFoundError,
     WorkerStartError,
 )
+from coordinator.async_client import AsyncJobQueueCoordinator
 from coordinator.facade import JobQueueCoordinator
 from coordinator.models import (
     AutoscalePolicy,
@@ -46,6 +47,7 @@ from coordinator.models import (
 from coordinator.settings import Settings
 
 __all__ = [
+    "AsyncJobQueueCoordinator",
     "AutoscalePolicy",
     "Backoff",
     "BulkJob",

@@ -57,6 +57,11 @@ class QueueReads:
         self._configs[name] = cached
         return cached
 
+    def cached_processor(self, name: str) -> str | None:
+        """The processor name of the cached config of ``name``, without any read (None if not cached)."""
+        cached = self._configs.get(name)
+        return cached[2] if cached else None
+
     def forget(self, name: str) -> None:
         """Drop the cached config of ``name`` (it was saved or deleted)."""
         self._configs.pop(name, None)
