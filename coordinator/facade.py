@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
@@ -56,6 +57,9 @@ from coordinator.scheduler import JobScheduler
 from coordinator.settings import Settings, settings_from_env
 from coordinator.validation import check_queue_name
 from coordinator.workers import WorkerManager
+
+if TYPE_CHECKING:
+    from coordinator.runtime.async_runner import AsyncRunner
 
 
 class JobQueueCoordinator:
@@ -102,6 +106,11 @@ class JobQueueCoordinator:
         self.recurring = RecurringManager(self.redis, self.keys, self.queues, self.jobs, settings)
         configure_beat(self.app, settings, self.recurring.fire)
         self._lock_keeper: LockKeeper | None = None
+        self._async_runner: AsyncRunner | None = None
+        #: Concurrent jobs of an ``async def`` processor in this process (None: WORKER_CONCURRENCY).
+        self.async_concurrency: int | None = None
+        #: Queues whose messages this process's event loop takes itself, not Celery's consumer.
+        self.async_queues: set[str] = set()
         self._mutex = threading.Lock()
         self._foreign = ForeignTaskTracker(self) if self.adopted_app else None
         if self._foreign is not None:
@@ -135,6 +144,16 @@ class JobQueueCoordinator:
         if handler is not None:
             return handler.__name__
         return self.queues.processor_name(queue) or queue
+
+    @property
+    def async_runner(self) -> AsyncRunner:
+        """This process's event loop for ``async def`` processors (made on first use, per process)."""
+        from coordinator.runtime.async_runner import AsyncRunner
+
+        with self._mutex:
+            if self._async_runner is None or self._async_runner.pid != os.getpid():
+                self._async_runner = AsyncRunner(self, self.async_concurrency or self.settings.worker_concurrency)
+            return self._async_runner
 
     @property
     def lock_keeper(self) -> LockKeeper:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from coordinator.models.options import JobOptions
 
-if TYPE_CHECKING:
-    from coordinator.registry import Registry
+
+class JobWriter(Protocol):
+    """What a running job writes through: the registry (sync processors) or, for an ``async def``
+    processor, a writer whose calls return awaitables (`runtime.async_runner.AsyncJobWriter`)."""
+
+    def update_progress(self, queue: str, job_id: str, token: int | None, progress: Any) -> Any: ...
+
+    def add_log(self, queue: str, job_id: str, line: str) -> Any: ...
 
 
 class JobState(str, Enum):
@@ -57,20 +63,23 @@ class Job(BaseModel):
     trace_id: str | None = None
     schedule_key: str | None = None
 
-    _registry: Registry | None = PrivateAttr(None)
+    _registry: JobWriter | None = PrivateAttr(None)
     _token: int | None = PrivateAttr(None)
 
-    def update_progress(self, progress: Any) -> None:
-        """Record progress (0..100, or any JSON value) of the running attempt; emits ``progress``."""
-        self._bound().update_progress(self.queue, self.id, self._token, progress)
+    def update_progress(self, progress: Any) -> Any:
+        """Record progress (0..100, or any JSON value) of the running attempt; emits ``progress``.
+        In an ``async def`` processor it returns an awaitable of the write (``await`` it, or not)."""
+        written = self._bound().update_progress(self.queue, self.id, self._token, progress)
         self.progress = progress
+        return None if isinstance(written, bool) else written
 
-    def log(self, line: str) -> None:
-        """Append a line to the job's log."""
-        self._bound().add_log(self.queue, self.id, line)
+    def log(self, line: str) -> Any:
+        """Append a line to the job's log (awaitable in an ``async def`` processor, as `update_progress`)."""
+        written = self._bound().add_log(self.queue, self.id, line)
         self.logs.append(line)
+        return written
 
-    def _bound(self) -> Registry:
+    def _bound(self) -> JobWriter:
         if self._registry is None or self._token is None:
             from coordinator.errors import CoordinatorError
 

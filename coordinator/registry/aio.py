@@ -25,9 +25,10 @@ class AsyncRegistry:
         self.sweeps = SweepOps(ops)
         self.scripts = Scripts(client)
 
-    async def run(self, op: Op[T]) -> T:
-        """Drive a sans-IO operation to its result (see `calls`)."""
-        call, result = step(op, None, None)
+    async def run(self, op: Op[T], first: Call | None = None) -> T:
+        """Drive a sans-IO operation to its result (see `calls`); ``first``: its first request,
+        when the caller already started it (to raise its validation errors at once)."""
+        call, result = (first, None) if first is not None else step(op, None, None)
         while call is not None:
             try:
                 reply, error = await self.execute(call), None

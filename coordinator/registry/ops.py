@@ -94,6 +94,24 @@ class RegistryOps:
         qk = self.queue_keys(queue)
         return (yield Script("claim_outbox", [qk.outbox, qk.relaying], [now_ms(), count, stale_ms]))
 
+    def take(self, queue: str, worker_node: str, count: int) -> Op[list[tuple[str, str, int]]]:
+        """Take up to ``count`` messages of the queue for an async worker's own consumer (Redis
+        broker): (delivery tag, job id, token) of each; see `lua/take.lua`. Ack them with `ack`."""
+        qk = self.queue_keys(queue)
+        tags = yield Script("take", [self.keys.unacked, self.keys.unacked_index, self.keys.worker_paused(worker_node),
+                                     *qk.broker_lists], [time.time(), count, qk.celery_queue])
+        head = len(qk.celery_queue) + 1
+        taken = []
+        for tag in tags:
+            job_id, _, token = tag[head:].rpartition(".")
+            taken.append((tag, job_id, int(token)))
+        return taken
+
+    def ack(self, tags: list[str]) -> Op[None]:
+        """Forget taken messages once their jobs started (or turned out stale)."""
+        if tags:
+            yield Batch([cmd("hdel", self.keys.unacked, *tags), cmd("zrem", self.keys.unacked_index, *tags)])
+
     # ----------------------------------------------------------------------------- queues
 
     def save_queue(self, config: QueueConfig) -> Op[tuple[bool, str | None]]:

@@ -22,6 +22,7 @@ SCRIPT_NAMES = (
     "progress",
     "remove_finished",
     "claim_outbox",
+    "take",
 )
 
 
@@ -52,3 +53,4 @@ class Scripts:
     progress: Script
     remove_finished: Script
     claim_outbox: Script
+    take: Script

@@ -149,6 +149,8 @@ class Maintenance:
     def _apply_pause(self, paused: bool) -> None:
         """Runs in the consumer's thread; the heartbeat says ``paused`` only once this ran."""
         for queue in self.queues:
+            if queue in self.coord.async_queues:
+                continue  # the event loop's own consumer reads the pause flag itself
             celery_queue = self.coord.keys.for_queue(queue).celery_queue
             if paused:
                 self.consumer.cancel_task_queue(celery_queue)

@@ -1,0 +1,279 @@
+"""Runs the jobs of ``async def`` processors as coroutines on one event loop per worker process.
+
+The managed worker of an async queue is one ``celery worker -P solo`` process (maintenance,
+heartbeat, pause, beat and supervision as for any worker) with an event-loop thread, where up to
+``concurrency`` jobs run at once. Jobs reach the loop two ways:
+
+- With Redis as the broker, the loop's own consumer takes messages straight from the queue's
+  broker lists (`lua/take.lua`, recording them in kombu's unacked index in the same step), claims
+  them with the same `task.claim_op` as sync jobs, then acks them: Celery's per-message work
+  (one task run on the main thread per job) would cap a process at a few hundred jobs/s.
+- Otherwise (RabbitMQ), and for any message Celery's consumer receives, the Celery task claims the
+  job (before Celery acks the message) and hands it to the loop; it waits for a free slot first,
+  which holds the next message back.
+
+Each coroutine records its outcome with the same `task.record_op` as a sync job, over
+redis.asyncio. The lock keeper thread renews the running jobs' locks as for sync jobs; a watcher
+coroutine cancels the coroutine of a job whose lock is gone (cancelled with ``terminate=True``, or
+recovered as stalled), and `AsyncRunner.cancel_job` is the hook for any other cancel signal.
+When the process dies the locks expire and the stalled sweep sends the jobs back to waiting; a
+message taken but not yet started goes back through the unstarted-job sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from celery import signals
+
+from coordinator.connection import connect_async
+from coordinator.models import Job
+from coordinator.registry.aio import AsyncRegistry
+from coordinator.registry.calls import step
+from coordinator.runtime.task import claim, claim_op, completed, failed, log, log_fields, record_op
+
+if TYPE_CHECKING:
+    from coordinator.facade import JobQueueCoordinator
+
+AsyncProcessor = Callable[[Job], Awaitable[Any]]
+
+#: How often the watcher looks for running jobs whose lock is gone.
+WATCH_INTERVAL_S = 1.0
+#: Most messages the own consumer takes in one round trip.
+TAKE_BATCH = 50
+#: Pause of the own consumer after finding no message: from the first to the longest.
+IDLE_MIN_S = 0.005
+IDLE_MAX_S = 0.1
+_log = logging.getLogger(__name__)
+
+
+def is_async(handler: Callable[..., Any] | None) -> bool:
+    """Whether ``handler`` is an ``async def`` processor."""
+    return inspect.iscoroutinefunction(handler)
+
+
+class JobTimeoutError(TimeoutError):
+    """The job ran past its ``timeout`` (the attempt fails, and is retried per its options)."""
+
+
+class AsyncJobWriter:
+    """`Job.update_progress` and `Job.log` of a job running on the loop: each write is sent by
+    a task of the loop, returned to the caller to ``await`` (or not: it is awaited before the
+    job's outcome is recorded). Bad progress raises at the call, as for sync jobs."""
+
+    def __init__(self, registry: AsyncRegistry) -> None:
+        self._registry = registry
+        self.pending: set[asyncio.Task[Any]] = set()
+
+    def update_progress(self, queue: str, job_id: str, token: int | None, progress: Any) -> asyncio.Task[Any]:
+        return self._send(self._registry.ops.update_progress(queue, job_id, token, progress))
+
+    def add_log(self, queue: str, job_id: str, line: str) -> asyncio.Task[Any]:
+        return self._send(self._registry.ops.add_log(queue, job_id, line))
+
+    def _send(self, op: Any) -> asyncio.Task[Any]:
+        first, _ = step(op, None, None)  # validation runs now, in the caller
+        task = asyncio.get_running_loop().create_task(self._registry.run(op, first))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+        return task
+
+
+class AsyncRunner:
+    """The event-loop thread of one worker process and the jobs running on it."""
+
+    def __init__(self, coord: JobQueueCoordinator, concurrency: int) -> None:
+        self.coord = coord
+        self.concurrency = concurrency
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._loop = asyncio.new_event_loop()
+        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._active = 0
+        """Jobs of this process from their claim to their recorded outcome."""
+        self._freed = asyncio.Event()
+        self._stopping = False
+        self._consumers: list[asyncio.Future[None]] = []
+        self._registry = AsyncRegistry(connect_async(coord.settings), coord.registry.ops)
+        self.pid = os.getpid()
+        self._thread = threading.Thread(target=self._serve, name="jqc-async-jobs", daemon=True)
+        self._thread.start()
+        # a warm shutdown lets the running jobs end, as Celery does for its own tasks
+        signals.worker_shutdown.connect(self._drain_on_shutdown, weak=False)
+
+    def _drain_on_shutdown(self, **_: Any) -> None:
+        self._stopping = True  # the own consumers take nothing more
+        if self._active:
+            log.info("waiting for %d running async jobs", self._active)
+        self.drain(timeout=None)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.create_task(self._watch())
+        self._loop.run_forever()
+
+    # ----------------------------------------------------------------------------- Celery side
+
+    def submit(self, handler: AsyncProcessor, queue: str, job_id: str, token: int, worker_id: str) -> None:
+        """Claim the job and start its coroutine; waits (holding the next message back) while
+        ``concurrency`` jobs run."""
+        self._slots.acquire()
+        try:
+            job = claim(self.coord, queue, job_id, token, worker_id)
+        except BaseException:
+            self._slots.release()
+            raise
+        if job is None:
+            self._slots.release()
+            return
+        asyncio.run_coroutine_threadsafe(self._start(handler, job, token, worker_id), self._loop)
+
+    def cancel_job(self, queue: str, job_id: str) -> bool:
+        """Cancel the coroutine of a running job of this process (from any thread): the hook for a
+        cancel signal. Its outcome is not recorded: whoever cancelled it moved the job on."""
+        task = self._running.get((queue, job_id))
+        if task is None:
+            return False
+        self._loop.call_soon_threadsafe(task.cancel)
+        return True
+
+    def consume(self, queue: str, handler: AsyncProcessor, worker_id: str) -> None:
+        """Start the loop's own consumer of ``queue`` (Redis broker only; see the module docstring)."""
+        self._consumers.append(asyncio.run_coroutine_threadsafe(self._consume(queue, handler, worker_id), self._loop))
+
+    def drain(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` s (None: as long as it takes) for the running jobs to finish."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._active and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.05)
+
+    @property
+    def active(self) -> int:
+        """Jobs of this process from their claim to their recorded outcome."""
+        return self._active
+
+    # ----------------------------------------------------------------------------- loop side
+
+    async def _start(self, handler: AsyncProcessor, job: Job, token: int, worker_id: str) -> None:
+        self._active += 1
+        try:
+            await self._run(handler, job, token, worker_id)
+        finally:
+            self._active -= 1
+            self.coord.lock_keeper.remove(job.queue, job.id)
+            self._slots.release()
+            self._freed.set()
+
+    async def _consume(self, queue: str, handler: AsyncProcessor, worker_id: str) -> None:
+        idle_s = IDLE_MIN_S
+        while not self._stopping:
+            reserved = self._reserve(TAKE_BATCH)
+            if not reserved:
+                self._freed.clear()
+                if not self._reserve(0):  # a slot freed between the two looks
+                    await self._freed.wait()
+                continue
+            try:
+                taken = await self._registry.run(self._registry.ops.take(queue, worker_id, reserved))
+            except Exception:  # Redis away for a moment: try again shortly
+                _log.warning("async consumer of %s could not take messages", queue, exc_info=True)
+                taken = []
+                idle_s = IDLE_MAX_S
+            for _ in range(reserved - len(taken)):
+                self._slots.release()
+            if not taken:
+                await asyncio.sleep(idle_s)
+                idle_s = min(IDLE_MAX_S, idle_s * 2)
+                continue
+            idle_s = IDLE_MIN_S
+            await self._start_taken(queue, handler, worker_id, taken)
+
+    def _reserve(self, most: int) -> int:
+        """Take up to ``most`` free slots without waiting; with 0, whether any slot is free."""
+        if most == 0:
+            if self._slots.acquire(blocking=False):
+                self._slots.release()
+                return 1
+            return 0
+        count = 0
+        while count < most and self._slots.acquire(blocking=False):
+            count += 1
+        return count
+
+    async def _start_taken(self, queue: str, handler: AsyncProcessor, worker_id: str,
+                           taken: list[tuple[str, str, int]]) -> None:
+        """Claim the taken messages' jobs at once, ack the messages, and start the jobs' coroutines."""
+        claims = await asyncio.gather(
+            *(self._registry.run(claim_op(self.coord, queue, job_id, token, worker_id)) for _, job_id, token in taken),
+            return_exceptions=True,
+        )
+        try:
+            await self._registry.run(self._registry.ops.ack([tag for tag, _, _ in taken]))
+        except Exception:  # the unstarted-job sweep checks these entries against the jobs' tokens
+            _log.warning("could not ack %d taken messages", len(taken), exc_info=True)
+        for (_, job_id, token), job in zip(taken, claims):
+            if isinstance(job, Job):
+                self._loop.create_task(self._start(handler, job, token, worker_id))
+                continue
+            if isinstance(job, BaseException):
+                _log.warning("could not start job %s/%s: %s", queue, job_id, job)
+            self._slots.release()
+            self._freed.set()
+
+    async def _run(self, handler: AsyncProcessor, job: Job, token: int, worker_id: str) -> None:
+        writer = AsyncJobWriter(self._registry)
+        job._registry = writer  # type: ignore[assignment]
+        started = time.monotonic()
+        log.info("job started", extra=log_fields(job, started))
+        limit = job.options.timeout
+        key = (job.queue, job.id)
+        try:
+            self._running[key] = asyncio.current_task()  # type: ignore[assignment]
+            try:
+                async with asyncio.timeout(limit) as deadline:
+                    result = await handler(job)
+            finally:
+                self._running.pop(key, None)  # from here on, the outcome is recorded, whatever happens
+            outcome = completed(job, result, started)
+        except asyncio.CancelledError:
+            log.warning("job cancelled while running", extra=log_fields(job, started))
+            return
+        except TimeoutError as exc:
+            if deadline.expired():
+                exc = JobTimeoutError(f"timeout: the job ran past its limit of {limit} s")
+            outcome = failed(job, exc, started, self.coord.settings.default_max_retries)
+        except Exception as exc:
+            outcome = failed(job, exc, started, self.coord.settings.default_max_retries)
+        if writer.pending:
+            await asyncio.gather(*writer.pending, return_exceptions=True)
+        await self._registry.run(record_op(self.coord, job, token, worker_id, outcome, started))
+
+    async def _watch(self) -> None:
+        """Cancel the coroutines of jobs whose lock is gone (cancelled, or taken over as stalled)."""
+        lock_ms = self.coord.settings.lock_duration_ms
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            running = list(self._running)
+            if not running:
+                continue
+            try:
+                held = await self._registry.run(self._registry.ops.renew_locks(running, lock_ms))
+            except Exception:  # Redis away for a moment: the lock keeper's TTL leaves time to retry
+                _log.warning("could not check job locks", exc_info=True)
+                continue
+            for key, still in zip(running, held):
+                task = self._running.get(key)
+                if not still and task is not None:
+                    task.cancel()
+
+
+def submit(coord: JobQueueCoordinator, handler: AsyncProcessor, queue: str, job_id: str, token: int,
+           worker_id: str) -> None:
+    """The Celery task body of an async processor's queue (see the module docstring)."""
+    coord.async_runner.submit(handler, queue, job_id, token, worker_id)
