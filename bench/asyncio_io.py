@@ -69,7 +69,7 @@ def _spawn(argv: list[str], log_name: str, env: dict[str, str] | None = None) ->
 
 
 def coordinator(server: DedicatedRedis, jobs: int) -> dict[str, Any]:
-    coord = JobQueueCoordinator(server.url, prefix="bench-io")
+    coord = JobQueueCoordinator(server.url, prefix="bench-io", log_level="WARNING")  # as the others run
     try:
         coord.create_queue(QUEUE)
         coord.enqueue_bulk(QUEUE, [{"data": i} for i in range(jobs)])
