@@ -106,6 +106,7 @@ class JobPlans:
             created_ms=created_ms,
             # given at enqueue, or made here: 32 hex digits, a valid W3C trace-id
             trace_id=opts.trace_id or uuid.uuid4().hex,
+            expires_ms=_deadline_ms(opts.expires, now) if opts.expires is not None else 0,
         ) for data, name, opts in items]
 
     def snapshots_op(self, queue: str, items: list[Item], new_jobs: list[NewJob], added: list[bool],
@@ -176,6 +177,11 @@ class JobPlans:
                 last_id = events[-1][0]
                 if any(is_final_event(fields, job_id) for _, fields in events):
                     break
+
+
+def _deadline_ms(expires: int | datetime, now: int) -> int:
+    """A job's start deadline (epoch ms): ``expires`` ms after enqueue, or the time given."""
+    return to_ms(expires) if isinstance(expires, datetime) else now + expires
 
 
 class JobScheduler:

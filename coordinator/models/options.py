@@ -51,9 +51,29 @@ class JobOptions(_Options):
     remove_on_complete: Removal = False
     remove_on_fail: Removal = False
     trace_id: str | None = None
+    expires: int | datetime | None = Field(
+        None, description="start deadline: ms after enqueue, or a timezone-aware time; an attempt "
+        "not started by then is cancelled with reason 'expired' and never runs"
+    )
 
     _check_job_id = field_validator("job_id")(check_job_id)
     _check_trace_id = field_validator("trace_id")(check_trace_id)
+
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _check_expires(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"expires: give whole ms (an int > 0) or a timezone-aware datetime, not {value!r}")
+        return int(value) if isinstance(value, float) else value
+
+    @field_validator("expires")
+    @classmethod
+    def _expires_in_range(cls, value: int | datetime | None) -> int | datetime | None:
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError("expires: a datetime must be timezone-aware")
+        if isinstance(value, int) and value <= 0:
+            raise ValueError("expires: ms must be > 0")
+        return value
 
     @field_validator("remove_on_complete", "remove_on_fail")
     @classmethod

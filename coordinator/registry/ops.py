@@ -54,6 +54,8 @@ class NewJob:
     created_ms: int = 0
     """When the job was created (ms); 0: now. A recurring job's run passes its tick's time."""
     trace_id: str = ""
+    expires_ms: int = 0
+    """Start deadline (epoch ms); 0: none."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class StartResult:
     """What `start` decided for one received message."""
 
     status: str
-    """``active`` (run it), ``missing``, ``stale``, ``paused`` or ``limited``."""
+    """``active`` (run it), ``missing``, ``stale``, ``paused``, ``limited`` or ``expired``."""
     job: Job | None = None
 
 
@@ -187,7 +189,7 @@ class RegistryOps:
             args += [
                 job.id, job.name, job.data_json, opts_json,
                 opts.priority, job.due_ms, "" if opts.timeout is None else opts.timeout,
-                job.trace_id, opts.max_retries, job.schedule_key, job.created_ms,
+                job.trace_id, opts.max_retries, job.schedule_key, job.created_ms, job.expires_ms,
             ]
         result = yield Script("enqueue", keys, args)
         if result == -1:
@@ -210,7 +212,7 @@ class RegistryOps:
         reply = yield Script(
             "start",
             [qk.job(job_id), qk.index("waiting"), qk.index("active"), qk.parked, qk.meta,
-             qk.events, qk.lock(job_id), qk.limiter],
+             qk.events, qk.lock(job_id), qk.limiter, qk.index("cancelled")],
             [job_id, token, now_ms(), worker_id, lock_ms, self.events_max_len,
              limiter.max if limiter else 0, limiter.duration if limiter else 0, hostname],
         )
@@ -374,7 +376,7 @@ class RegistryOps:
         return (yield Script(
             "promote",
             [qk.index("delayed"), qk.index("waiting"), qk.parked, qk.meta, qk.events,
-             *self.broker_keys(qk), *(qk.job(job_id) for job_id in job_ids)],
+             *self.broker_keys(qk), qk.index("cancelled"), *(qk.job(job_id) for job_id in job_ids)],
             [now_ms(), "1" if force else "0", *self.dispatch_args(queue), self.events_max_len, *job_ids],
         ))
 

@@ -7,6 +7,7 @@
   the list of its priority, so a job becomes waiting and publishable in one atomic step.
   The message body carries only the queue, job id and dispatch token; the worker reads the job
   itself from the registry when it starts it.
+  expire(): ends a job whose start deadline (`expires`) passed before it could start.
 ]]
 local function emit(eventsKey, maxLen, event, jobId, ...)
   redis.call("XADD", eventsKey, "MAXLEN", "~", maxLen, "*", "event", event, "job_id", jobId, ...)
@@ -117,4 +118,14 @@ local function sliceKeys(from, count)
   local out = {}
   for i = 0, count - 1 do out[i + 1] = KEYS[from + i] end
   return out
+end
+
+-- A job past its start deadline (its "expires" field, epoch ms) ends cancelled with reason
+-- "expired" instead of starting. The caller has already taken it out of its state index; the
+-- token is bumped so that any message of the job still in the broker is stale.
+local function expire(jobKey, jobId, cancelledKey, eventsKey, maxLen, now, from)
+  redis.call("HINCRBY", jobKey, "token", 1)
+  redis.call("HSET", jobKey, "state", "cancelled", "finished", now, "reason", "expired")
+  redis.call("ZADD", cancelledKey, now, jobId)
+  emitJob(eventsKey, maxLen, "cancelled", jobKey, jobId, "from", from, "reason", "expired")
 end

@@ -11,8 +11,9 @@
 
   ARGV[1] now (ms)  ARGV[2] task name  ARGV[3] celery queue  ARGV[4] queue name
   ARGV[5] events max length
-  then 11 per job: id, name, data, opts, priority, due (ms, 0 = now), timeout (s or ""),
-                   trace id, max retries, schedule key, created (ms, 0 = now)
+  then 12 per job: id, name, data, opts, priority, due (ms, 0 = now), timeout (s or ""),
+                   trace id, max retries, schedule key, created (ms, 0 = now),
+                   start deadline (ms, 0 = none)
 
   Events: waiting or delayed, per job added.
   Returns: -1 if the queue does not exist; else a list with 1 for each job added and 0 for each
@@ -24,7 +25,7 @@ local maxLen = ARGV[5]
 local paused = redis.call("HGET", KEYS[1], "paused") == "1"
 local brokerKeys = sliceKeys(6, 10)
 local added = {}
-local per = 11
+local per = 12
 local count = (#ARGV - 5) / per
 for i = 0, count - 1 do
   local a = 5 + i * per
@@ -44,6 +45,7 @@ for i = 0, count - 1 do
       "priority", ARGV[a + 5], "timeout", ARGV[a + 7], "trace", ARGV[a + 8],
       "max_retries", ARGV[a + 9], "schedule", ARGV[a + 10], "state", state,
       "attempts", 0, "stalled", 0, "token", token, "created", createdAt)
+    if ARGV[a + 12] ~= "0" then redis.call("HSET", jobKey, "expires", ARGV[a + 12]) end
     if state == "delayed" then
       redis.call("ZADD", KEYS[3], due, jobId)
       emitJob(KEYS[5], maxLen, "delayed", jobKey, jobId, "due", due)

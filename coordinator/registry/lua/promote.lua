@@ -3,27 +3,32 @@
   (promote_job). Safe with many processes at once: each job moves only if still delayed.
 
   KEYS[1] delayed  KEYS[2] waiting  KEYS[3] parked  KEYS[4] meta  KEYS[5] events
-  KEYS[6..15] broker lists  KEYS[16..] job keys of the candidates, in ARGV order
+  KEYS[6..15] broker lists  KEYS[16] cancelled  KEYS[17..] job keys of the candidates, in ARGV order
 
   ARGV[1] now (ms)  ARGV[2] "1" to move even if not due  ARGV[3] task name  ARGV[4] celery queue
   ARGV[5] queue name  ARGV[6] events max length  ARGV[7..] candidate job ids
 
-  Events: waiting, per job moved.
-  Returns: the number of jobs moved.
+  Events: waiting, per job moved; cancelled (reason expired) for a job past its start deadline.
+  Returns: the number of jobs moved (expired ones included).
 ]]
 local now, force = tonumber(ARGV[1]), ARGV[2] == "1"
 local paused = redis.call("HGET", KEYS[4], "paused") == "1"
 local brokerKeys = sliceKeys(6, 10)
 local moved = 0
 for i = 7, #ARGV do
-  local jobId, jobKey = ARGV[i], KEYS[16 + i - 7]
+  local jobId, jobKey = ARGV[i], KEYS[17 + i - 7]
   local due = redis.call("ZSCORE", KEYS[1], jobId)
-  if due and (force or tonumber(due) <= now) and redis.call("HGET", jobKey, "state") == "delayed" then
+  local cur = redis.call("HMGET", jobKey, "state", "expires")
+  if due and (force or tonumber(due) <= now) and cur[1] == "delayed" then
     redis.call("ZREM", KEYS[1], jobId)
-    redis.call("ZADD", KEYS[2], waitingScore(KEYS[4], now), jobId)
-    redis.call("HSET", jobKey, "state", "waiting")
-    makeWaiting(jobKey, KEYS[3], paused, now, brokerKeys, ARGV[3], ARGV[4], ARGV[5], jobId)
-    emitJob(KEYS[5], ARGV[6], "waiting", jobKey, jobId)
+    if cur[2] and tonumber(cur[2]) <= now then
+      expire(jobKey, jobId, KEYS[16], KEYS[5], ARGV[6], now, "delayed")
+    else
+      redis.call("ZADD", KEYS[2], waitingScore(KEYS[4], now), jobId)
+      redis.call("HSET", jobKey, "state", "waiting")
+      makeWaiting(jobKey, KEYS[3], paused, now, brokerKeys, ARGV[3], ARGV[4], ARGV[5], jobId)
+      emitJob(KEYS[5], ARGV[6], "waiting", jobKey, jobId)
+    end
     moved = moved + 1
   end
 end

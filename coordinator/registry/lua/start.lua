@@ -2,23 +2,29 @@
   A worker received a job's message: make the job active if this dispatch may run now.
 
   KEYS[1] job  KEYS[2] waiting  KEYS[3] active  KEYS[4] parked  KEYS[5] meta  KEYS[6] events
-  KEYS[7] lock  KEYS[8] limiter
+  KEYS[7] lock  KEYS[8] limiter  KEYS[9] cancelled
 
   ARGV[1] job id  ARGV[2] token of the message  ARGV[3] now (ms)  ARGV[4] worker id
   ARGV[5] lock TTL (ms)  ARGV[6] events max length  ARGV[7] limiter max (0: none)
   ARGV[8] limiter duration (ms)  ARGV[9] hostname
 
-  Events: active.
+  Events: active; cancelled (reason expired).
   Returns: {"active", <job fields...>} to run it;
            {"missing"} no such job; {"stale"} the message is not the job's current dispatch
            (cancelled, re-prioritised, already run); {"paused"} the queue is paused and the job
-           is parked; {"limited", due} over the rate limit, parked until due.
+           is parked; {"limited", due} over the rate limit, parked until due;
+           {"expired"} its start deadline passed: cancelled, not run.
 ]]
 local jobKey = KEYS[1]
 if redis.call("EXISTS", jobKey) == 0 then return {"missing"} end
-local cur = redis.call("HMGET", jobKey, "state", "token")
+local cur = redis.call("HMGET", jobKey, "state", "token", "expires")
 if cur[1] ~= "waiting" or cur[2] ~= ARGV[2] then return {"stale"} end
 local jobId, now = ARGV[1], tonumber(ARGV[3])
+if cur[3] and tonumber(cur[3]) <= now then
+  redis.call("ZREM", KEYS[2], jobId)
+  expire(jobKey, jobId, KEYS[9], KEYS[6], ARGV[6], now, "waiting")
+  return {"expired"}
+end
 if redis.call("HGET", KEYS[5], "paused") == "1" then
   redis.call("ZADD", KEYS[4], 0, jobId)
   return {"paused"}
