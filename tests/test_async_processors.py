@@ -110,3 +110,17 @@ def test_jobs_of_a_sigkilled_async_worker_are_recovered(coord: JobQueueCoordinat
     stalled = {e.job_id for e in coord.events("q") if e.event == "stalled"}
     assert stalled == {j.id for j in jobs}
     assert coord.get_worker(worker.id).pid != worker.pid
+
+
+def test_closing_an_async_worker_lets_its_running_jobs_finish(coord: JobQueueCoordinator, prefix: str) -> None:
+    coord.create_queue("q")
+    worker = coord.register_worker("q", async_processors.recorded, concurrency=4)
+    jobs = [coord.enqueue_job("q", record_data(prefix, seconds=2)) for _ in range(3)]
+    wait_until(lambda: all(coord.get_job("q", j.id).state is JobState.ACTIVE for j in jobs))
+    wait_until(lambda: coord.get_worker(worker.id).active_jobs == 3)  # the heartbeat counts coroutines
+    assert coord.get_worker(worker.id).concurrency == 4
+    coord.close_worker(worker.id, timeout=30)
+    assert not psutil.pid_exists(worker.pid) or psutil.Process(worker.pid).status() == "zombie"
+    for job in jobs:
+        done = coord.get_job("q", job.id)
+        assert done.state is JobState.COMPLETED and done.stalled_count == 0

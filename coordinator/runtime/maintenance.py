@@ -178,6 +178,8 @@ class Maintenance:
             "state": self._state,
             "active": len(worker_state.active_requests), **self._pool_fields(),
         }
+        if self.coord.async_queues:  # jobs run as coroutines of this process (runtime.async_runner)
+            record.update(active=self.coord.async_runner.active, concurrency=self.coord.async_runner.concurrency)
         rss = _tree_rss()
         if rss is not None:
             record["rss"] = rss
