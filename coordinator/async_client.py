@@ -37,32 +37,14 @@ from coordinator.registry import Registry
 from coordinator.registry.aio import AsyncRegistry
 from coordinator.registry.ops import RegistryOps
 from coordinator.scheduler import WAIT_BLOCK_MS, Item, JobPlans
-from coordinator.settings import Settings, settings_from_env
+from coordinator.settings import BuiltFromSettings, Settings
 
 
-class AsyncJobQueueCoordinator:
+class AsyncJobQueueCoordinator(BuiltFromSettings):
     """The coordinator's queue and job methods as coroutines; use ``async with`` (or `close`).
 
     Takes the same keywords as `JobQueueCoordinator`; no connection is opened until the first call.
     """
-
-    def __init__(self, url: str, *, broker_url: str | None = None, app: Celery | None = None,
-                 prefix: str = "jqc", max_job_size: int | None = None, **settings: Any) -> None:
-        if max_job_size is not None:
-            settings["max_job_size"] = max_job_size
-        self._init(Settings(url=url, broker_url=broker_url, prefix=prefix, **settings), app)
-
-    @classmethod
-    def from_env(cls, app: Celery | None = None, **overrides: Any) -> AsyncJobQueueCoordinator:
-        """Settings from the environment, as `JobQueueCoordinator.from_env`."""
-        return cls.from_settings(settings_from_env(**overrides), app=app)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, app: Celery | None = None) -> AsyncJobQueueCoordinator:
-        """A client for already validated `Settings`."""
-        client = cls.__new__(cls)
-        client._init(settings, app)
-        return client
 
     def _init(self, settings: Settings, app: Celery | None) -> None:
         self.settings = settings

@@ -54,7 +54,7 @@ from coordinator.runtime.locks import LockKeeper
 from coordinator.runtime.maintenance import maintenance_step
 from coordinator.runtime.task import Processor, register_processor_task
 from coordinator.scheduler import JobScheduler
-from coordinator.settings import Settings, settings_from_env
+from coordinator.settings import BuiltFromSettings, Settings
 from coordinator.validation import check_queue_name
 from coordinator.workers import WorkerManager
 
@@ -62,30 +62,12 @@ if TYPE_CHECKING:
     from coordinator.runtime.async_runner import AsyncRunner
 
 
-class JobQueueCoordinator:
+class JobQueueCoordinator(BuiltFromSettings):
     """One typed API over Celery and Redis: queues, jobs, workers, recurring jobs.
 
     Building one has no side effects beyond creating objects: no connection is opened until the
     first call, and the Celery app is not made the current app.
     """
-
-    def __init__(self, url: str, *, broker_url: str | None = None, app: Celery | None = None,
-                 prefix: str = "jqc", max_job_size: int | None = None, **settings: Any) -> None:
-        if max_job_size is not None:
-            settings["max_job_size"] = max_job_size
-        self._init(Settings(url=url, broker_url=broker_url, prefix=prefix, **settings), app)
-
-    @classmethod
-    def from_env(cls, app: Celery | None = None, **overrides: Any) -> JobQueueCoordinator:
-        """Settings from REDIS_URL (or REDIS_HOST/PORT/PASSWORD/DB/TLS), LOG_LEVEL,
-        WORKER_CONCURRENCY, MAX_JOB_RETRIES, JQC_PREFIX and BROKER_URL."""
-        return cls.from_settings(settings_from_env(**overrides), app=app)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, app: Celery | None = None) -> JobQueueCoordinator:
-        coord = cls.__new__(cls)
-        coord._init(settings, app)
-        return coord
 
     def _init(self, settings: Settings, app: Celery | None) -> None:
         self.settings = settings
