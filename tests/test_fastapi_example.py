@@ -16,7 +16,6 @@ from test_async_processors import max_overlap
 from test_examples import EXAMPLES, example_env, wait_for
 
 from coordinator import Job
-
 from coordinator.demo.cleanup import delete_prefix_keys
 from coordinator.demo.redis_server import free_port
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -50,7 +50,7 @@ class Sleep:
     seconds: float
 
 
-Call = Union[Script, Command, Batch, Sleep]
+Call = Script | Command | Batch | Sleep
 #: A registry operation returning ``T``.
 Op = Generator[Call, Any, T]
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import redis
 
 from coordinator.models import Job, JobState, QueueConfig, QueueCounts, RateLimit, Retention
-from coordinator.registry.calls import Batch, Call, Command, Op, Script, Sleep, step
+from coordinator.registry.calls import Batch, Call, Command, Op, Script, step
 from coordinator.registry.ops import (
     BATCH_SIZE,
     PROCESSING_BUCKETS_MS,

@@ -6,6 +6,7 @@ from functools import cache
 from importlib import resources
 
 import redis
+import redis.asyncio
 from redis.commands.core import Script
 
 SCRIPT_NAMES = (
@@ -34,9 +35,9 @@ def script_source(name: str) -> str:
 
 
 class Scripts:
-    """The registry's scripts bound to one Redis client (EVALSHA, loaded on first use)."""
+    """The registry's scripts bound to one Redis client, sync or asyncio (EVALSHA, loaded on first use)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | redis.asyncio.Redis) -> None:
         for name in SCRIPT_NAMES:
             setattr(self, name, client.register_script(script_source(name)))
 

@@ -23,6 +23,7 @@ message taken but not yet started goes back through the unstarted-job sweep.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import logging
 import os
@@ -99,7 +100,7 @@ class AsyncRunner:
         """Jobs of this process from their claim to their recorded outcome."""
         self._freed = asyncio.Event()
         self._stopping = False
-        self._consumers: list[asyncio.Future[None]] = []
+        self._consumers: list[concurrent.futures.Future[None]] = []
         self._registry = AsyncRegistry(connect_async(coord.settings), coord.registry.ops)
         self.pid = os.getpid()
         self._thread = threading.Thread(target=self._serve, name="jqc-async-jobs", daemon=True)
@@ -244,7 +245,7 @@ class AsyncRunner:
         except asyncio.CancelledError:
             log.warning("job cancelled while running", extra=log_fields(job, started))
             return
-        except TimeoutError as exc:
+        except TimeoutError:
             if deadline.expired():
                 exc = JobTimeoutError(f"timeout: the job ran past its limit of {limit} s")
             outcome = failed(job, exc, started, self.coord.settings.default_max_retries)

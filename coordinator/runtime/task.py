@@ -120,7 +120,8 @@ def failed(job: Job, exc: BaseException, started: float, default_max_retries: in
     reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     stack = "".join(traceback.format_exception(exc))
     if job.attempts_made <= max_retries and not is_unrecoverable(exc):
-        return Outcome("retry", reason, _ms_since(started), stack, due_ms=now_ms() + options.backoff.delay_ms(job.attempts_made))
+        due_ms = now_ms() + options.backoff.delay_ms(job.attempts_made)
+        return Outcome("retry", reason, _ms_since(started), stack, due_ms=due_ms)
     return Outcome("failed", reason, _ms_since(started), stack, remove=options.remove_on_fail is True)
 
 
