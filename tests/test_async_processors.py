@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import psutil
 import redis
@@ -41,7 +42,10 @@ def test_a_thousand_io_bound_jobs_run_as_coroutines_of_one_process(coord: JobQue
     assert 10 < peak <= 100, peak  # many at once, never more than the concurrency
 
 
-def test_sync_and_async_queues_in_one_deployment(coord: JobQueueCoordinator) -> None:
+def test_sync_and_async_queues_in_one_deployment(any_coord: JobQueueCoordinator) -> None:
+    """With Redis as the broker the worker's loop takes the messages itself; with RabbitMQ, Celery's
+    consumer receives them and its task hands the jobs to the loop."""
+    coord = any_coord
     coord.create_queue("reports")
     coord.create_queue("thumbs")
     coord.register_worker("reports", async_processors.reporting, concurrency=10)
@@ -124,3 +128,15 @@ def test_closing_an_async_worker_lets_its_running_jobs_finish(coord: JobQueueCoo
     for job in jobs:
         done = coord.get_job("q", job.id)
         assert done.state is JobState.COMPLETED and done.stalled_count == 0
+
+
+def test_a_paused_async_worker_takes_no_job_until_resumed(coord: JobQueueCoordinator) -> None:
+    coord.create_queue("io")
+    worker = coord.register_worker("io", async_processors.io_sleep, concurrency=5)
+    coord.pause_worker(worker.id)
+    assert coord.get_worker(worker.id).state.value == "paused"
+    job = coord.enqueue_job("io", {"n": 1})
+    time.sleep(1.0)  # the loop's consumer looks every 100 ms at most while idle
+    assert coord.get_job("io", job.id).state is JobState.WAITING
+    coord.resume_worker(worker.id)
+    assert coord.wait_for_job("io", job.id, timeout=WAIT_S).state is JobState.COMPLETED
