@@ -48,8 +48,8 @@ def run_round(server: RedisServer, hosts: list, count: int, jobs: int) -> tuple[
             time.sleep(0.05)
         took = time.perf_counter() - started
         per_host: Counter[str] = Counter()
-        for job_id in coord.registry.client.zrange(coord.keys.for_queue("q").index("completed"), 0, -1):
-            per_host[coord.registry.client.hget(coord.keys.for_queue("q").job(job_id), "host")] += 1
+        for job_id in coord._registry.client.zrange(coord.keys.for_queue("q").index("completed"), 0, -1):
+            per_host[coord._registry.client.hget(coord.keys.for_queue("q").job(job_id), "host")] += 1
         return took, per_host
     finally:
         for worker in workers:

@@ -18,7 +18,7 @@ def _breakdown(subject: CoordinatorSubject, server: DedicatedRedis, queue: str, 
     before = client.info("memory")["used_memory"]
     jobs = coord.enqueue_bulk(queue, [{"data": payload}] * JOBS)
     after = client.info("memory")["used_memory"]
-    qk = coord.registry.queue_keys(queue)
+    qk = coord._registry.queue_keys(queue)
     level = jobs[0].options.priority - 1
     job_key = qk.job(jobs[0].id)
     parts = {

@@ -79,14 +79,14 @@ class CoordinatorSubject:
 
     def finished(self) -> int:
         """Completed jobs so far: the running total the finish script keeps in the queue's metrics."""
-        return int(self.coord.redis.hget(self.coord.registry.queue_keys(QUEUE).metrics, "all:c") or 0)
+        return int(self.coord._redis.hget(self.coord._registry.queue_keys(QUEUE).metrics, "all:c") or 0)
 
     def round_trip(self, data: Any) -> None:
         job = self.coord.enqueue_job(QUEUE, data)
         self.coord.wait_for_job(QUEUE, job.id, timeout=30)
 
     def retained_completed(self) -> int:
-        return self.coord.redis.zcard(self.coord.registry.queue_keys(QUEUE).index("completed"))
+        return self.coord._redis.zcard(self.coord._registry.queue_keys(QUEUE).index("completed"))
 
     def purge(self) -> None:
         self.coord.delete_queue(QUEUE)

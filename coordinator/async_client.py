@@ -21,6 +21,7 @@ from coordinator.broker import OutboxRelay
 from coordinator.celery_config import build_app
 from coordinator.connection import connect, connect_async
 from coordinator.events import EventCursor
+from coordinator.heartbeats import HeartbeatOps
 from coordinator.models import (
     BulkJob,
     Event,
@@ -52,7 +53,7 @@ class AsyncJobQueueCoordinator(BuiltFromSettings):
         # a blocking read (XREAD BLOCK of wait_for_job and events) must not hit the read timeout
         self._redis = connect_async(settings, extra_read_s=WAIT_BLOCK_MS / 1000)
         self._registry = AsyncRegistry(self._redis, ops)
-        self._reads = QueueReads(ops, settings)
+        self._reads = QueueReads(ops, HeartbeatOps(ops.keys), settings)
         self._plans = JobPlans(ops, self._reads, settings, self._default_job_name)
         self._given_app = app
         self._app: Celery | None = None

@@ -15,11 +15,12 @@ import socket
 import sys
 import threading
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from pydantic import BaseModel, ValidationError
 
+from coordinator.clock import now_ms
 from coordinator.errors import (
     ConfigurationError,
     CoordinatorError,
@@ -29,8 +30,8 @@ from coordinator.errors import (
     WorkerNotFoundError,
 )
 from coordinator.facade import JobQueueCoordinator
+from coordinator.heartbeats import queue_list
 from coordinator.models import HealthStatus, JobState, WorkerOptions
-from coordinator.registry.registry import now_ms
 from coordinator.settings import redact_url
 from coordinator.workers.spec import WorkerSpec, import_path, load
 
@@ -73,7 +74,7 @@ class _Group(click.Group):
             _fail(str(exc), EXIT_FAILED)
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -133,22 +134,12 @@ def main(ctx: click.Context, app_path: str | None) -> None:
 
 def live_workers(coord: JobQueueCoordinator) -> list[dict[str, Any]]:
     """Workers on any host with a fresh heartbeat: node, host, pid, queues, heartbeat age."""
-    from coordinator.queues import WORKER_LIVE_MS
-
-    client = coord.registry.client
-    nodes = client.zrangebyscore(coord.keys.workers, now_ms() - WORKER_LIVE_MS, "+inf")
-    pipe = client.pipeline(transaction=False)
-    for node in nodes:
-        pipe.hgetall(coord.keys.worker(node))
-    workers = []
-    for node, record in zip(nodes, pipe.execute()):
-        if record:
-            workers.append({
-                "node": node, "host": record.get("host"), "pid": int(record.get("pid") or 0),
-                "queues": [q for q in record.get("queues", "").split(",") if q],
-                "heartbeat_age_s": round((now_ms() - int(record.get("heartbeat") or 0)) / 1000, 1),
-            })
-    return workers
+    now = now_ms()
+    return [{
+        "node": record["node"], "host": record.get("host"), "pid": int(record.get("pid") or 0),
+        "queues": queue_list(record.get("queues")),
+        "heartbeat_age_s": round((now - int(record.get("heartbeat") or 0)) / 1000, 1),
+    } for record in coord.get_live_workers()]
 
 
 @main.command()
@@ -181,7 +172,8 @@ def status(state: _State, as_json: bool) -> None:
         for column in ("node", "host", "pid", "queues", "heartbeat"):
             wtable.add_column(column)
         for w in workers:
-            wtable.add_row(w["node"], str(w["host"]), str(w["pid"]), ",".join(w["queues"]), f"{w['heartbeat_age_s']} s ago")
+            wtable.add_row(w["node"], str(w["host"]), str(w["pid"]), ",".join(w["queues"]),
+                           f"{w['heartbeat_age_s']} s ago")
         console.print(wtable)
     else:
         console.print("no live workers")
@@ -367,7 +359,7 @@ def worker(state: _State, queue: str, processor: str | None, concurrency: int | 
     if path is None and not coord.adopted_app:
         raise click.UsageError(f"--processor is needed: queue {queue!r} has no registered processor")
     scale = tuple(int(n) for n in autoscale.split(",")) if autoscale else None
-    options = WorkerOptions(concurrency=concurrency, pool=pool, autoscale=scale)  # type: ignore[arg-type]
+    options = WorkerOptions(concurrency=concurrency, pool=pool, autoscale=scale)
     worker_id = f"{queue}-{uuid.uuid4().hex[:8]}"
     spec = WorkerSpec(
         settings=coord.settings, queue=queue, worker_id=worker_id,

@@ -1,15 +1,18 @@
 """The coordinator's exceptions: one tree, so callers can catch them all.
 
     CoordinatorError
-    ├── ConfigurationError       bad settings, URL, password, TLS or Celery configuration
-    ├── RedisUnavailableError    Redis cannot be reached, or did not answer within the timeout
-    ├── QueueNotFoundError       a queue that was never created
-    ├── JobNotFoundError         an unknown job id
-    ├── InvalidJobDataError      data that is not plain JSON or is too large
-    ├── InvalidNameError         a queue name, job id or prefix outside the safe charset
-    ├── WorkerNotFoundError      an unknown managed worker id
-    ├── WorkerStartError         a managed worker did not start consuming in time
-    └── UnrecoverableError       raised by a processor: fail the job now, no retry
+    ├── ConfigurationError        bad settings, URL, password, TLS or Celery configuration
+    ├── RedisUnavailableError     Redis cannot be reached, or did not answer within the timeout
+    ├── NotFoundError             something named by the caller does not exist
+    │   ├── QueueNotFoundError    a queue that was never created
+    │   ├── JobNotFoundError      an unknown job id
+    │   └── WorkerNotFoundError   an unknown managed worker id
+    ├── InvalidArgumentError      a bad argument to a call (also a ValueError)
+    │   ├── InvalidJobDataError   data that is not plain JSON or is too large
+    │   └── InvalidNameError      a queue name, job id or prefix outside the safe charset
+    ├── WaitTimeoutError          `wait_for_job` ran out of time (also a TimeoutError)
+    ├── WorkerStartError          a managed worker did not start consuming in time
+    └── UnrecoverableError        raised by a processor: fail the job now, no retry
 
 Invalid option values raise `pydantic.ValidationError`, which names the field.
 """
@@ -30,7 +33,21 @@ class RedisUnavailableError(CoordinatorError):
     known to be written (an enqueue with a ``job_id`` can be repeated safely)."""
 
 
-class QueueNotFoundError(CoordinatorError):
+class NotFoundError(CoordinatorError):
+    """A queue, job or managed worker the caller named does not exist."""
+
+
+class InvalidArgumentError(CoordinatorError, ValueError):
+    """An argument of a call is wrong (a negative count, an unknown event name, a processor that
+    cannot be imported by a worker); the message names the argument. Nothing was written."""
+
+
+class WaitTimeoutError(CoordinatorError, TimeoutError):
+    """`wait_for_job` gave up before the job reached a final state; the job goes on. Also a
+    builtin `TimeoutError`, so callers written against that keep working."""
+
+
+class QueueNotFoundError(NotFoundError):
     """The queue was never created with `create_queue` (or was deleted)."""
 
     def __init__(self, queue: str) -> None:
@@ -38,7 +55,7 @@ class QueueNotFoundError(CoordinatorError):
         self.queue = queue
 
 
-class JobNotFoundError(CoordinatorError):
+class JobNotFoundError(NotFoundError):
     """No job with this id exists in the queue."""
 
     def __init__(self, queue: str, job_id: str) -> None:
@@ -47,16 +64,16 @@ class JobNotFoundError(CoordinatorError):
         self.job_id = job_id
 
 
-class InvalidJobDataError(CoordinatorError):
+class InvalidJobDataError(InvalidArgumentError):
     """Job data (or a result, progress value or log line) is not plain JSON or is too large."""
 
 
-class InvalidNameError(CoordinatorError, ValueError):
+class InvalidNameError(InvalidArgumentError):
     """A queue name, job id, schedule key or prefix that could reach other keys; inside an
     options model pydantic reports it as a ValidationError naming the field."""
 
 
-class WorkerNotFoundError(CoordinatorError):
+class WorkerNotFoundError(NotFoundError):
     """No managed worker with this id is known to this coordinator."""
 
     def __init__(self, worker_id: str) -> None:

@@ -15,25 +15,21 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 import redis
 
 from coordinator.connection import connect
-from coordinator.errors import ConfigurationError, RedisUnavailableError
-from coordinator.models import Event
+from coordinator.errors import InvalidArgumentError, RedisUnavailableError
+from coordinator.models import Event, EventName
+from coordinator.registry import Registry
 from coordinator.registry.calls import Op, Sleep
 from coordinator.registry.ops import RegistryOps
-
-if TYPE_CHECKING:
-    from coordinator.facade import JobQueueCoordinator
+from coordinator.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Events the registry emits for jobs, and the queue-level ones.
-JOB_EVENTS = ("waiting", "active", "progress", "completed", "failed", "retrying", "delayed", "stalled",
-              "cancelled")
-QUEUE_EVENTS = ("paused", "resumed")
+#: Every event name (`EventName`): job, queue (paused, resumed) and worker events.
+EVENT_NAMES = tuple(name.value for name in EventName)
 #: `on("*", handler)` receives every event.
 ALL_EVENTS = "*"
 
@@ -121,11 +117,10 @@ class EventCursor:
         return [parse_event(self.queue, entry_id, fields) for entry_id, fields in entries]
 
 
-def iter_events(coord: JobQueueCoordinator, queue: str, since: str | None = None, *, follow: bool = False,
+def iter_events(registry: Registry, queue: str, since: str | None = None, *, follow: bool = False,
                 idle_timeout_s: float | None = None, reconnect_s: float = 30.0) -> Iterator[Event]:
     """Events of ``queue`` after id ``since``; see `EventCursor`."""
-    coord.queues.get_queue(queue)
-    registry = coord.registry
+    registry.queue_meta(queue)  # QueueNotFoundError for a queue never created
     cursor = EventCursor(registry.ops, queue, since, follow=follow, idle_timeout_s=idle_timeout_s,
                          reconnect_s=reconnect_s)
     while not cursor.done:
@@ -148,8 +143,9 @@ class EventListener:
     A handler that raises is logged and the others still run.
     """
 
-    def __init__(self, coord: JobQueueCoordinator) -> None:
-        self.coord = coord
+    def __init__(self, registry: Registry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
         self._subs: list[_Subscription] = []
         self._positions: dict[str, str] = {}
         self._all_queues = False
@@ -162,19 +158,20 @@ class EventListener:
     @property
     def client_name(self) -> str:
         """The name of the listener's Redis connection (`CLIENT LIST` shows it)."""
-        return f"{self.coord.settings.prefix}-events"
+        return f"{self.settings.prefix}-events"
 
-    def on(self, event: str, handler: EventHandler, queue: str | None = None) -> None:
+    def on(self, event: EventName | str, handler: EventHandler, queue: str | None = None) -> None:
         """Call ``handler(Event)`` for each ``event`` (or ``"*"``) of ``queue`` (None: all queues)
         that happens from now on."""
-        if event != ALL_EVENTS and event not in JOB_EVENTS + QUEUE_EVENTS:
-            raise ConfigurationError(f"event {event!r}: use one of {', '.join(JOB_EVENTS + QUEUE_EVENTS)} or '*'")
+        event = event.value if isinstance(event, EventName) else event
+        if event != ALL_EVENTS and event not in EVENT_NAMES:
+            raise InvalidArgumentError(f"event {event!r}: use one of {', '.join(EVENT_NAMES)} or '*'")
         if queue is not None:
-            self.coord.queues.get_queue(queue)
+            self.registry.queue_meta(queue)  # QueueNotFoundError for a queue never created
         with self._mutex:
             if queue is None:
                 self._all_queues = True
-                for name in self.coord.get_queue_names():
+                for name in self.registry.queue_names():
                     self._watch(name)
             else:
                 self._watch(queue)
@@ -206,12 +203,11 @@ class EventListener:
 
     def _watch(self, queue: str) -> None:
         if queue not in self._positions:
-            self._positions[queue] = self.coord.registry.last_event_id(queue)
+            self._positions[queue] = self.registry.last_event_id(queue)
 
     def _redis(self) -> redis.Redis:
         if self._client is None:
-            settings = self.coord.settings
-            self._client = connect(settings, client_name=self.client_name, extra_read_s=BLOCK_MS / 1000)
+            self._client = connect(self.settings, client_name=self.client_name, extra_read_s=BLOCK_MS / 1000)
         return self._client
 
     def _run(self) -> None:
@@ -235,7 +231,7 @@ class EventListener:
         if not self._all_queues or time.monotonic() < self._next_refresh:
             return
         self._next_refresh = time.monotonic() + QUEUE_REFRESH_S
-        names = self.coord.registry.queue_names()
+        names = self.registry.queue_names()
         with self._mutex:
             for name in names:
                 self._positions.setdefault(name, "0-0")
@@ -246,7 +242,7 @@ class EventListener:
         if not positions:
             self._stop.wait(BLOCK_MS / 1000)
             return
-        stream_queue = {self.coord.keys.for_queue(queue).events: queue for queue in positions}
+        stream_queue = {self.registry.queue_keys(queue).events: queue for queue in positions}
         streams = {stream: positions[queue] for stream, queue in stream_queue.items()}
         reply = self._redis().xread(streams, count=500, block=BLOCK_MS)
         for stream, entries in reply or []:

@@ -30,10 +30,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from coordinator.errors import RedisUnavailableError
-from coordinator.health import read_queue_snapshots
 from coordinator.keys import STATE_INDEXES
+from coordinator.metrics import Totals
 from coordinator.models import WorkerState
-from coordinator.registry.registry import PROCESSING_BUCKETS_MS
 from coordinator.settings import redact_url
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ class CoordinatorCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(f"{PREFIX}_up", "1 when Redis answered this scrape")
         try:
-            snapshots = read_queue_snapshots(self.coord)
+            snapshots = self.coord.get_queue_snapshots()
         except RedisUnavailableError as exc:
             log.warning("metrics scrape: Redis at %s unreachable: %s", redact_url(self.coord.settings.url),
                         type(exc).__name__)
@@ -88,9 +87,9 @@ class CoordinatorCollector(Collector):
             oldest.add_metric(name, snap.oldest_waiting_s or 0.0)
             throughput.add_metric(name, snap.metrics.throughput)
             error_rate.add_metric(name, snap.metrics.error_rate)
-            completed.add_metric(name, snap.totals.get("all:c", 0))
-            failed.add_metric(name, snap.totals.get("all:f", 0))
-            processing.add_metric(name, _buckets(snap.totals), sum_value=snap.totals.get("all:t", 0) / 1000)
+            completed.add_metric(name, snap.totals.completed)
+            failed.add_metric(name, snap.totals.failed)
+            processing.add_metric(name, _buckets(snap.totals), sum_value=snap.totals.processing_ms / 1000)
             live.add_metric(name, snap.live_workers)
         yield from (jobs, paused, oldest, throughput, error_rate, completed, failed, processing, live)
         yield self._managed_workers()
@@ -99,7 +98,7 @@ class CoordinatorCollector(Collector):
         managed = GaugeMetricFamily(f"{PREFIX}_managed_workers", "Managed workers of this process by state",
                                     labels=["queue", "state"])
         counts: dict[tuple[str, str], int] = {}
-        for worker in self.coord.workers.get_all_worker_status():
+        for worker in self.coord.get_all_worker_status():
             key = (worker.queue, worker.state.value)
             counts[key] = counts.get(key, 0) + 1
         for queue in sorted({queue for queue, _ in counts}):
@@ -108,16 +107,10 @@ class CoordinatorCollector(Collector):
         return managed
 
 
-def _buckets(totals: dict[str, int]) -> list[tuple[str, float]]:
-    """Cumulative histogram buckets (seconds) from the per-bucket counts in the metrics hash."""
-    out = []
-    running = 0
-    for bound in PROCESSING_BUCKETS_MS:
-        running += totals.get(f"all:le:{bound}", 0)
-        out.append((f"{bound / 1000:g}", running))
-    running += totals.get("all:le:inf", 0)
-    out.append(("+Inf", running))
-    return out
+def _buckets(totals: Totals) -> list[tuple[str, float]]:
+    """Cumulative histogram buckets (upper bound in seconds, count) as prometheus_client takes them."""
+    return [("+Inf" if bound == float("inf") else f"{bound:g}", count)
+            for bound, count in totals.cumulative_buckets()]
 
 
 def register_collector(coord: JobQueueCoordinator, registry: CollectorRegistry = REGISTRY) -> CoordinatorCollector:

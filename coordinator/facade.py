@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -21,14 +22,16 @@ from celery import Celery
 from coordinator.broker import OutboxRelay
 from coordinator.celery_config import build_app
 from coordinator.connection import connect
-from coordinator.errors import ConfigurationError
+from coordinator.errors import InvalidArgumentError
 from coordinator.events import EventListener, iter_events
-from coordinator.health import check_health
+from coordinator.health import HealthChecker, QueueSnapshot
+from coordinator.heartbeats import HeartbeatStore
 from coordinator.keys import CoordinatorKeys
 from coordinator.models import (
     AutoscalePolicy,
     BulkJob,
     Event,
+    EventName,
     Health,
     HealthThresholds,
     Job,
@@ -51,8 +54,8 @@ from coordinator.registry import Registry
 from coordinator.runtime.beat_scheduler import configure_beat
 from coordinator.runtime.foreign import ForeignTaskTracker
 from coordinator.runtime.locks import LockKeeper
-from coordinator.runtime.maintenance import maintenance_step
-from coordinator.runtime.task import Processor, register_processor_task
+from coordinator.runtime.maintenance import WorkerParts, maintenance_step
+from coordinator.runtime.task import JobRunner, Processor, register_processor_task
 from coordinator.scheduler import JobScheduler
 from coordinator.settings import BuiltFromSettings, Settings
 from coordinator.validation import check_queue_name
@@ -71,30 +74,34 @@ class JobQueueCoordinator(BuiltFromSettings):
 
     def _init(self, settings: Settings, app: Celery | None) -> None:
         self.settings = settings
-        self.keys = CoordinatorKeys(settings.prefix)
-        self.redis = connect(settings)
-        self.registry = Registry(self.redis, settings.prefix, settings.events_max_len,
-                                 finish_retry_s=settings.lock_duration_ms / 1000,
-                                 outbox=not settings.broker_is_redis)
-        self.adopted_app = app is not None
+        """The coordinator's settings (read-only)."""
+        self._keys = CoordinatorKeys(settings.prefix)
+        self._redis = connect(settings)
+        self._registry = Registry(self._redis, settings.prefix, settings.events_max_len,
+                                  finish_retry_s=settings.lock_duration_ms / 1000,
+                                  outbox=not settings.broker_is_redis)
+        self._heartbeats = HeartbeatStore(self._redis, self._keys)
+        self._adopted_app = app is not None
         self.app = build_app(settings, app)
-        self.app.steps["consumer"].add(maintenance_step(self))
-        if self.registry.outbox:
-            self.registry.after_dispatch = OutboxRelay(self.app, self.registry).flush
-        self.processors: dict[str, Processor] = {}
-        self.queues = QueueManager(self.registry, settings)
-        self.jobs = JobScheduler(self.registry, self.queues, settings, self.app, self._default_job_name)
-        self.workers = WorkerManager(self)
-        self.recurring = RecurringManager(self.redis, self.keys, self.queues, self.jobs, settings)
-        configure_beat(self.app, settings, self.recurring.fire)
-        self._lock_keeper: LockKeeper | None = None
+        """The `celery.Celery` app: the one given, or one built from the settings."""
+        self._processors: dict[str, Processor] = {}
+        self._queues = QueueManager(self._registry, settings, self._heartbeats)
+        self.app.steps["consumer"].add(maintenance_step(WorkerParts(
+            self._registry, settings, self._queues.cached_config, self._heartbeats, self._processors,
+            self._existing_async_runner)))
+        if self._registry.outbox:
+            self._registry.after_dispatch = OutboxRelay(self.app, self._registry).flush
+        self._jobs = JobScheduler(self._registry, self._queues, settings, self.app, self._default_job_name)
+        self._workers = WorkerManager(settings, self.app, self._queues, self._registry, self._heartbeats,
+                                      self._processors, adopted_app=self._adopted_app)
+        self._recurring = RecurringManager(self._redis, self._keys, self._queues, self._jobs, settings)
+        configure_beat(self.app, settings, self._recurring.fire)
+        self._runner = JobRunner(self._registry, settings, self._queues.reads,
+                                 LockKeeper(self._registry, settings.lock_duration_ms), self._heartbeats)
         self._async_runner: AsyncRunner | None = None
-        #: Concurrent jobs of an ``async def`` processor in this process (None: WORKER_CONCURRENCY).
-        self.async_concurrency: int | None = None
-        #: Queues whose messages this process's event loop takes itself, not Celery's consumer.
-        self.async_queues: set[str] = set()
+        self._health = HealthChecker(self._registry, self._heartbeats, settings, self._workers.get_all_worker_status)
         self._mutex = threading.Lock()
-        self._foreign = ForeignTaskTracker(self) if self.adopted_app else None
+        self._foreign = ForeignTaskTracker(self.app, self._registry) if self._adopted_app else None
         if self._foreign is not None:
             self._foreign.connect()
         self._event_listener: EventListener | None = None
@@ -106,160 +113,230 @@ class JobQueueCoordinator(BuiltFromSettings):
         check_queue_name(queue)
 
         def register(handler: Processor) -> Processor:
-            existing = self.processors.get(queue)
+            existing = self._processors.get(queue)
             if existing is not None and existing is not handler:
-                raise ConfigurationError(f"processor: queue {queue!r} already has processor {existing.__name__}")
+                raise InvalidArgumentError(f"processor: queue {queue!r} already has processor {existing.__name__}")
             if existing is None:
-                self.processors[queue] = handler
-                register_processor_task(self, queue, handler)
+                self._processors[queue] = handler
+                register_processor_task(self.app, self._keys.task_name(queue), self._runner, handler,
+                                        self.async_runner)
             return handler
 
         return register
 
-    def celery_queue(self, name: str) -> str:
-        """The Celery queue that carries the jobs of coordinator queue ``name``."""
-        return self.keys.for_queue(check_queue_name(name)).celery_queue
-
-    def _default_job_name(self, queue: str) -> str:
-        """The processor's name: registered here, else as its workers recorded it, else the queue's."""
-        handler = self.processors.get(queue)
-        if handler is not None:
-            return handler.__name__
-        return self.queues.processor_name(queue) or queue
-
-    @property
-    def async_runner(self) -> AsyncRunner:
-        """This process's event loop for ``async def`` processors (made on first use, per process)."""
+    def async_runner(self, concurrency: int | None = None) -> AsyncRunner:
+        """This process's event loop for ``async def`` processors, made on first use (per process)
+        with ``concurrency`` job slots (default WORKER_CONCURRENCY); a worker process sets it."""
         from coordinator.runtime.async_runner import AsyncRunner
 
         with self._mutex:
             if self._async_runner is None or self._async_runner.pid != os.getpid():
-                self._async_runner = AsyncRunner(self, self.async_concurrency or self.settings.worker_concurrency)
+                self._async_runner = AsyncRunner(self._runner, self.settings,
+                                                 concurrency or self.settings.worker_concurrency)
             return self._async_runner
 
+    def _existing_async_runner(self) -> AsyncRunner | None:
+        runner = self._async_runner
+        return runner if runner is not None and runner.pid == os.getpid() else None
+
     @property
-    def lock_keeper(self) -> LockKeeper:
-        with self._mutex:
-            if self._lock_keeper is None:
-                self._lock_keeper = LockKeeper(self.registry, self.settings.lock_duration_ms)
-            return self._lock_keeper
+    def processors(self) -> Mapping[str, Processor]:
+        """The processors registered with `processor`, by queue (read-only)."""
+        return MappingProxyType(self._processors)
+
+    @property
+    def adopted_app(self) -> bool:
+        """True when the coordinator was built on an existing Celery app (``app=``)."""
+        return self._adopted_app
+
+    @property
+    def keys(self) -> CoordinatorKeys:
+        """The names of every Redis key and Celery queue of this coordinator's prefix, for
+        inspection tools and tests (read-only; the coordinator writes them, nothing else should)."""
+        return self._keys
+
+    def celery_queue(self, name: str) -> str:
+        """The Celery queue that carries the jobs of coordinator queue ``name``."""
+        return self._keys.for_queue(check_queue_name(name)).celery_queue
+
+    def _default_job_name(self, queue: str) -> str:
+        """The processor's name: registered here, else as its workers recorded it, else the queue's."""
+        handler = self._processors.get(queue)
+        if handler is not None:
+            return handler.__name__
+        return self._queues.processor_name(queue) or queue
 
     # ----------------------------------------------------------------------------- queues
 
     def create_queue(self, config: QueueConfig | str, **fields: Any) -> QueueInfo:
-        return self.queues.create_queue(config, **fields)
+        """Create a queue (a `QueueConfig`, or a name plus its fields) or update its config;
+        idempotent for the same config. Returns the stored `QueueInfo`."""
+        return self._queues.create_queue(config, **fields)
 
     def get_queue(self, name: str) -> QueueInfo:
-        return self.queues.get_queue(name)
+        """The queue's config and state; `QueueNotFoundError` if it was never created."""
+        return self._queues.get_queue(name)
 
     def get_queue_names(self) -> list[str]:
-        return self.queues.get_queue_names()
+        """The names of every queue of this prefix, sorted."""
+        return self._queues.get_queue_names()
 
     def get_queue_status(self, name: str) -> QueueStatus:
-        return self.queues.get_queue_status(name)
+        """The queue's counts per state, paused flag, live workers and health (with the recent
+        throughput, error rate and mean processing time)."""
+        return self._queues.get_queue_status(name)
 
     def pause_queue(self, name: str) -> None:
-        self.queues.pause_queue(name)
+        """No worker, present or future, starts a new job of the queue until `resume_queue`;
+        running jobs finish."""
+        self._queues.pause_queue(name)
 
     def resume_queue(self, name: str) -> None:
-        self.queues.resume_queue(name)
+        """Let the queue's jobs start again; the jobs held while it was paused are dispatched now."""
+        self._queues.resume_queue(name)
 
     def delete_queue(self, name: str) -> None:
-        self.recurring.remove_queue(name)
-        self.queues.delete_queue(name)
+        """Remove the queue with its jobs, recurring jobs, events, metrics and keys."""
+        self._recurring.remove_queue(name)
+        self._queues.delete_queue(name)
 
     # ----------------------------------------------------------------------------- jobs
 
     def enqueue_job(self, queue: str, data: Any, options: JobOptions | None = None, *,
                     name: str | None = None, **option_fields: Any) -> Job:
-        return self.jobs.enqueue_job(queue, data, options, name=name, **option_fields)
+        """Add one job to ``queue`` and return it (``waiting``, or ``delayed`` with a delay).
+
+        ``options`` and/or ``option_fields`` (`JobOptions` fields: priority, max_retries, backoff,
+        delay, job_id, timeout, remove_on_complete, remove_on_fail, trace_id); ``name`` labels the
+        job (default: the queue's processor's name). An existing ``job_id`` returns that job and
+        adds nothing. `InvalidJobDataError` if ``data`` is not plain JSON or too large;
+        `QueueNotFoundError` if the queue was never created."""
+        return self._jobs.enqueue_job(queue, data, options, name=name, **option_fields)
 
     def enqueue_bulk(self, queue: str, jobs: Iterable[BulkJob | dict[str, Any]]) -> list[Job]:
-        return self.jobs.enqueue_bulk(queue, jobs)
+        """Add many jobs (`BulkJob`s or dicts with ``data``, ``name``, ``options``) in a few round
+        trips; returns them in order."""
+        return self._jobs.enqueue_bulk(queue, jobs)
 
     def schedule_job(self, queue: str, job_name: str, data: Any, options: ScheduleOptions | None = None,
                      **fields: Any) -> Job:
-        return self.jobs.schedule_job(queue, job_name, data, options, **fields)
+        """Add a job that waits until ``delay`` ms from now or ``run_at`` (`ScheduleOptions`), then
+        runs like any other; it is ``delayed`` until then."""
+        return self._jobs.schedule_job(queue, job_name, data, options, **fields)
 
     def get_job(self, queue: str, job_id: str) -> Job | None:
-        return self.jobs.get_job(queue, job_id)
+        """A snapshot of the job, or None if there is no such job (never raises for an unknown id)."""
+        return self._jobs.get_job(queue, job_id)
 
     def get_jobs(self, queue: str, states: Iterable[JobState | str] | JobState | str, start: int = 0,
                  end: int = -1, asc: bool = False) -> list[Job]:
-        return self.jobs.get_jobs(queue, states, start, end, asc)
+        """The queue's jobs in the given states, newest first (``asc``: oldest first); ``start`` and
+        ``end`` are inclusive indexes as in Redis ranges (-1: the last)."""
+        return self._jobs.get_jobs(queue, states, start, end, asc)
 
     def get_failed_jobs(self, queue: str, start: int = 0, end: int = -1) -> list[Job]:
-        return self.jobs.get_failed_jobs(queue, start, end)
+        """The queue's failed jobs (the dead-letter list), newest first."""
+        return self._jobs.get_failed_jobs(queue, start, end)
 
     def retry_job(self, queue: str, job_id: str) -> bool:
-        return self.jobs.retry_job(queue, job_id)
+        """Run a failed or cancelled job again with a fresh set of retries; False if its state
+        does not allow it, `JobNotFoundError` for an unknown id."""
+        return self._jobs.retry_job(queue, job_id)
 
     def cancel_job(self, queue: str, job_id: str, terminate: bool = False) -> bool:
-        return self.jobs.cancel_job(queue, job_id, terminate)
+        """Cancel a waiting or delayed job (an active one only with ``terminate``: its process is
+        stopped first); False if its state does not allow it."""
+        return self._jobs.cancel_job(queue, job_id, terminate)
 
     def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
-        return self.jobs.update_job_priority(queue, job_id, priority)
+        """Change the priority (1 highest .. 10 lowest) of a waiting or delayed job; False if its
+        state does not allow it."""
+        return self._jobs.update_job_priority(queue, job_id, priority)
 
     def promote_job(self, queue: str, job_id: str) -> bool:
-        return self.jobs.promote_job(queue, job_id)
+        """Move a delayed job to waiting now; False if it is not delayed."""
+        return self._jobs.promote_job(queue, job_id)
 
     def wait_for_job(self, queue: str, job_id: str, timeout: float) -> Job:
-        return self.jobs.wait_for_job(queue, job_id, timeout)
+        """Block until the job is completed, failed or cancelled and return it; `WaitTimeoutError`
+        (a `TimeoutError`) after ``timeout`` s, the job going on."""
+        return self._jobs.wait_for_job(queue, job_id, timeout)
 
     # ----------------------------------------------------------------------------- recurring jobs
 
     def schedule_recurring_job(self, queue: str, job_name: str, data: Any,
                                options: RecurringJobOptions | None = None, **fields: Any) -> RecurringJob:
-        return self.recurring.schedule_recurring_job(queue, job_name, data, options, **fields)
+        """Schedule ``job_name`` on ``queue`` by ``cron`` (with ``tz``) or ``every`` ms
+        (`RecurringJobOptions`); scheduling the same ``key`` again updates it. Each tick fires
+        once, however many beats run."""
+        return self._recurring.schedule_recurring_job(queue, job_name, data, options, **fields)
 
     def get_recurring_jobs(self, queue: str | None = None) -> list[RecurringJob]:
-        return self.recurring.get_recurring_jobs(queue)
+        """The recurring jobs of ``queue`` (None: of every queue) with their next run."""
+        return self._recurring.get_recurring_jobs(queue)
 
     def remove_recurring_job(self, queue: str, key: str) -> bool:
-        return self.recurring.remove_recurring_job(queue, key)
+        """Stop a recurring job; False if there was none with that key."""
+        return self._recurring.remove_recurring_job(queue, key)
 
     # ----------------------------------------------------------------------------- workers
 
     def register_worker(self, queue: str, processor: Processor | None = None,
                         options: WorkerOptions | None = None, **fields: Any) -> WorkerStatus:
-        return self.workers.register_worker(queue, processor, options, **fields)
+        """Start a managed `celery worker` process for ``queue`` and return its status once it
+        consumes. ``processor``: an importable module-level callable, else the one registered with
+        `processor`; ``options`` / ``fields``: `WorkerOptions`. `WorkerStartError` after 30 s."""
+        return self._workers.register_worker(queue, processor, options, **fields)
 
     def close_worker(self, worker_id: str, timeout: float = 30) -> None:
-        self.workers.close_worker(worker_id, timeout)
+        """Warm shutdown of a managed worker: running jobs finish (up to ``timeout`` s), then the
+        process stops. `WorkerNotFoundError` for an unknown id."""
+        self._workers.close_worker(worker_id, timeout)
 
     def get_worker(self, worker_id: str) -> WorkerStatus:
-        return self.workers.get_worker(worker_id)
+        """The status of one managed worker (from its process and its heartbeat)."""
+        return self._workers.get_worker(worker_id)
 
     def get_workers_by_queue(self, queue: str) -> list[WorkerStatus]:
-        return self.workers.get_workers_by_queue(queue)
+        """The status of every managed worker of ``queue`` in this process."""
+        return self._workers.get_workers_by_queue(queue)
 
     def get_all_worker_status(self) -> list[WorkerStatus]:
-        return self.workers.get_all_worker_status()
+        """The status of every worker this coordinator manages."""
+        return self._workers.get_all_worker_status()
 
     def scale_workers(self, queue: str, target_count: int) -> ScalingResult:
-        return self.workers.scale_workers(queue, target_count)
+        """Start or warm-stop managed workers of ``queue`` until it has ``target_count``; returns
+        once new ones consume and stopped ones are gone."""
+        return self._workers.scale_workers(queue, target_count)
 
     def pause_worker(self, worker_id: str) -> None:
-        self.workers.pause_worker(worker_id)
+        """That worker stops taking jobs (its running jobs finish); the queue's other workers go on."""
+        self._workers.pause_worker(worker_id)
 
     def resume_worker(self, worker_id: str) -> None:
-        self.workers.resume_worker(worker_id)
+        """That worker takes jobs again."""
+        self._workers.resume_worker(worker_id)
 
     def set_autoscale_policy(self, queue: str, policy: AutoscalePolicy | None,
                              processor: Processor | None = None) -> None:
-        self.workers.set_autoscale_policy(queue, policy, processor)
+        """Scale ``queue``'s managed workers by its depth under ``policy`` (None removes it);
+        ``processor`` for the workers it starts."""
+        self._workers.set_autoscale_policy(queue, policy, processor)
 
     def get_autoscale_policy(self, queue: str) -> AutoscalePolicy | None:
-        return self.workers.get_autoscale_policy(queue)
+        """The queue's autoscale policy, or None."""
+        return self._workers.get_autoscale_policy(queue)
 
     # ----------------------------------------------------------------------------- observability
 
-    def on(self, event: str, handler: Callable[[Event], object], queue: str | None = None) -> None:
-        """Call ``handler(Event)`` on the listener thread for each ``event`` (``"*"``: all) of
-        ``queue`` (None: every queue) from now on."""
+    def on(self, event: EventName | str, handler: Callable[[Event], object], queue: str | None = None) -> None:
+        """Call ``handler(Event)`` on the listener thread for each ``event`` (an `EventName`, or
+        ``"*"``: all, including ``worker`` events) of ``queue`` (None: every queue) from now on.
+        `InvalidArgumentError` for an unknown event name."""
         self._listener().on(event, handler, queue)
 
-    def off(self, event: str, handler: Callable[[Event], object]) -> None:
+    def off(self, event: EventName | str, handler: Callable[[Event], object]) -> None:
         """Stop calling ``handler`` for ``event``."""
         self._listener().off(event, handler)
 
@@ -267,37 +344,54 @@ class JobQueueCoordinator(BuiltFromSettings):
                idle_timeout_s: float | None = None) -> Iterator[Event]:
         """The queue's events after id ``since`` (None: the oldest kept, ``"$"``: new ones only);
         with ``follow``, keep waiting for more. Resumes from the last id after a dropped connection."""
-        return iter_events(self, queue, since, follow=follow, idle_timeout_s=idle_timeout_s)
+        return iter_events(self._registry, queue, since, follow=follow, idle_timeout_s=idle_timeout_s)
 
     def get_metrics(self, queue: str, minutes: int = 60) -> list[MetricsPoint]:
         """The queue's per-minute metrics for the last ``minutes`` minutes, oldest first."""
-        return self.queues.metrics_series(queue, minutes)
+        return self._queues.metrics_series(queue, minutes)
 
     def get_health(self, thresholds: HealthThresholds | None = None) -> Health:
         """Redis, its settings, managed workers and every queue: healthy, degraded or unhealthy."""
-        return check_health(self, thresholds)
+        return self._health.check(thresholds)
+
+    def get_queue_snapshots(self) -> list[QueueSnapshot]:
+        """Every queue's counts, paused flag, oldest waiting job, recent metrics, totals since it
+        began and live workers, read together (what the exporter and `coordinator status` show)."""
+        return self._health.queue_snapshots()
+
+    def get_live_workers(self) -> list[dict[str, str]]:
+        """The heartbeat record of every worker of this prefix on any host whose heartbeat is
+        fresh, managed here or not (fields: `coordinator.heartbeats`)."""
+        return self._heartbeats.live_records()
+
+    @property
+    def worker_log_dir(self) -> Path:
+        """The directory of the managed workers' log files."""
+        return self._workers.log_dir
 
     def _listener(self) -> EventListener:
         with self._mutex:
             if self._event_listener is None:
-                self._event_listener = EventListener(self)
+                self._event_listener = EventListener(self._registry, self.settings)
             return self._event_listener
 
     # ----------------------------------------------------------------------------- lifecycle
 
     def shutdown(self, timeout: float = 30) -> None:
         """Close every managed worker gracefully, then the connections."""
-        self.workers.shutdown(timeout)
+        self._workers.shutdown(timeout)
         if self._foreign is not None:
             self._foreign.disconnect()
         if self._event_listener is not None:
             self._event_listener.close()
-        self.redis.close()
-        self.redis.connection_pool.disconnect()
+        self._redis.close()
+        self._redis.connection_pool.disconnect()
 
     def __enter__(self) -> JobQueueCoordinator:
+        """The coordinator itself; `shutdown` runs on exit."""
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        """`shutdown` with the default timeout."""
         self.shutdown()

@@ -17,7 +17,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from coordinator.errors import ConfigurationError
+from coordinator.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from coordinator.facade import JobQueueCoordinator
@@ -40,7 +40,7 @@ def run_flower(coord: JobQueueCoordinator, address: str = "127.0.0.1", port: int
     auth = basic_auth or os.environ.get(BASIC_AUTH_ENV)
     if auth:
         if any(":" not in pair for pair in auth.split(",")):
-            raise ConfigurationError("basic_auth: use user:password (comma-separated for several users)")
+            raise InvalidArgumentError("basic_auth: use user:password (comma-separated for several users)")
         os.environ[BASIC_AUTH_ENV] = auth
     elif address not in LOOPBACK:
         log.warning("Flower on %s without basic auth: anyone who reaches it sees and controls the workers",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from coordinator.heartbeats import HeartbeatOps, HeartbeatStore
+from coordinator.metrics import METRICS_WINDOW_MIN, series, window_fields, window_metrics
 from coordinator.models import (
     HealthStatus,
     HealthThresholds,
@@ -19,14 +21,8 @@ from coordinator.models import (
 from coordinator.registry import Registry
 from coordinator.registry.calls import Op
 from coordinator.registry.codec import from_ms
-from coordinator.registry.ops import RegistryOps, now_ms
+from coordinator.registry.ops import RegistryOps
 from coordinator.settings import Settings
-
-#: Minutes of per-minute metrics that `get_queue_status` averages over.
-METRICS_WINDOW_MIN = 5
-#: A worker whose heartbeat is older than this is not counted as live.
-WORKER_LIVE_MS = 10_000
-#: Thresholds past which a queue's health is ``degraded``: `HealthThresholds`.
 
 
 def queue_config(config: QueueConfig | str, fields: dict[str, Any]) -> QueueConfig:
@@ -42,8 +38,9 @@ class QueueReads:
     """The queue reads the sync and async clients share, as sans-IO operations (run them with
     `Registry.run` or `AsyncRegistry.run`), with one client's cache of queue configs."""
 
-    def __init__(self, ops: RegistryOps, settings: Settings) -> None:
+    def __init__(self, ops: RegistryOps, heartbeats: HeartbeatOps, settings: Settings) -> None:
         self.ops = ops
+        self.heartbeats = heartbeats
         self.settings = settings
         self._configs: dict[str, tuple[float, QueueConfig, str | None]] = {}
 
@@ -84,28 +81,25 @@ class QueueReads:
         meta = yield from self.ops.queue_meta(name)
         counts = yield from self.ops.counts(name)
         metrics = yield from self.metrics_op(name)
-        workers = yield from self.live_worker_count_op(name)
+        workers = (yield from self.heartbeats.live_by_queue()).get(name, 0)
         paused = meta.get("paused") == "1"
         return QueueStatus(name=name, paused=paused, counts=counts,
                            health=queue_health(counts, metrics, workers, paused=paused), workers=workers)
 
     def metrics_op(self, name: str, window_min: int = METRICS_WINDOW_MIN) -> Op[QueueMetrics]:
-        fields = metrics_fields(window_min)
+        fields = window_fields(window_min)
         values = yield from self.ops.hash_fields(self.ops.queue_keys(name).metrics, fields)
-        return metrics_from(fields, values, window_min)[0]
-
-    def live_worker_count_op(self, name: str) -> Op[int]:
-        queues = yield from self.ops.live_worker_queues(now_ms() - WORKER_LIVE_MS)
-        return sum(1 for listed in queues if listed and name in listed.split(","))
+        return window_metrics(fields, values, window_min)[0]
 
 
 class QueueManager:
     """Creates and configures queues; reports their counts, metrics and health."""
 
-    def __init__(self, registry: Registry, settings: Settings) -> None:
+    def __init__(self, registry: Registry, settings: Settings, heartbeats: HeartbeatStore) -> None:
         self.registry = registry
         self.settings = settings
-        self.reads = QueueReads(registry.ops, settings)
+        self.heartbeats = heartbeats
+        self.reads = QueueReads(registry.ops, heartbeats.ops, settings)
 
     def create_queue(self, config: QueueConfig | str, **fields: Any) -> QueueInfo:
         """Create a queue, or update its config; idempotent for the same config."""
@@ -155,43 +149,12 @@ class QueueManager:
     def metrics_series(self, name: str, minutes: int = 60) -> list[MetricsPoint]:
         """The last ``minutes`` minutes of per-minute metrics, oldest first, the current minute last."""
         self.registry.queue_meta(name)
-        fields = metrics_fields(minutes)
-        values = self.registry.client.hmget(self.registry.queue_keys(name).metrics, fields)
-        points = []
-        for i in range(0, len(fields), 3):
-            m = int(fields[i].split(":")[0])
-            completed, failed, total_ms = (int(v or 0) for v in values[i : i + 3])
-            finished = completed + failed
-            points.append(MetricsPoint(
-                minute=from_ms(m * 60_000), completed=completed, failed=failed, processing_time_ms=total_ms,
-                average_processing_time=round(total_ms / finished, 3) if finished else 0.0,
-            ))
-        return points
+        fields = window_fields(minutes)
+        return series(fields, self.registry.client.hmget(self.registry.queue_keys(name).metrics, fields))
 
     def live_worker_count(self, name: str) -> int:
         """Workers on any host whose heartbeat is fresh and that consume this queue."""
-        return self.registry.run(self.reads.live_worker_count_op(name))
-
-
-def metrics_fields(window_min: int = METRICS_WINDOW_MIN) -> list[str]:
-    """The metrics-hash fields of the last ``window_min`` minutes (read them with one HMGET)."""
-    minute = now_ms() // 60_000
-    return [f"{m}:{kind}" for m in range(minute - window_min + 1, minute + 1) for kind in "cft"]
-
-
-def metrics_from(fields: list[str], values: list[str | None], window_min: int = METRICS_WINDOW_MIN
-                 ) -> tuple[QueueMetrics, int]:
-    """The window's metrics from the values of `metrics_fields`, and how many jobs finished in it."""
-    totals = {"c": 0, "f": 0, "t": 0}
-    for field, value in zip(fields, values):
-        totals[field[-1]] += int(value or 0)
-    finished = totals["c"] + totals["f"]
-    elapsed_min = window_min - 1 + (now_ms() % 60_000) / 60_000
-    return QueueMetrics(
-        throughput=round(finished / elapsed_min, 3) if elapsed_min else 0.0,
-        error_rate=round(totals["f"] / finished, 4) if finished else 0.0,
-        average_processing_time=round(totals["t"] / finished, 3) if finished else 0.0,
-    ), finished
+        return self.heartbeats.live_by_queue().get(name, 0)
 
 
 def queue_health(counts: QueueCounts, metrics: QueueMetrics, workers: int, *, paused: bool = False,

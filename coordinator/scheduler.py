@@ -10,13 +10,15 @@ from typing import Any
 
 from celery import Celery
 
-from coordinator.errors import JobNotFoundError
+from coordinator.clock import now_ms
+from coordinator.dispatch import task_id
+from coordinator.errors import JobNotFoundError, WaitTimeoutError
 from coordinator.models import BulkJob, Job, JobOptions, JobState, QueueConfig, ScheduleOptions
 from coordinator.queues import QueueManager, QueueReads
 from coordinator.registry import NewJob, Registry
 from coordinator.registry.calls import Op
 from coordinator.registry.codec import to_ms
-from coordinator.registry.ops import RegistryOps, now_ms
+from coordinator.registry.ops import RegistryOps
 from coordinator.settings import Settings
 from coordinator.validation import encode_json
 
@@ -154,7 +156,7 @@ class JobPlans:
         state, token = yield from self.ops.job_state_token(queue, job_id)
         cancelled = yield from self.ops.cancel(queue, job_id, allow_active=terminate)
         running = cancelled and state == JobState.ACTIVE.value
-        return cancelled, f"{job_id}.{token}" if running else None
+        return cancelled, task_id(job_id, int(token)) if running else None
 
     def wait_op(self, queue: str, job_id: str, timeout: float) -> Op[Job]:
         """Until the job is completed, failed or cancelled, woken by the queue's events (XREAD
@@ -170,7 +172,7 @@ class JobPlans:
             while True:
                 left_ms = int((deadline - time.monotonic()) * 1000)
                 if left_ms <= 0:
-                    raise TimeoutError(f"job {job_id!r} of queue {queue!r} not finished after {timeout} s")
+                    raise WaitTimeoutError(f"job {job_id!r} of queue {queue!r} not finished after {timeout} s")
                 events = yield from self.ops.read_events(queue, last_id, block_ms=min(left_ms, WAIT_BLOCK_MS))
                 if not events:
                     break  # re-read the job now and then, in case the stream was trimmed
@@ -248,7 +250,8 @@ class JobScheduler:
         return self.get_jobs(queue, [JobState.FAILED], start, end)
 
     def wait_for_job(self, queue: str, job_id: str, timeout: float) -> Job:
-        """Block until the job is completed, failed or cancelled; TimeoutError after ``timeout`` s."""
+        """Block until the job is completed, failed or cancelled; `WaitTimeoutError` (a `TimeoutError`)
+        after ``timeout`` s."""
         return self.registry.run(self.plans.wait_op(queue, job_id, timeout))
 
     # ----------------------------------------------------------------------------- control

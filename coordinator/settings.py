@@ -42,7 +42,8 @@ class Settings(BaseModel):
     tls_ca_file: str | None = Field(None, description="REDIS_TLS_CA: CA bundle that signed the server certificate")
     tls_cert_file: str | None = Field(None, description="REDIS_TLS_CERT: client certificate (optional)")
     tls_key_file: str | None = Field(None, description="REDIS_TLS_KEY: client key (optional)")
-    tls_insecure: bool = Field(False, description="REDIS_TLS_INSECURE: accept any server certificate (not for production)")
+    tls_insecure: bool = Field(False, description="REDIS_TLS_INSECURE: accept any server certificate "
+                                                  "(not for production)")
     beat_max_interval_s: float = Field(1.0, gt=0, le=60, description="longest sleep of a beat's loop: how soon "
                                        "it sees a schedule added at run time")
     beat_lock_timeout_s: int = Field(5, ge=2, le=600, description="TTL of the beat lock: how soon a standby beat "

@@ -66,7 +66,8 @@ def encode_json(value: Any, field: str, max_bytes: int) -> str:
     except (TypeError, ValueError) as exc:
         raise InvalidJobDataError(f"{field}: not JSON-serialisable ({exc})") from None
     if len(encoded) > max_bytes // 4 and len(encoded.encode("utf-8")) > max_bytes:
-        raise InvalidJobDataError(f"{field}: {len(encoded.encode('utf-8'))} bytes encoded, over the limit of {max_bytes}")
+        raise InvalidJobDataError(
+            f"{field}: {len(encoded.encode('utf-8'))} bytes encoded, over the limit of {max_bytes}")
     return encoded
 
 

@@ -45,5 +45,5 @@ def process_running(pid: int | None) -> bool:
 
 def events(coord: JobQueueCoordinator, queue: str, event: str | None = None) -> list[dict[str, Any]]:
     """Every entry of the queue's event stream, optionally only one kind."""
-    entries = coord.registry.client.xrange(coord.registry.queue_keys(queue).events)
+    entries = coord._registry.client.xrange(coord._registry.queue_keys(queue).events)
     return [fields for _, fields in entries if event is None or fields.get("event") == event]

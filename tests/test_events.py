@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from coordinator import ConfigurationError, Event, JobQueueCoordinator
+from coordinator import Event, InvalidArgumentError, JobQueueCoordinator
 from tests import processors
 
 
@@ -79,10 +79,10 @@ def test_stalled_event_from_the_recovery_script(coord: JobQueueCoordinator) -> N
     coord.on("stalled", got.append, queue="ev3")
     job = coord.enqueue_job("ev3", {})
     # claim the job as a worker would, then let its 200 ms lock lapse without renewal
-    claim = coord.registry.start("ev3", job.id, 1, "gone-worker", "host", 200, None)
+    claim = coord._registry.start("ev3", job.id, 1, "gone-worker", "host", 200, None)
     assert claim.status == "active"
     time.sleep(0.3)
-    assert coord.registry.recover_stalled("ev3", max_stalled_count=1) == 1
+    assert coord._registry.recover_stalled("ev3", max_stalled_count=1) == 1
     wait_until(lambda: len(got) == 1, what="stalled event")
     assert got[0].job_id == job.id and got[0].data["count"] == 1
     assert [e.event for e in coord.events("ev3")] == ["waiting", "active", "stalled", "waiting"]
@@ -130,9 +130,9 @@ def test_following_iterator_survives_a_killed_connection(
     coord.enqueue_job("follow", 1)
     stream = coord.events("follow", follow=True, idle_timeout_s=5)
     assert next(stream).event == "waiting"
-    kill_client(redis_client, coord.redis.client_id())
+    kill_client(redis_client, coord._redis.client_id())
     jobs = coord.enqueue_bulk("follow", [{"data": i} for i in range(3)])
-    kill_client(redis_client, coord.redis.client_id())
+    kill_client(redis_client, coord._redis.client_id())
     assert [next(stream).job_id for _ in range(3)] == [j.id for j in jobs]
 
 
@@ -154,7 +154,7 @@ def test_off_and_failing_handlers(coord: JobQueueCoordinator) -> None:
     wait_until(lambda: len(kept) == 2, what="second delivery")
     assert [e.job_id for e in kept] == [first.id, second.id]
     assert len(dropped) == 1
-    with pytest.raises(ConfigurationError, match="event 'finished'"):
+    with pytest.raises(InvalidArgumentError, match="event 'finished'"):
         coord.on("finished", kept.append)
 
 

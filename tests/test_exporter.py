@@ -104,3 +104,21 @@ def test_scrape_with_redis_down_reports_up_zero(prefix: str) -> None:
     found = samples(generate_latest(registry).decode())
     assert found[("jqc_up", ())] == 0
     assert not any(name.startswith("jqc_queue") for name, _ in found)
+
+
+def test_poison_messages_count_as_failed_jobs_in_every_series(coord: JobQueueCoordinator) -> None:
+    """A poison message (what a worker's consumer records when it cannot run a message) is a failed
+    job: it raises the error rate and `jqc_jobs_failed_total` alike, and shows in the minute series."""
+    coord.create_queue("poisoned")
+    registry = coord._registry  # the write the worker's consumer makes (runtime/consumer.py)
+    registry.record_poison("poisoned", b"\x80 not a kombu message", "undecodable message: test")
+    registry.record_poison("poisoned", b"{}", "unknown task: test")
+    collector_registry = CollectorRegistry()
+    register_collector(coord, collector_registry)
+    found = samples(generate_latest(collector_registry).decode())
+    q = (("queue", "poisoned"),)
+    assert found[("jqc_queue_jobs", (("queue", "poisoned"), ("state", "failed")))] == 2
+    assert found[("jqc_jobs_failed_total", q)] == 2
+    assert found[("jqc_queue_error_rate", q)] == 1.0
+    assert found[("jqc_jobs_completed_total", q)] == 0
+    assert sum(point.failed for point in coord.get_metrics("poisoned", minutes=2)) == 2

@@ -26,7 +26,7 @@ def test_all_is_complete_and_sorted() -> None:
 
 def test_every_error_is_a_coordinator_error() -> None:
     classes = [value for value in vars(errors).values() if inspect.isclass(value) and issubclass(value, Exception)]
-    assert len(classes) == 10
+    assert len(classes) == 13
     assert all(issubclass(cls, coordinator.CoordinatorError) for cls in classes)
 
 
@@ -40,3 +40,25 @@ def test_facade_has_every_method_of_the_contract() -> None:
     }
     missing = {m for m in methods if not callable(getattr(coordinator.JobQueueCoordinator, m, None))}
     assert missing == set()
+
+
+def test_error_groups_a_caller_catches() -> None:
+    assert issubclass(coordinator.QueueNotFoundError, coordinator.NotFoundError)
+    assert issubclass(coordinator.JobNotFoundError, coordinator.NotFoundError)
+    assert issubclass(coordinator.WorkerNotFoundError, coordinator.NotFoundError)
+    assert issubclass(coordinator.InvalidNameError, coordinator.InvalidArgumentError)
+    assert issubclass(coordinator.InvalidJobDataError, coordinator.InvalidArgumentError)
+    assert issubclass(coordinator.InvalidArgumentError, ValueError)
+    assert issubclass(coordinator.WaitTimeoutError, TimeoutError)  # callers catching the builtin keep working
+    assert not issubclass(coordinator.InvalidArgumentError, coordinator.ConfigurationError)
+    tree = errors.__doc__ or ""
+    for cls in (value for value in vars(errors).values() if inspect.isclass(value) and issubclass(value, Exception)):
+        assert cls.__name__ in tree, f"{cls.__name__} missing from the tree in errors.py's docstring"
+
+
+def test_every_public_facade_member_has_a_docstring() -> None:
+    undocumented = [name for name, value in inspect.getmembers(coordinator.JobQueueCoordinator)
+                    if not name.startswith("_") and (callable(value) or isinstance(value, property))
+                    and not (value.__doc__ or "").strip()]
+    assert undocumented == []
+    assert "job_id" in (coordinator.JobQueueCoordinator.enqueue_job.__doc__ or "")

@@ -46,7 +46,7 @@ def test_trim_removes_all_excess_not_one_batch(coord: JobQueueCoordinator, redis
     keep = 5
     total = 2 * BATCH_SIZE + 100
     coord.create_queue("fp")
-    registry = coord.registry
+    registry = coord._registry
     jobs = coord.enqueue_bulk("fp", [{"data": i} for i in range(total)])
     for job in jobs:
         assert registry.start("fp", job.id, 1, "w", "h", 10_000, None).status == "active"
@@ -73,7 +73,7 @@ def test_bulk_over_several_batches_keeps_order_and_existing_jobs(coord: JobQueue
 
 def test_bulk_to_a_missing_queue_writes_nothing(coord: JobQueueCoordinator, redis_client: redis.Redis) -> None:
     coord.create_queue("fp")
-    redis_client.delete(coord.registry.queue_keys("fp").meta)  # gone behind the producer's config cache
+    redis_client.delete(coord._registry.queue_keys("fp").meta)  # gone behind the producer's config cache
     with pytest.raises(QueueNotFoundError):
         coord.enqueue_bulk("fp", [{"data": i} for i in range(3 * BATCH_SIZE)])
-    assert redis_client.zcard(coord.registry.queue_keys("fp").index("waiting")) == 0
+    assert redis_client.zcard(coord._registry.queue_keys("fp").index("waiting")) == 0

@@ -36,7 +36,7 @@ def own(own_url: str) -> Iterator[JobQueueCoordinator]:
     coord.shutdown(timeout=10)
     for name in coord.get_queue_names():
         coord.delete_queue(name)
-    coord.redis.close()
+    coord._redis.close()
 
 
 def check(health: Health, name: str) -> str:
@@ -69,11 +69,11 @@ def test_redis_down_is_unhealthy_and_back_when_it_starts(prefix: str) -> None:
             up = coord.get_health()
             assert up.status is HealthStatus.HEALTHY, up.reasons
     finally:
-        coord.redis.close()
+        coord._redis.close()
 
 
 def test_eviction_policy_is_reported_and_back(own: JobQueueCoordinator) -> None:
-    admin = own.redis
+    admin = own._redis
     admin.config_set("maxmemory-policy", "allkeys-lru")
     try:
         health = own.get_health()
@@ -86,7 +86,7 @@ def test_eviction_policy_is_reported_and_back(own: JobQueueCoordinator) -> None:
 
 
 def test_no_persistence_is_reported_and_back(own: JobQueueCoordinator) -> None:
-    admin = own.redis
+    admin = own._redis
     admin.config_set("appendonly", "no")
     try:
         health = own.get_health()
@@ -186,9 +186,9 @@ def test_stopped_worker_with_a_stale_heartbeat_is_degraded_and_back(own: JobQueu
 def test_health_is_cheap(own: JobQueueCoordinator) -> None:
     for i in range(20):
         own.create_queue(f"q{i}")
-    commands_before = int(own.redis.info("stats")["total_commands_processed"])
+    commands_before = int(own._redis.info("stats")["total_commands_processed"])
     own.get_health()
-    commands = int(own.redis.info("stats")["total_commands_processed"]) - commands_before - 1
+    commands = int(own._redis.info("stats")["total_commands_processed"]) - commands_before - 1
     # ping, settings pipeline, one pipeline for all queues: about 10 commands per queue, no SCAN
     assert commands < 20 * 12 + 20
 
@@ -199,7 +199,7 @@ def test_unreachable_health_never_leaks_the_password_in_reasons(prefix: str) -> 
         text = coord.get_health().model_dump_json()
         assert PASSWORD not in text and "user:***@" in text
     finally:
-        coord.redis.close()
+        coord._redis.close()
 
 
 def test_wrong_password_is_unhealthy(own_url: str, prefix: str) -> None:
@@ -209,7 +209,7 @@ def test_wrong_password_is_unhealthy(own_url: str, prefix: str) -> None:
         assert health.status is HealthStatus.UNHEALTHY
         assert "wrong-password" not in health.model_dump_json()
     finally:
-        coord.redis.close()
+        coord._redis.close()
 
 
 def test_redis_that_refuses_config_is_not_reported_as_failing(prefix: str) -> None:
@@ -222,4 +222,4 @@ def test_redis_that_refuses_config_is_not_reported_as_failing(prefix: str) -> No
             assert persistence.detail == "AOF off; CONFIG GET save refused, RDB snapshots unknown"
             assert next(c for c in health.checks if c.name == "redis_eviction").data["maxmemory_policy"] == "noeviction"
         finally:
-            coord.redis.close()
+            coord._redis.close()

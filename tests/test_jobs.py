@@ -14,6 +14,7 @@ from coordinator import (
     JobOptions,
     JobQueueCoordinator,
     JobState,
+    WaitTimeoutError,
 )
 
 
@@ -168,8 +169,9 @@ def test_retry_only_from_failed_or_cancelled(coord, queue) -> None:
 
 def test_wait_for_job_times_out(coord, queue) -> None:
     job = coord.enqueue_job(queue, 1)
-    with pytest.raises(TimeoutError, match=job.id):
+    with pytest.raises(TimeoutError, match=job.id) as info:
         coord.wait_for_job(queue, job.id, timeout=0.3)
+    assert isinstance(info.value, WaitTimeoutError)  # in the error tree, and still a TimeoutError
     with pytest.raises(JobNotFoundError):
         coord.wait_for_job(queue, "missing", timeout=0.3)
 

@@ -22,7 +22,7 @@ QUEUE = "fmt"
 
 def _only_message(client: redis.Redis, coord: JobQueueCoordinator, queue: str) -> tuple[int, dict]:
     """The one message in the queue's broker lists, with its kombu priority level."""
-    qk = coord.registry.queue_keys(queue)
+    qk = coord._registry.queue_keys(queue)
     found = [(level, item) for level in range(10) for item in client.lrange(qk.broker_list(level), 0, -1)]
     assert len(found) == 1, found
     level, raw = found[0]
@@ -147,7 +147,7 @@ def test_names_that_need_json_escaping_still_make_valid_messages(fmt_coord: JobQ
 
     odd_id = 'odd"id\\with\tescapes'
     options = JobOptions(max_retries=0, trace_id=None)
-    assert fmt_coord.registry.enqueue(QUEUE, [NewJob(id=odd_id, name="n", data_json="1", options=options)]) == [True]
+    assert fmt_coord._registry.enqueue(QUEUE, [NewJob(id=odd_id, name="n", data_json="1", options=options)]) == [True]
     _, payload = _only_message(redis_client, fmt_coord, QUEUE)  # json.loads succeeded
     message = _kombu_message(fmt_coord, payload)
     assert message.headers["id"] == f"{odd_id}.1"

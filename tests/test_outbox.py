@@ -14,25 +14,25 @@ def test_unpublished_and_half_relayed_messages_reach_the_worker(prefix: str) -> 
     coord = JobQueueCoordinator(REDIS_URL, broker_url=AMQP_URL, prefix=prefix, **FAST_SWEEPS)
     try:
         coord.create_queue("q")
-        relay = coord.registry.after_dispatch
-        coord.registry.after_dispatch = None  # this producer "dies" before publishing
+        relay = coord._registry.after_dispatch
+        coord._registry.after_dispatch = None  # this producer "dies" before publishing
         stranded = coord.enqueue_job("q", {"n": 1})
         claimed = coord.enqueue_job("q", {"n": 2})
         outbox = coord.keys.for_queue("q").outbox
-        assert coord.redis.llen(outbox) == 2
+        assert coord._redis.llen(outbox) == 2
         # a relay claims one message and dies before it is confirmed: it is put back after the stale time
-        assert len(coord.registry.claim_outbox("q", 1, stale_ms=60_000)) == 1
-        assert coord.registry.claim_outbox("q", 10, stale_ms=0) != []  # stale at once: back, then claimed again
-        coord.registry.release_outbox("q", [])  # nothing confirmed
-        coord.redis.zadd(coord.keys.for_queue("q").relaying,
-                         {m: 0 for m in coord.redis.zrange(coord.keys.for_queue("q").relaying, 0, -1)})
-        coord.registry.after_dispatch = relay
+        assert len(coord._registry.claim_outbox("q", 1, stale_ms=60_000)) == 1
+        assert coord._registry.claim_outbox("q", 10, stale_ms=0) != []  # stale at once: back, then claimed again
+        coord._registry.release_outbox("q", [])  # nothing confirmed
+        coord._redis.zadd(coord.keys.for_queue("q").relaying,
+                         {m: 0 for m in coord._redis.zrange(coord.keys.for_queue("q").relaying, 0, -1)})
+        coord._registry.after_dispatch = relay
 
         coord.register_worker("q", processors.echo, pool="solo")  # its sweep publishes the outbox
         for job in (stranded, claimed):
             assert coord.wait_for_job("q", job.id, timeout=WAIT_S).state is JobState.COMPLETED
-        assert coord.redis.llen(outbox) == 0 and coord.redis.zcard(coord.keys.for_queue("q").relaying) == 0
-        assert isinstance(coord.registry.after_dispatch.__self__, OutboxRelay)
+        assert coord._redis.llen(outbox) == 0 and coord._redis.zcard(coord.keys.for_queue("q").relaying) == 0
+        assert isinstance(coord._registry.after_dispatch.__self__, OutboxRelay)
     finally:
         queues = coord.get_queue_names()
         coord.shutdown(timeout=10)

@@ -166,7 +166,8 @@ def test_a_job_whose_worker_is_killed_completes_once(any_coord, prefix, redis_cl
     any_coord.create_queue("q")
     first = any_coord.register_worker("q", processors.record, pool="prefork", concurrency=1)
     job = any_coord.enqueue_job("q", record_data(prefix, seconds=3))
-    wait_until(lambda: any_coord.get_job("q", job.id).state is JobState.ACTIVE)
+    # the handler has begun (active alone can precede it): the kill lands mid-job
+    wait_until(lambda: redis_client.lrange(f"{prefix}:test:runs", 0, -1) == [job.id])
     os.killpg(first.pid, signal.SIGKILL)  # the worker and its pool child, mid-job
     any_coord.register_worker("q", processors.record, pool="prefork", concurrency=1)
     done = any_coord.wait_for_job("q", job.id, timeout=WAIT_S)

@@ -128,8 +128,8 @@ def test_each_tick_enqueues_one_job_however_often_fired(coord: JobQueueCoordinat
     coord.schedule_recurring_job("reports", "digest", {"v": 1}, every=1000, key="k", max_retries=7)
     tick = datetime(2026, 5, 1, 8, 0, 0, tzinfo=timezone.utc)
     tick_ms = int(tick.timestamp() * 1000)
-    assert coord.recurring.fire("reports", "k", tick_ms) == "claimed"
-    assert coord.recurring.fire("reports", "k", tick_ms) == "done"
+    assert coord._recurring.fire("reports", "k", tick_ms) == "claimed"
+    assert coord._recurring.fire("reports", "k", tick_ms) == "done"
     job = coord.get_job("reports", run_id("k", tick_ms))
     assert job is not None
     assert (job.name, job.data, job.state, job.schedule_key) == ("digest", {"v": 1}, JobState.WAITING, "k")
@@ -147,19 +147,19 @@ def test_a_claimed_tick_whose_job_is_missing_is_enqueued_again(coord: JobQueueCo
     entry = coord.keys.beat_entry("reports", "k")
     tick_ms = 1_780_000_000_000
     # A beat that died between claiming the tick and enqueueing its job leaves the tick claimed.
-    coord.recurring._tick(keys=[entry], args=["claim", tick_ms, 32])
+    coord._recurring._tick(keys=[entry], args=["claim", tick_ms, 32])
     assert coord.get_job("reports", run_id("k", tick_ms)) is None
-    assert coord.recurring.fire("reports", "k", tick_ms) == "again"
+    assert coord._recurring.fire("reports", "k", tick_ms) == "again"
     assert coord.get_job("reports", run_id("k", tick_ms)) is not None
     assert coord.get_recurring_jobs()[0].run_count == 1  # counted once
     # A beat that takes over fires a later tick: the orphaned claim's run is enqueued with it.
-    coord.recurring._tick(keys=[entry], args=["claim", tick_ms + 1000, 32])
-    assert coord.recurring.fire("reports", "k", tick_ms + 5000) == "claimed"
+    coord._recurring._tick(keys=[entry], args=["claim", tick_ms + 1000, 32])
+    assert coord._recurring.fire("reports", "k", tick_ms + 5000) == "claimed"
     assert coord.get_job("reports", run_id("k", tick_ms + 1000)).created_at == from_ms(tick_ms + 1000)
     assert coord.get_job("reports", run_id("k", tick_ms + 5000)) is not None
     assert coord.get_recurring_jobs()[0].run_count == 3
     assert coord.get_queue_status("reports").counts.waiting == 3
-    assert coord.recurring.fire("reports", "k", tick_ms + 6000) == "claimed"
+    assert coord._recurring.fire("reports", "k", tick_ms + 6000) == "claimed"
     assert coord.get_queue_status("reports").counts.waiting == 4  # nothing pending any more
 
 
@@ -167,10 +167,10 @@ def test_limit_counts_runs_not_fire_calls(coord: JobQueueCoordinator) -> None:
     coord.create_queue("reports")
     coord.schedule_recurring_job("reports", "digest", {}, every=1000, key="k", limit=2)
     base = 1_780_000_000_000
-    assert coord.recurring.fire("reports", "k", base) == "claimed"
-    assert coord.recurring.fire("reports", "k", base) == "done"
-    assert coord.recurring.fire("reports", "k", base + 1000) == "last"
-    assert coord.recurring.fire("reports", "k", base + 2000) == "limit"
+    assert coord._recurring.fire("reports", "k", base) == "claimed"
+    assert coord._recurring.fire("reports", "k", base) == "done"
+    assert coord._recurring.fire("reports", "k", base + 1000) == "last"
+    assert coord._recurring.fire("reports", "k", base + 2000) == "limit"
     assert coord.get_queue_status("reports").counts.waiting == 2
     [stored] = coord.get_recurring_jobs()
     assert (stored.run_count, stored.next_run) == (2, None)
@@ -180,7 +180,7 @@ def test_removed_schedule_fires_nothing(coord: JobQueueCoordinator) -> None:
     coord.create_queue("reports")
     coord.schedule_recurring_job("reports", "digest", {}, every=1000, key="k")
     coord.remove_recurring_job("reports", "k")
-    assert coord.recurring.fire("reports", "k", 1_780_000_000_000) == "removed"
+    assert coord._recurring.fire("reports", "k", 1_780_000_000_000) == "removed"
     assert coord.get_queue_status("reports").counts.waiting == 0
 
 

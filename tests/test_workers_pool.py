@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from coordinator import (
-    ConfigurationError,
+    InvalidArgumentError,
     JobQueueCoordinator,
     JobState,
     RateLimit,
@@ -81,7 +81,7 @@ def test_scaling_down_is_a_warm_shutdown(coord: JobQueueCoordinator) -> None:
     coord.register_worker("warm", recorded, pool="solo")
     coord.scale_workers("warm", 2)
     jobs = [coord.enqueue_job("warm", {"seconds": 1.5}) for _ in range(2)]
-    wait_until(lambda: coord.registry.counts("warm").active == 2, 15, "both jobs active")
+    wait_until(lambda: coord._registry.counts("warm").active == 2, 15, "both jobs active")
 
     result = coord.scale_workers("warm", 0)
     assert (result.previous, result.current) == (2, 0)
@@ -92,9 +92,9 @@ def test_scaling_down_is_a_warm_shutdown(coord: JobQueueCoordinator) -> None:
 
 def test_scale_needs_a_processor_and_a_sane_target(coord: JobQueueCoordinator) -> None:
     coord.create_queue("bare")
-    with pytest.raises(ConfigurationError, match="processor"):
+    with pytest.raises(InvalidArgumentError, match="processor"):
         coord.scale_workers("bare", 1)
-    with pytest.raises(ConfigurationError, match="target_count"):
+    with pytest.raises(InvalidArgumentError, match="target_count"):
         coord.scale_workers("bare", -1)
 
 
@@ -123,14 +123,14 @@ def test_worker_limiter_becomes_the_queues_global_limit(coord: JobQueueCoordinat
     limit = RateLimit(max=5, duration=1000)
     coord.register_worker("wlimit", recorded, pool="solo", limiter=limit)
     assert coord.get_queue("wlimit").config.limiter == limit
-    with pytest.raises(ConfigurationError, match="limiter"):
+    with pytest.raises(InvalidArgumentError, match="limiter"):
         coord.register_worker("wlimit", recorded, pool="solo", limiter=RateLimit(max=1, duration=10))
 
 
 def test_celery_autoscale_bounds_are_reported(coord: JobQueueCoordinator) -> None:
     coord.create_queue("elastic")
     worker = coord.register_worker("elastic", recorded, pool="prefork", autoscale=(3, 1))
-    heartbeat = coord.redis.hgetall(coord.keys.worker(worker.node_name))
+    heartbeat = coord._redis.hgetall(coord.keys.worker(worker.node_name))
     assert (heartbeat["autoscale_max"], heartbeat["autoscale_min"]) == ("3", "1")  # the pool's own figures
     status = coord.get_worker(worker.id)
     assert status.autoscale == (3, 1)

@@ -52,13 +52,13 @@ def manager(prefix: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 def _worker(coord: JobQueueCoordinator) -> tuple[str, int]:
     """Heartbeat key and pid of the managing process's one worker."""
-    key = coord.keys.worker(coord.redis.zrange(coord.keys.workers, 0, 0)[0])
-    return key, int(coord.redis.hget(key, "pid"))
+    key = coord.keys.worker(coord._redis.zrange(coord.keys.workers, 0, 0)[0])
+    return key, int(coord._redis.hget(key, "pid"))
 
 
 def _first_active(coord: JobQueueCoordinator) -> str:
-    index = coord.registry.queue_keys("sig").index("active")
-    return wait_until(lambda: coord.redis.zrange(index, 0, 0), 30, "a job active")[0]
+    index = coord._registry.queue_keys("sig").index("active")
+    return wait_until(lambda: coord._redis.zrange(index, 0, 0), 30, "a job active")[0]
 
 
 def test_sigterm_lets_active_jobs_finish(coord: JobQueueCoordinator, manager: subprocess.Popen[bytes]) -> None:
@@ -69,7 +69,7 @@ def test_sigterm_lets_active_jobs_finish(coord: JobQueueCoordinator, manager: su
     assert not process_running(worker_pid)
     job = coord.get_job("sig", active)
     assert job.state is JobState.COMPLETED and job.attempts_made == 1
-    counts = coord.registry.counts("sig")
+    counts = coord._registry.counts("sig")
     assert (counts.completed, counts.waiting, counts.active, counts.failed) == (1, 2, 0, 0)
 
 
@@ -90,4 +90,4 @@ def test_second_sigterm_stops_at_once_and_jobs_go_back_to_waiting(
         assert coord.wait_for_job("sig", job.id, 30).state is JobState.COMPLETED
     assert coord.get_job("sig", active).attempts_made == 2
     assert [e["job_id"] for e in events(coord, "sig", "stalled")] == [active]
-    assert coord.registry.counts("sig").completed == 3
+    assert coord._registry.counts("sig").completed == 3

@@ -7,7 +7,7 @@ import signal
 
 import psutil
 
-from coordinator import JobQueueCoordinator, JobState, WorkerState
+from coordinator import Event, EventName, JobQueueCoordinator, JobState, WorkerAction, WorkerState
 from pool_support import events, kill_worker_group, process_running, wait_until
 from worker_processors import recorded
 
@@ -15,6 +15,8 @@ from worker_processors import recorded
 def test_killed_worker_is_restarted_with_a_new_pid(coord: JobQueueCoordinator) -> None:
     coord.create_queue("super")
     worker = coord.register_worker("super", recorded, pool="prefork", concurrency=1)
+    heard: list[Event] = []
+    coord.on(EventName.WORKER, heard.append, queue="super")  # worker events reach on() as documented
     kill_worker_group(worker.pid)
 
     crashed = wait_until(lambda: (s := coord.get_worker(worker.id)).state is WorkerState.CRASHED and s,
@@ -31,6 +33,9 @@ def test_killed_worker_is_restarted_with_a_new_pid(coord: JobQueueCoordinator) -
     assert actions == [("crashed", worker.id), ("restarted", worker.id)]
     crash = events(coord, "super", "worker")[0]
     assert crash["pid"] == str(worker.pid) and crash["exit_code"] == "-9"
+    wait_until(lambda: len(heard) >= 2, 10, "both worker events delivered to on()")
+    assert [(e.event, e.data["action"], e.data["worker"]) for e in heard] == [
+        ("worker", WorkerAction.CRASHED, worker.id), ("worker", WorkerAction.RESTARTED, worker.id)]
 
     job = coord.enqueue_job("super", {"seconds": 0.01})
     assert coord.wait_for_job("super", job.id, 30).worker_id == worker.node_name
@@ -77,7 +82,7 @@ def test_pause_holds_across_a_restart(coord: JobQueueCoordinator) -> None:
 
 def test_worker_that_stops_making_progress_is_restarted(coord: JobQueueCoordinator) -> None:
     coord.create_queue("stuck")
-    coord.workers.supervisor.stuck_after_s = 3
+    coord._workers.supervisor.stuck_after_s = 3
     worker = coord.register_worker("stuck", recorded, pool="prefork", concurrency=1)
     for child in psutil.Process(worker.pid).children():
         os.kill(child.pid, signal.SIGSTOP)  # alive, heartbeat fine, but nothing gets done

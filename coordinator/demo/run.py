@@ -50,7 +50,7 @@ def run_demo(redis_url: str | None = None, jobs: int = DEFAULT_PHOTOS, *, quick:
     coord = JobQueueCoordinator(server.url, prefix=prefix, promote_interval_ms=100)
     plan = _Plan(photos=photos, recurring_runs=runs, timeout_s=timeout_s, started=started,
                  fields={"prefix": prefix, "redis_url": redact_url(server.url), "own_redis": server.owned})
-    summary = DemoSummary(finished=False, **plan.fields)  # type: ignore[arg-type]
+    summary = DemoSummary(finished=False, **plan.fields)
     try:
         with signals_as_interrupt():
             summary = _run(coord, console, layout, plan)
@@ -160,9 +160,9 @@ def _clean_up(coord: JobQueueCoordinator, server: DemoRedis, layout: workload.La
         except (CoordinatorError, redis.RedisError, OSError) as exc:
             say(console, f"could not remove the demo's keys (prefix {coord.settings.prefix}): {exc}")
     if keep_logs:
-        say(console, f"worker logs kept in {coord.workers.log_dir}")
+        say(console, f"worker logs kept in {coord.worker_log_dir}")
     else:
-        remove_tree(coord.workers.log_dir)
+        remove_tree(coord.worker_log_dir)
     if server.owned:
         server.stop()
         say(console, f"stopped the throwaway redis-server (pid {server.process.pid})")  # type: ignore[union-attr]

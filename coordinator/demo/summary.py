@@ -102,7 +102,7 @@ def read_summary(coord: JobQueueCoordinator, queues: list[str], schedules: list[
             ))
     recurring = [entry for queue in sorted({queue for queue, _ in schedules})
                  for entry in coord.get_recurring_jobs(queue) if (queue, entry.key) in schedules]
-    return DemoSummary(queues=summaries, jobs=jobs, recurring=recurring, **fields)  # type: ignore[arg-type]
+    return DemoSummary(queues=summaries, jobs=jobs, recurring=recurring, **fields)
 
 
 def render_summary(console: Console, summary: DemoSummary) -> None:

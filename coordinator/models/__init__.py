@@ -1,6 +1,6 @@
 """Pydantic models of the public API: options the caller gives, snapshots the coordinator returns."""
 
-from coordinator.models.job import Event, Job, JobState
+from coordinator.models.job import Event, EventName, Job, JobState, WorkerAction
 from coordinator.models.options import (
     AutoscalePolicy,
     Backoff,
@@ -36,6 +36,7 @@ __all__ = [
     "Backoff",
     "BulkJob",
     "Event",
+    "EventName",
     "Health",
     "HealthCheck",
     "HealthStatus",
@@ -57,6 +58,7 @@ __all__ = [
     "Retention",
     "ScalingResult",
     "ScheduleOptions",
+    "WorkerAction",
     "WorkerOptions",
     "WorkerState",
     "WorkerStatus",

@@ -35,6 +35,37 @@ class JobState(str, Enum):
         return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
 
 
+class EventName(str, Enum):
+    """Every event a queue's stream carries (`Event.event`); `coord.on` takes these names or ``"*"``.
+
+    Job events are appended by the registry's scripts in the same step as the state move
+    (``registry/lua/*.lua`` write the same strings); ``paused`` / ``resumed`` by `pause_queue` /
+    `resume_queue`; ``worker`` by the supervisor of managed workers, with ``data["action"]``
+    one of `WorkerAction`.
+    """
+
+    WAITING = "waiting"
+    ACTIVE = "active"
+    PROGRESS = "progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRYING = "retrying"
+    DELAYED = "delayed"
+    STALLED = "stalled"
+    CANCELLED = "cancelled"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    WORKER = "worker"
+
+
+class WorkerAction(str, Enum):
+    """``data["action"]`` of a ``worker`` event."""
+
+    CRASHED = "crashed"
+    RESTARTED = "restarted"
+    GAVE_UP = "gave_up"
+
+
 class Job(BaseModel):
     """A snapshot of one job as the registry held it when it was read.
 

@@ -89,7 +89,8 @@ class RecurringEntry(RedBeatSchedulerEntry):
         meta_fields = decode(meta) or {}
         entry = cls(app=app, total_run_count=meta_fields.get("total_run_count"), revision=revision or "",
                     **cls.decode_definition(definition))
-        entry.last_run_at = meta_fields.get("last_run_at")  # Celery's entry defaults it to now
+        # Celery's entry defaults it to now; None means never run (redbeat reads it so)
+        entry.last_run_at = meta_fields.get("last_run_at")  # type: ignore[assignment]
         return entry
 
     @property

@@ -45,7 +45,7 @@ class TickSchedule(BaseSchedule):
         """The first tick strictly after ``after``, or None when the schedule has ended."""
         if self.start_ms is not None:
             after = max(after, from_ms(self.start_ms) - _EPSILON)
-        tick = self._next_every(after) if self.every is not None else self._next_cron(after)
+        tick = self._next_every(after, self.every) if self.every is not None else self._next_cron(after)
         if self.end_ms is not None and to_ms(tick) > self.end_ms:
             return None
         return tick
@@ -66,11 +66,11 @@ class TickSchedule(BaseSchedule):
             tick = self.next_tick(tick)
         return latest
 
-    def _next_every(self, after: datetime) -> datetime:
+    def _next_every(self, after: datetime, every: int) -> datetime:
         anchor = self.start_ms or 0
-        steps = (to_ms(after) - anchor) // self.every + 1
-        tick = from_ms(anchor + steps * self.every)
-        return tick if tick > after else from_ms(anchor + (steps + 1) * self.every)
+        steps = (to_ms(after) - anchor) // every + 1
+        tick = from_ms(anchor + steps * every)
+        return tick if tick > after else from_ms(anchor + (steps + 1) * every)
 
     def _next_cron(self, after: datetime) -> datetime:
         it = croniter(self.cron, after.astimezone(self.zone))

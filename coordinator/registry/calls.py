@@ -9,7 +9,8 @@ argument and reply parser, and operations compose with ``yield from``.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -66,3 +67,30 @@ def step(op: Op[T], reply: Any, error: BaseException | None) -> tuple[Call | Non
         return (op.throw(error) if error is not None else op.send(reply)), None
     except StopIteration as done:
         return None, done.value
+
+
+def run_sync(execute: Callable[[Call], Any], op: Op[T]) -> T:
+    """Drive ``op`` to its result, sending each request with ``execute`` (blocking)."""
+    call, result = step(op, None, None)
+    while call is not None:
+        try:
+            reply, error = execute(call), None
+        except Exception as exc:  # handed to the operation, which may retry or re-raise
+            reply, error = None, exc
+        call, result = step(op, reply, error)
+    return result  # type: ignore[return-value]
+
+
+def execute_sync(client: Any, scripts: Any, call: Call) -> Any:
+    """Send one request with a redis-py client (``scripts``: its `Scripts`, for `Script` calls)."""
+    if isinstance(call, Script):
+        return getattr(scripts, call.name)(keys=call.keys, args=call.args)
+    if isinstance(call, Command):
+        return getattr(client, call.name)(*call.args, **call.kwargs)
+    if isinstance(call, Batch):
+        pipe = client.pipeline(transaction=call.transaction)
+        for command in call.commands:
+            getattr(pipe, command.name)(*command.args, **command.kwargs)
+        return pipe.execute()
+    time.sleep(call.seconds)
+    return None

@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, overload
 
 from coordinator.models import Job, JobOptions, JobState
 
 
+@overload
+def from_ms(value: int) -> datetime: ...
+@overload
+def from_ms(value: str | int | None) -> datetime | None: ...
 def from_ms(value: str | int | None) -> datetime | None:
-    if value in (None, ""):
+    """A UTC datetime from ms since the epoch; None for None or ""."""
+    if value is None or value == "":
         return None
     return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
 
@@ -21,7 +26,7 @@ def to_ms(moment: datetime) -> int:
 
 
 def _json(value: str | None, default: Any = None) -> Any:
-    return default if value in (None, "") else json.loads(value)
+    return default if value is None or value == "" else json.loads(value)
 
 
 @lru_cache(maxsize=256)

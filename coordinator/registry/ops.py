@@ -14,31 +14,31 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.clock import minute_of, now_ms
+from coordinator.dispatch import parse_delivery_tag
 from coordinator.errors import JobNotFoundError, QueueNotFoundError, RedisUnavailableError
 from coordinator.keys import STATE_INDEXES, CoordinatorKeys, QueueKeys
-from coordinator.models import Job, JobOptions, JobState, QueueConfig, QueueCounts, RateLimit, Retention
+from coordinator.metrics import FAILED, outcome_fields, processing_bucket
+from coordinator.models import (
+    EventName,
+    Job,
+    JobOptions,
+    JobState,
+    QueueConfig,
+    QueueCounts,
+    RateLimit,
+    Retention,
+    WorkerAction,
+)
 from coordinator.registry.calls import Batch, Op, Script, Sleep, cmd
 from coordinator.registry.codec import job_from_hash
+from coordinator.registry.replies import Reply, interpret_reply
 from coordinator.validation import MAX_LOG_LINE, MAX_LOG_LINES, MAX_PROGRESS_SIZE, encode_json
 
 #: Jobs per script call in `enqueue` (bulk) and in the workers' sweeps.
 BATCH_SIZE = 500
-#: Upper bounds (ms) of the processing-time histogram buckets kept in each queue's metrics hash.
-PROCESSING_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000)
 #: Pause between two tries of a finish while Redis is away.
 FINISH_RETRY_PAUSE_S = 0.2
-
-
-def processing_bucket(duration_ms: int) -> str:
-    """The metrics-hash field of the histogram bucket a processing time falls in (``all:le:<ms>``)."""
-    for bound in PROCESSING_BUCKETS_MS:
-        if duration_ms <= bound:
-            return f"all:le:{bound}"
-    return "all:le:inf"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -102,11 +102,11 @@ class RegistryOps:
         qk = self.queue_keys(queue)
         tags = yield Script("take", [self.keys.unacked, self.keys.unacked_index, self.keys.worker_paused(worker_node),
                                      *qk.broker_lists], [time.time(), count, qk.celery_queue])
-        head = len(qk.celery_queue) + 1
         taken = []
         for tag in tags:
-            job_id, _, token = tag[head:].rpartition(".")
-            taken.append((tag, job_id, int(token)))
+            dispatch = parse_delivery_tag(tag, qk.celery_queue)
+            if dispatch is not None:
+                taken.append((tag, dispatch.job_id, dispatch.token))
         return taken
 
     def ack(self, tags: list[str]) -> Op[None]:
@@ -152,7 +152,8 @@ class RegistryOps:
         exists, _, _ = yield Batch([
             cmd("exists", qk.meta),
             cmd("hset", qk.meta, "paused", "1" if paused else "0"),
-            self._event(qk.events, {"event": "paused" if paused else "resumed", "job_id": ""}),
+            self._event(qk.events, {"event": (EventName.PAUSED if paused else EventName.RESUMED).value,
+                                    "job_id": ""}),
         ], transaction=True)
         if not exists:
             yield cmd("delete", qk.meta)
@@ -192,9 +193,9 @@ class RegistryOps:
                 job.trace_id, opts.max_retries, job.schedule_key, job.created_ms, job.expires_ms,
             ]
         result = yield Script("enqueue", keys, args)
-        if result == -1:
-            raise QueueNotFoundError(queue)
-        return [flag == 1 for flag in result]
+        if not isinstance(result, list):
+            interpret_reply("enqueue", result, queue)
+        return [flag == Reply.DONE for flag in result]
 
     def enqueue(self, queue: str, jobs: list[NewJob]) -> Op[list[bool]]:
         """`enqueue_batch` for each batch of BATCH_SIZE, in order."""
@@ -236,32 +237,23 @@ class RegistryOps:
         keys = [qk.job(job_id), qk.index("active"), qk.index("completed"), qk.index("failed"),
                 qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id)]
         args = [job_id, token, outcome, now, payload, stack, due_ms, "1" if remove else "0",
-                self.events_max_len, now // 60_000, duration_ms, processing_bucket(duration_ms)]
+                self.events_max_len, minute_of(now), duration_ms, processing_bucket(duration_ms)]
         # A finished attempt outlives a short Redis outage rather than run again; repeating the
         # script is safe, since a second call finds the job no longer owned (fencing by token).
         deadline = time.monotonic() + self.finish_retry_s
         while True:
             try:
-                return (yield Script("finish", keys, args)) == 1
+                return interpret_reply("finish", (yield Script("finish", keys, args)), queue, job_id)
             except RedisUnavailableError:
                 if time.monotonic() >= deadline:
                     raise
                 yield Sleep(FINISH_RETRY_PAUSE_S)
 
-    def count_worker_outcome(self, node: str, failed: bool, ttl_ms: int) -> Op[None]:
-        """Add one finished attempt (and one failure) to a worker's heartbeat hash, for its status."""
-        key = self.keys.worker(node)
-        yield Batch([
-            cmd("hincrby", key, "processed", 1),
-            *([cmd("hincrby", key, "failed", 1)] if failed else []),
-            cmd("pexpire", key, ttl_ms),
-        ], transaction=True)
-
     def update_progress(self, queue: str, job_id: str, token: int | None, progress: Any) -> Op[bool]:
         qk = self.queue_keys(queue)
         encoded = encode_json(progress, "progress", MAX_PROGRESS_SIZE)
         reply = yield Script("progress", [qk.job(job_id), qk.events], [job_id, token, encoded, self.events_max_len])
-        return reply == 1  # type: ignore[no-any-return]
+        return bool(reply == Reply.DONE)
 
     def add_log(self, queue: str, job_id: str, line: str) -> Op[None]:
         qk = self.queue_keys(queue)
@@ -313,23 +305,18 @@ class RegistryOps:
                 "attempts": 0, "created": now, "finished": now, "reason": reason[:MAX_LOG_LINE],
             }),
             cmd("zadd", qk.index("failed"), {job_id: now}),
-            cmd("hincrby", qk.metrics, f"{now // 60_000}:f", 1),
+            *(cmd("hincrby", qk.metrics, field, 1) for field in outcome_fields(FAILED, now)),
             self._event(qk.events, {"event": "failed", "job_id": job_id, "reason": reason[:1000]}),
         ], transaction=True)
         return job_id
 
-    def emit_worker_event(self, queue: str, action: str, worker_id: str, **fields: Any) -> Op[None]:
-        """Append a ``worker`` event (crashed, restarted, gave_up, ...) to the queue's stream."""
-        entry = {"event": "worker", "job_id": "", "action": action, "worker": worker_id}
+    def emit_worker_event(self, queue: str, action: WorkerAction, worker_id: str, **fields: Any) -> Op[None]:
+        """Append a ``worker`` event (`WorkerAction`: crashed, restarted, gave_up) to the queue's stream."""
+        entry = {"event": EventName.WORKER.value, "job_id": "", "action": action.value, "worker": worker_id}
         entry.update({name: str(value) for name, value in fields.items() if value is not None})
         yield self._event(self.queue_keys(queue).events, entry)
 
     # ----------------------------------------------------------------------------- job control
-
-    def _checked(self, queue: str, job_id: str, reply: int) -> bool:
-        if reply == -1:
-            raise JobNotFoundError(queue, job_id)
-        return reply == 1
 
     def job_state_token(self, queue: str, job_id: str) -> Op[tuple[str | None, str | None]]:
         """The job's state and dispatch token (the id of its running Celery task is ``id.token``)."""
@@ -344,7 +331,7 @@ class RegistryOps:
              qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id)],
             [job_id, now_ms(), "1" if allow_active else "0", self.events_max_len],
         )
-        return self._checked(queue, job_id, reply)
+        return interpret_reply("cancel", reply, queue, job_id)
 
     def retry(self, queue: str, job_id: str) -> Op[bool]:
         qk = self.queue_keys(queue)
@@ -354,7 +341,7 @@ class RegistryOps:
              qk.parked, qk.meta, qk.events, *self.broker_keys(qk)],
             [job_id, now_ms(), *self.dispatch_args(queue), self.events_max_len],
         )
-        return self._checked(queue, job_id, reply)
+        return interpret_reply("retry", reply, queue, job_id)
 
     def change_priority(self, queue: str, job_id: str, priority: int) -> Op[bool]:
         qk = self.queue_keys(queue)
@@ -363,7 +350,7 @@ class RegistryOps:
             [qk.job(job_id), qk.parked, qk.meta, qk.events, *self.broker_keys(qk)],
             [job_id, priority, now_ms(), *self.dispatch_args(queue), self.events_max_len],
         )
-        return self._checked(queue, job_id, reply)
+        return interpret_reply("change_priority", reply, queue, job_id)
 
     def promote(self, queue: str, job_id: str) -> Op[bool]:
         """Move one delayed job to waiting now."""
@@ -442,13 +429,6 @@ class RegistryOps:
     def hash_fields(self, key: str, fields: list[str]) -> Op[list[str | None]]:
         """HMGET of one record's fields (metrics windows, heartbeats)."""
         return (yield cmd("hmget", key, fields))
-
-    def live_worker_queues(self, since_ms: int) -> Op[list[str | None]]:
-        """The ``queues`` field of every worker whose heartbeat is newer than ``since_ms``."""
-        nodes = yield cmd("zrangebyscore", self.keys.workers, since_ms, "+inf")
-        if not nodes:
-            return []
-        return (yield Batch([cmd("hget", self.keys.worker(node), "queues") for node in nodes]))
 
     def trim(self, queue: str, retention: Retention, keep_completed: int | None = None) -> Op[int]:
         """Remove finished jobs beyond the queue's retention (count and age), oldest first."""

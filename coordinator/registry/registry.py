@@ -9,29 +9,19 @@ The operations themselves are sans-IO (`ops`, `sweep_ops`); `Registry` runs them
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import redis
 
-from coordinator.models import Job, JobState, QueueConfig, QueueCounts, RateLimit, Retention
+from coordinator.models import Job, JobState, QueueConfig, QueueCounts, RateLimit, Retention, WorkerAction
 from coordinator.registry.calls import Batch, Call, Command, Op, Script, step
-from coordinator.registry.ops import (
-    BATCH_SIZE,
-    PROCESSING_BUCKETS_MS,
-    NewJob,
-    RegistryOps,
-    StartResult,
-    now_ms,
-    processing_bucket,
-)
+from coordinator.registry.ops import BATCH_SIZE, NewJob, RegistryOps, StartResult
 from coordinator.registry.scripts import Scripts
 from coordinator.registry.sweep_ops import SweepOps
 
-__all__ = ["BATCH_SIZE", "PROCESSING_BUCKETS_MS", "NewJob", "Registry", "StartResult", "now_ms",
-           "processing_bucket"]
+__all__ = ["BATCH_SIZE", "NewJob", "Registry", "StartResult"]
 
 T = TypeVar("T")
 
@@ -75,28 +65,11 @@ class Registry:
 
     def run(self, op: Op[T]) -> T:
         """Drive a sans-IO operation to its result with this client (see `calls`)."""
-        call, result = step(op, None, None)
-        while call is not None:
-            try:
-                reply, error = self.execute(call), None
-            except Exception as exc:  # handed to the operation, which may retry or re-raise
-                reply, error = None, exc
-            call, result = step(op, reply, error)
-        return result  # type: ignore[return-value]
+        return run_sync(self.execute, op)
 
     def execute(self, call: Call) -> Any:
         """Send one request and return its reply."""
-        if isinstance(call, Script):
-            return getattr(self.scripts, call.name)(keys=call.keys, args=call.args)
-        if isinstance(call, Command):
-            return getattr(self.client, call.name)(*call.args, **call.kwargs)
-        if isinstance(call, Batch):
-            pipe = self.client.pipeline(transaction=call.transaction)
-            for command in call.commands:
-                getattr(pipe, command.name)(*command.args, **command.kwargs)
-            return pipe.execute()
-        time.sleep(call.seconds)
-        return None
+        return execute_sync(self.client, self.scripts, call)
 
     # ----------------------------------------------------------------------------- outbox
 
@@ -202,10 +175,6 @@ class Registry:
         return self.run(self.ops.finish(queue, job_id, token, outcome, payload=payload, stack=stack,
                                         due_ms=due_ms, remove=remove, duration_ms=duration_ms))
 
-    def count_worker_outcome(self, node: str, failed: bool, ttl_ms: int) -> None:
-        """Add one finished attempt (and one failure) to a worker's heartbeat hash, for its status."""
-        self.run(self.ops.count_worker_outcome(node, failed, ttl_ms))
-
     def update_progress(self, queue: str, job_id: str, token: int | None, progress: Any) -> bool:
         return self.run(self.ops.update_progress(queue, job_id, token, progress))
 
@@ -263,11 +232,12 @@ class Registry:
         """Remove finished jobs beyond the queue's retention (count and age), oldest first."""
         return self.run(self.ops.trim(queue, retention, keep_completed))
 
-    def trim_metrics(self, queue: str, keep_minutes: int = 24 * 60) -> None:
-        self.run(self.sweeps.trim_metrics(queue, keep_minutes))
+    def trim_metrics(self, queue: str) -> None:
+        """Delete the queue's per-minute metrics older than a day (see `coordinator.metrics`)."""
+        self.run(self.sweeps.trim_metrics(queue))
 
-    def emit_worker_event(self, queue: str, action: str, worker_id: str, **fields: Any) -> None:
-        """Append a ``worker`` event (crashed, restarted, gave_up, ...) to the queue's stream."""
+    def emit_worker_event(self, queue: str, action: WorkerAction, worker_id: str, **fields: Any) -> None:
+        """Append a ``worker`` event (`WorkerAction`: crashed, restarted, gave_up) to the queue's stream."""
         self.run(self.ops.emit_worker_event(queue, action, worker_id, **fields))
 
     # ----------------------------------------------------------------------------- reads

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from coordinator.clock import minute_of, now_ms
+from coordinator.dispatch import Dispatch, parse_delivery_tag
+from coordinator.metrics import stale_minute_fields
 from coordinator.models import RateLimit
 from coordinator.registry.calls import Batch, Op, Script, cmd
-from coordinator.registry.ops import BATCH_SIZE, RegistryOps, now_ms
+from coordinator.registry.ops import BATCH_SIZE, RegistryOps
 
 
 class SweepOps:
@@ -56,7 +59,7 @@ class SweepOps:
             recovered += yield Script(
                 "recover_stalled", keys,
                 [now_ms(), max_stalled_count, *ops.dispatch_args(queue), ops.events_max_len,
-                 now_ms() // 60_000, *batch],
+                 minute_of(now_ms()), *batch],
             )
         return recovered
 
@@ -71,22 +74,19 @@ class SweepOps:
         ops = self.ops
         qk = ops.queue_keys(queue)
         cutoff_s = (now_ms() - older_than_ms) / 1000
-        head = f"{qk.celery_queue}/"
-        tags = [tag for tag in (yield cmd("zrangebyscore", ops.keys.unacked_index, "-inf", cutoff_s))
-                if tag.startswith(head)]
-        candidates: dict[str, tuple[str, str]] = {}
-        for tag in tags:
-            job_id, _, token = tag[len(head):].rpartition(".")
-            if job_id and token.isdigit():
-                candidates[tag] = (job_id, token)
+        candidates: dict[str, Dispatch] = {}
+        for tag in (yield cmd("zrangebyscore", ops.keys.unacked_index, "-inf", cutoff_s)):
+            dispatch = parse_delivery_tag(tag, qk.celery_queue)
+            if dispatch is not None:
+                candidates[tag] = dispatch
         recovered: list[str] = []
         items = list(candidates.items())
         for start in range(0, len(items), BATCH_SIZE):
             batch = items[start : start + BATCH_SIZE]
             keys = [qk.parked, qk.meta, qk.events, *ops.broker_keys(qk), *(qk.job(job_id) for _, (job_id, _) in batch)]
             args: list[Any] = [now_ms(), *ops.dispatch_args(queue), ops.events_max_len]
-            for _, pair in batch:
-                args += pair
+            for _, (job_id, token) in batch:
+                args += [job_id, token]
             moved = set((yield Script("recover_orphans", keys, args)))
             stranded = [tag for tag, (job_id, _) in batch if job_id in moved]
             if stranded:
@@ -95,10 +95,9 @@ class SweepOps:
             recovered += sorted(moved)
         return recovered
 
-    def trim_metrics(self, queue: str, keep_minutes: int = 24 * 60) -> Op[None]:
+    def trim_metrics(self, queue: str) -> Op[None]:
+        """Delete the queue's per-minute metrics older than a day (see `coordinator.metrics`)."""
         key = self.ops.queue_keys(queue).metrics
-        oldest = now_ms() // 60_000 - keep_minutes
-        stale = [field for field in (yield cmd("hkeys", key))
-                 if field.split(":")[0].isdigit() and int(field.split(":")[0]) < oldest]
+        stale = stale_minute_fields((yield cmd("hkeys", key)))
         if stale:
             yield cmd("hdel", key, *stale)

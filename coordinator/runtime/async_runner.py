@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from celery import signals
 
@@ -38,10 +38,8 @@ from coordinator.connection import connect_async
 from coordinator.models import Job
 from coordinator.registry.aio import AsyncRegistry
 from coordinator.registry.calls import step
-from coordinator.runtime.task import claim, claim_op, completed, failed, log, log_fields, record_op
-
-if TYPE_CHECKING:
-    from coordinator.facade import JobQueueCoordinator
+from coordinator.runtime.task import JobRunner, completed, failed, log, log_fields
+from coordinator.settings import Settings
 
 AsyncProcessor = Callable[[Job], Awaitable[Any]]
 
@@ -90,9 +88,12 @@ class AsyncJobWriter:
 class AsyncRunner:
     """The event-loop thread of one worker process and the jobs running on it."""
 
-    def __init__(self, coord: JobQueueCoordinator, concurrency: int) -> None:
-        self.coord = coord
+    def __init__(self, runner: JobRunner, settings: Settings, concurrency: int) -> None:
+        self.runner = runner
+        self.settings = settings
         self.concurrency = concurrency
+        self.own_queues: set[str] = set()
+        """Queues whose messages the loop takes itself (`consume`), not Celery's consumer."""
         self._slots = threading.BoundedSemaphore(concurrency)
         self._loop = asyncio.new_event_loop()
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -101,7 +102,7 @@ class AsyncRunner:
         self._freed = asyncio.Event()
         self._stopping = False
         self._consumers: list[concurrent.futures.Future[None]] = []
-        self._registry = AsyncRegistry(connect_async(coord.settings), coord.registry.ops)
+        self._registry = AsyncRegistry(connect_async(settings), runner.registry.ops)
         self.pid = os.getpid()
         self._thread = threading.Thread(target=self._serve, name="jqc-async-jobs", daemon=True)
         self._thread.start()
@@ -126,7 +127,7 @@ class AsyncRunner:
         ``concurrency`` jobs run."""
         self._slots.acquire()
         try:
-            job = claim(self.coord, queue, job_id, token, worker_id)
+            job = self.runner.registry.run(self.runner.claim_op(queue, job_id, token, worker_id))
         except BaseException:
             self._slots.release()
             raise
@@ -146,6 +147,7 @@ class AsyncRunner:
 
     def consume(self, queue: str, handler: AsyncProcessor, worker_id: str) -> None:
         """Start the loop's own consumer of ``queue`` (Redis broker only; see the module docstring)."""
+        self.own_queues.add(queue)
         self._consumers.append(asyncio.run_coroutine_threadsafe(self._consume(queue, handler, worker_id), self._loop))
 
     def drain(self, timeout: float | None) -> None:
@@ -167,7 +169,7 @@ class AsyncRunner:
             await self._run(handler, job, token, worker_id)
         finally:
             self._active -= 1
-            self.coord.lock_keeper.remove(job.queue, job.id)
+            self.runner.locks.remove(job.queue, job.id)
             self._slots.release()
             self._freed.set()
 
@@ -211,7 +213,7 @@ class AsyncRunner:
                            taken: list[tuple[str, str, int]]) -> None:
         """Claim the taken messages' jobs at once, ack the messages, and start the jobs' coroutines."""
         claims = await asyncio.gather(
-            *(self._registry.run(claim_op(self.coord, queue, job_id, token, worker_id)) for _, job_id, token in taken),
+            *(self._registry.run(self.runner.claim_op(queue, job_id, token, worker_id)) for _, job_id, token in taken),
             return_exceptions=True,
         )
         try:
@@ -248,16 +250,16 @@ class AsyncRunner:
         except TimeoutError:
             if deadline.expired():
                 exc = JobTimeoutError(f"timeout: the job ran past its limit of {limit} s")
-            outcome = failed(job, exc, started, self.coord.settings.default_max_retries)
+            outcome = failed(job, exc, started, self.settings.default_max_retries)
         except Exception as exc:
-            outcome = failed(job, exc, started, self.coord.settings.default_max_retries)
+            outcome = failed(job, exc, started, self.settings.default_max_retries)
         if writer.pending:
             await asyncio.gather(*writer.pending, return_exceptions=True)
-        await self._registry.run(record_op(self.coord, job, token, worker_id, outcome, started))
+        await self._registry.run(self.runner.record_op(job, token, worker_id, outcome, started))
 
     async def _watch(self) -> None:
         """Cancel the coroutines of jobs whose lock is gone (cancelled, or taken over as stalled)."""
-        lock_ms = self.coord.settings.lock_duration_ms
+        lock_ms = self.settings.lock_duration_ms
         while True:
             await asyncio.sleep(WATCH_INTERVAL_S)
             running = list(self._running)
@@ -272,9 +274,3 @@ class AsyncRunner:
                 task = self._running.get(key)
                 if not still and task is not None:
                     task.cancel()
-
-
-def submit(coord: JobQueueCoordinator, handler: AsyncProcessor, queue: str, job_id: str, token: int,
-           worker_id: str) -> None:
-    """The Celery task body of an async processor's queue (see the module docstring)."""
-    coord.async_runner.submit(handler, queue, job_id, token, worker_id)

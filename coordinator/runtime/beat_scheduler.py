@@ -81,8 +81,10 @@ class CoordinatorScheduler(RedBeatScheduler):
 
     #: pid of the worker an embedded beat runs in (set on start); None for a beat of its own.
     parent_pid: int | None = None
+    #: redbeat's lock while this beat holds it (redis-py's `Lock`), else None.
+    lock: Any
 
-    def tick(self, min: Callable[..., float] = min, **kwargs: Any) -> float:  # noqa: A002 (Celery's name)
+    def tick(self, min: Callable[..., float] = min, **kwargs: Any) -> float:
         """One loop: keep or take the lock, fire what is due; the seconds to sleep."""
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
             log.warning("beat: the worker this beat was embedded in is gone; exiting")

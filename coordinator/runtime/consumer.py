@@ -34,7 +34,7 @@ class Consumer(CeleryConsumer):
         prefix = (self.app.conf.broker_transport_options or {}).get(PREFIX_OPTION)
         routing_key = (message.delivery_info or {}).get("routing_key") or ""
         queue = CoordinatorKeys(prefix).queue_of(routing_key) if prefix else None
-        if queue is None:
+        if not prefix or queue is None:
             return
         with self.app.pool.acquire(block=True) as conn:
             client = conn.default_channel.client

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import json
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from celery import Task, signals
+from celery import Celery, Task, signals
 
 from coordinator.errors import InvalidJobDataError
+from coordinator.registry import Registry
 from coordinator.validation import MAX_RESULT_SIZE, encode_json
-
-if TYPE_CHECKING:
-    from coordinator.facade import JobQueueCoordinator
 
 
 class ForeignTaskTracker:
     """Celery signal receivers that record an adopted app's own tasks in the registry."""
 
-    def __init__(self, coord: JobQueueCoordinator) -> None:
-        self.coord = coord
+    def __init__(self, app: Celery, registry: Registry) -> None:
+        self.app = app
+        self.registry = registry
+        self.keys = registry.keys
         self._receivers = (
             (signals.before_task_publish, self._published),
             (signals.task_prerun, self._started),
@@ -43,13 +43,13 @@ class ForeignTaskTracker:
             signal.disconnect(receiver)
 
     def _queue_of(self, routing_key: str | None, task_name: str | None) -> str | None:
-        queue = self.coord.keys.queue_of(routing_key or "")
-        if queue is None or task_name == self.coord.keys.task_name(queue):
+        queue = self.keys.queue_of(routing_key or "")
+        if queue is None or task_name == self.keys.task_name(queue):
             return None  # not a coordinator queue, or one of our own processor tasks
         return queue
 
     def _task_queue(self, task: Task) -> str | None:
-        if task.app is not self.coord.app:
+        if task.app is not self.app:
             return None
         delivery = getattr(task.request, "delivery_info", None) or {}
         return self._queue_of(delivery.get("routing_key"), task.name)
@@ -61,31 +61,31 @@ class ForeignTaskTracker:
             return
         args, kwargs = (body[0], body[1]) if isinstance(body, (list, tuple)) and len(body) >= 2 else ([], {})
         data = _plain({"args": args, "kwargs": kwargs})
-        self.coord.registry.track_foreign(queue, headers["id"], "waiting", name=sender or "", data=data)
+        self.registry.track_foreign(queue, headers["id"], "waiting", name=sender or "", data=data)
 
     def _started(self, task_id: str, task: Task, **_: Any) -> None:
         queue = self._task_queue(task)
         if queue is not None:
-            self.coord.registry.track_foreign(queue, task_id, "active", name=task.name,
+            self.registry.track_foreign(queue, task_id, "active", name=task.name,
                                               worker=task.request.hostname or "")
 
     def _succeeded(self, sender: Task, result: Any = None, **_: Any) -> None:
         queue = self._task_queue(sender)
         if queue is not None:
-            self.coord.registry.track_foreign(queue, sender.request.id, "completed", name=sender.name,
+            self.registry.track_foreign(queue, sender.request.id, "completed", name=sender.name,
                                               result=_plain(result))
 
     def _failed(self, sender: Task, task_id: str, exception: BaseException, **_: Any) -> None:
         queue = self._task_queue(sender)
         if queue is not None:
             stack = "".join(traceback.format_exception(exception))
-            self.coord.registry.track_foreign(queue, task_id, "failed", name=sender.name,
+            self.registry.track_foreign(queue, task_id, "failed", name=sender.name,
                                               reason=f"{type(exception).__name__}: {exception}", stack=stack)
 
     def _retried(self, sender: Task, request: Any = None, reason: Any = None, **_: Any) -> None:
         queue = self._task_queue(sender)
         if queue is not None and request is not None:
-            self.coord.registry.track_foreign(queue, request.id, "delayed", name=sender.name, reason=str(reason))
+            self.registry.track_foreign(queue, request.id, "delayed", name=sender.name, reason=str(reason))
 
 
 def _plain(value: Any) -> str:

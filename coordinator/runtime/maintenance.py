@@ -5,10 +5,8 @@ over. Every stalled interval: recover jobs whose lock expired. Every few seconds
 trim finished jobs per retention. All moves are atomic scripts, so any number of workers may
 sweep the same queue at once.
 
-The heartbeat hash (`keys.worker(node)`) is the worker's status for any reader on any host:
-state (running / paused), pool size and autoscale bounds, active requests, processed and
-failed counts (counted by `runtime.task` where the job ran, in the same hash), RSS of the process tree. The pause
-flag (`keys.worker_paused(node)`) is polled here: control broadcasts are lost by a worker that
+The heartbeat (`coordinator.heartbeats`) is the worker's status for any reader on any host,
+written from here. The pause flag is polled here: control broadcasts are lost by a worker that
 is not yet subscribed, a flag in Redis is not.
 """
 
@@ -19,6 +17,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -26,28 +25,46 @@ from celery import bootsteps
 from celery.worker import state as worker_state
 
 from coordinator.errors import CoordinatorError, QueueNotFoundError
-from coordinator.health import redis_settings_warnings
-from coordinator.registry.registry import now_ms
+from coordinator.heartbeats import HEARTBEAT_INTERVAL_S, PAUSED, RUNNING, HeartbeatStore
+from coordinator.models import QueueConfig
+from coordinator.redis_checks import redis_settings_warnings
+from coordinator.registry import Registry
+from coordinator.settings import Settings
 
 if TYPE_CHECKING:
-    from coordinator.facade import JobQueueCoordinator
+    from coordinator.runtime.async_runner import AsyncRunner
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_INTERVAL_S = 2.0
 TRIM_INTERVAL_S = 5.0
 #: How often a worker looks at its pause flag.
 PAUSE_POLL_S = 0.25
-#: The heartbeat hash expires this long after the last beat.
-HEARTBEAT_TTL_MS = int(HEARTBEAT_INTERVAL_S * 5000)
+
+
+class WorkerParts:
+    """What the maintenance of a worker uses: the registry, settings, queue configs (cached),
+    the heartbeat store, the processors registered in this process, and this process's event loop
+    for async processors if it has one (`runtime.async_runner`)."""
+
+    def __init__(self, registry: Registry, settings: Settings, config_of: Callable[[str], QueueConfig],
+                 heartbeats: HeartbeatStore, processors: Mapping[str, Callable[..., Any]],
+                 async_runner: Callable[[], AsyncRunner | None] = lambda: None) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.config_of = config_of
+        self.heartbeats = heartbeats
+        self.processors = processors
+        self.async_runner = async_runner
 
 
 class Maintenance:
     """One background thread doing the sweeps for the coordinator queues a worker consumes."""
 
-    def __init__(self, coord: JobQueueCoordinator, queues: list[str], node_name: str,
-                 consumer: Any = None) -> None:
-        self.coord = coord
+    def __init__(self, parts: WorkerParts, queues: list[str], node_name: str, consumer: Any = None) -> None:
+        self.parts = parts
+        self.registry = parts.registry
+        self.settings = parts.settings
+        self.heartbeats = parts.heartbeats
         self.queues = queues
         self.node_name = node_name
         self.consumer = consumer
@@ -69,14 +86,14 @@ class Maintenance:
 
     def _record_processor_names(self) -> None:
         for queue in self.queues:
-            handler = self.coord.processors.get(queue)
+            handler = self.parts.processors.get(queue)
             if handler is not None:
-                self.coord.registry.set_processor_name(queue, handler.__name__)
+                self.registry.set_processor_name(queue, handler.__name__)
 
     def _warn_about_redis(self) -> None:
         """Say at start what in Redis's configuration can lose jobs (also shown by get_health)."""
         try:
-            for warning in redis_settings_warnings(self.coord):
+            for warning in redis_settings_warnings(self.registry, self.settings):
                 log.warning("Redis can lose jobs: %s", warning)
         except CoordinatorError:
             log.warning("could not read the Redis configuration", exc_info=True)
@@ -86,8 +103,7 @@ class Maintenance:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         try:
-            self.coord.registry.client.delete(self.coord.keys.worker(self.node_name))
-            self.coord.registry.client.zrem(self.coord.keys.workers, self.node_name)
+            self.heartbeats.remove(self.node_name)
         except Exception:
             log.warning("could not remove the heartbeat of %s", self.node_name, exc_info=True)
 
@@ -99,7 +115,7 @@ class Maintenance:
         return True
 
     def _run(self) -> None:
-        settings = self.coord.settings
+        settings = self.settings
         while not self._stop.wait(settings.promote_interval_ms / 1000):
             try:
                 self.sweep_once(
@@ -114,18 +130,19 @@ class Maintenance:
                 log.warning("maintenance sweep failed", exc_info=True)
 
     def sweep_once(self, stalled: bool = True, trim: bool = True) -> None:
-        registry = self.coord.registry
+        registry = self.registry
+        settings = self.settings
         for queue in self.queues:
             try:
-                config = self.coord.queues.cached_config(queue)
+                config = self.parts.config_of(queue)
             except QueueNotFoundError:
                 continue
             registry.promote_due(queue)
             registry.release_parked(queue, config.limiter)
             if stalled:
-                registry.recover_stalled(queue, self.coord.settings.max_stalled_count)
-                if self.coord.settings.broker_is_redis:
-                    registry.recover_unstarted(queue, self.coord.settings.lock_duration_ms)
+                registry.recover_stalled(queue, settings.max_stalled_count)
+                if settings.broker_is_redis:
+                    registry.recover_unstarted(queue, settings.lock_duration_ms)
                 elif registry.after_dispatch is not None:
                     # messages a producer wrote to the outbox but died before publishing
                     registry.after_dispatch(queue)
@@ -137,7 +154,7 @@ class Maintenance:
         """Cancel or re-add this worker's consumers when its pause flag changed."""
         if self.consumer is None:
             return
-        paused = bool(self.coord.registry.client.exists(self.coord.keys.worker_paused(self.node_name)))
+        paused = self.heartbeats.pause_requested(self.node_name)
         if paused == self.paused:
             return
         self.paused = paused
@@ -148,50 +165,36 @@ class Maintenance:
 
     def _apply_pause(self, paused: bool) -> None:
         """Runs in the consumer's thread; the heartbeat says ``paused`` only once this ran."""
+        runner = self.parts.async_runner()
         for queue in self.queues:
-            if queue in self.coord.async_queues:
+            if runner is not None and queue in runner.own_queues:
                 continue  # the event loop's own consumer reads the pause flag itself
-            celery_queue = self.coord.keys.for_queue(queue).celery_queue
+            celery_queue = self.registry.queue_keys(queue).celery_queue
             if paused:
                 self.consumer.cancel_task_queue(celery_queue)
             else:
                 self.consumer.add_task_queue(celery_queue)
         self.applied_paused = paused
-        key = self.coord.keys.worker(self.node_name)
-        pipe = self.coord.registry.client.pipeline(transaction=True)
-        pipe.hset(key, "state", self._state)
-        pipe.pexpire(key, HEARTBEAT_TTL_MS)
-        pipe.execute()
+        self.heartbeats.set_state(self.node_name, paused)
         log.info("worker %s %s", self.node_name, self._state)
 
     @property
     def _state(self) -> str:
-        return "paused" if self.applied_paused else "running"
+        return PAUSED if self.applied_paused else RUNNING
 
     def _heartbeat(self, first: bool = False) -> None:
         """Write this worker's status hash; the first beat of a process starts it afresh."""
-        keys = self.coord.keys
-        key = keys.worker(self.node_name)
         record: dict[str, Any] = {
-            "node": self.node_name, "pid": os.getpid(), "host": socket.gethostname(),
-            "queues": ",".join(self.queues), "heartbeat": now_ms(),
-            "state": self._state,
-            "active": len(worker_state.active_requests), **self._pool_fields(),
+            "pid": os.getpid(), "host": socket.gethostname(), "queues": ",".join(self.queues),
+            "state": self._state, "active": len(worker_state.active_requests), **self._pool_fields(),
         }
-        if self.coord.async_queues:  # jobs run as coroutines of this process (runtime.async_runner)
-            record.update(active=self.coord.async_runner.active, concurrency=self.coord.async_runner.concurrency)
+        runner = self.parts.async_runner()
+        if runner is not None and runner.own_queues:  # its jobs run as coroutines of this process
+            record.update(active=runner.active, concurrency=runner.concurrency)
         rss = _tree_rss()
         if rss is not None:
             record["rss"] = rss
-        pipe = self.coord.registry.client.pipeline(transaction=True)
-        if first:
-            pipe.delete(key)
-            pipe.hset(key, mapping={"processed": 0, "failed": 0})
-        pipe.hset(key, mapping=record)
-        pipe.hsetnx(key, "started", now_ms())
-        pipe.pexpire(key, HEARTBEAT_TTL_MS)
-        pipe.zadd(keys.workers, {self.node_name: now_ms()})
-        pipe.execute()
+        self.heartbeats.beat(self.node_name, record, first=first)
 
     def _pool_fields(self) -> dict[str, Any]:
         """Current pool size and, with --autoscale, its bounds."""
@@ -223,12 +226,12 @@ def _tree_rss() -> int | None:
         return None
 
 
-def maintenance_step(coord: JobQueueCoordinator) -> type[bootsteps.StartStopStep]:
+def maintenance_step(parts: WorkerParts) -> type[bootsteps.StartStopStep]:
     """A consumer bootstep that runs `Maintenance` once the worker consumes its queues."""
 
     class CoordinatorMaintenance(bootsteps.StartStopStep):
         requires = ("celery.worker.consumer.tasks:Tasks",)
-        label = f"coordinator maintenance ({coord.settings.prefix})"
+        label = f"coordinator maintenance ({parts.settings.prefix})"
 
         def __init__(self, parent: Any, **kwargs: Any) -> None:
             super().__init__(parent, **kwargs)
@@ -236,10 +239,10 @@ def maintenance_step(coord: JobQueueCoordinator) -> type[bootsteps.StartStopStep
 
         def start(self, parent: Any) -> None:
             consumed = parent.app.amqp.queues.consume_from or {}
-            queues = [q for q in (coord.keys.queue_of(name) for name in consumed) if q]
+            queues = [q for q in (parts.registry.keys.queue_of(name) for name in consumed) if q]
             if not queues:
                 return
-            self.maintenance = Maintenance(coord, queues, parent.hostname, parent)
+            self.maintenance = Maintenance(parts, queues, parent.hostname, parent)
             self.maintenance.start()
 
         def stop(self, parent: Any) -> None:

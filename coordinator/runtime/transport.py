@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+from queue import Empty
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
-from queue import Empty
 
 from coordinator.keys import CoordinatorKeys
 
@@ -28,6 +28,13 @@ class PoisonGuard:
     """The checked `_brpop_read` shared by the plain and the Sentinel channel."""
 
     coordinator_prefix: str | None = None
+    # provided by the kombu Redis channel this class is mixed into
+    client: Any
+    connection: Any
+    connection_errors: tuple[type[BaseException], ...]
+    sep: str
+    _queue_cycle: Any
+    _in_poll: Any
 
     def _brpop_read(self, **options: Any) -> bool:
         # kombu 5.7's _brpop_read, with the decoding step checked (see the module docstring).
@@ -67,20 +74,22 @@ class PoisonGuard:
     def _quarantine(self, celery_queue: str, item: bytes, reason: str) -> None:
         from coordinator.registry import Registry
 
-        queue = CoordinatorKeys(self.coordinator_prefix).queue_of(celery_queue) if self.coordinator_prefix else None
+        prefix = self.coordinator_prefix
+        queue = CoordinatorKeys(prefix).queue_of(celery_queue) if prefix else None
         log.error("poison message dropped from %s: %s", celery_queue, reason)
-        if queue is not None:
-            Registry(self.client, self.coordinator_prefix).record_poison(queue, item, reason)
+        if prefix and queue is not None:
+            Registry(self.client, prefix).record_poison(queue, item, reason)
 
 
 class Channel(PoisonGuard, kombu_redis.Channel):
-    from_transport_options = kombu_redis.Channel.from_transport_options + (PREFIX_OPTION,)
+    # kombu types the tuple by its length
+    from_transport_options = kombu_redis.Channel.from_transport_options + (PREFIX_OPTION,)  # type: ignore[assignment]
 
 
 class SentinelChannel(PoisonGuard, kombu_redis.SentinelChannel):
     """The same checks over a master found through Redis Sentinel (reconnects after a failover)."""
 
-    from_transport_options = kombu_redis.SentinelChannel.from_transport_options + (PREFIX_OPTION,)
+    from_transport_options = kombu_redis.SentinelChannel.from_transport_options + (PREFIX_OPTION,)  # type: ignore[assignment]
 
 
 class Transport(kombu_redis.Transport):

@@ -53,7 +53,7 @@ def run_worker(spec: WorkerSpec, coord: JobQueueCoordinator | None = None) -> No
     handler = coord.processors.get(spec.queue)
     async_processor = is_async(handler)
     if async_processor:
-        coord.async_concurrency = spec.options.concurrency or spec.settings.worker_concurrency
+        coord.async_runner(spec.options.concurrency or spec.settings.worker_concurrency)
         if coord.settings.broker_is_redis:
             signals.worker_ready.connect(partial(_consume_on_loop, coord, spec, handler), weak=False)
     coord.app.worker_main(celery_argv(spec, coord.celery_queue(spec.queue), async_processor))
@@ -64,10 +64,9 @@ def _consume_on_loop(coord: JobQueueCoordinator, spec: WorkerSpec, handler: Any,
     """Once the worker is ready: its event loop takes the queue's messages itself, and Celery's
     consumer of that queue stops (`runtime.async_runner`); pausing the worker still works (the
     loop's consumer reads the same pause flag)."""
-    coord.async_queues.add(spec.queue)
     if sender is not None:
         sender.cancel_task_queue(coord.celery_queue(spec.queue))
-    coord.async_runner.consume(spec.queue, handler, spec.node_name)
+    coord.async_runner().consume(spec.queue, handler, spec.node_name)
 
 
 if __name__ == "__main__":

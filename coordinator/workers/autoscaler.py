@@ -79,7 +79,7 @@ class Autoscaler:
         """One step for one queue: scale to the wanted size unless cooling down; the new size."""
         if time.monotonic() < self._quiet_until.get(queue, 0.0):
             return None
-        wanted = wanted_workers(policy, self.manager.coord.registry.counts(queue))
+        wanted = wanted_workers(policy, self.manager.registry.counts(queue))
         if wanted == len(self.manager.members(queue)):
             return None
         result = self.manager.scale_workers(queue, wanted)

@@ -49,7 +49,7 @@ class ManagedProcess:
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value not in (None, "") else None
+    return None if value is None or value == "" else int(value)
 
 
 def build_status(managed: ManagedProcess, heartbeat: dict[str, str], settings: Settings) -> WorkerStatus:

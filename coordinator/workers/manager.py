@@ -15,23 +15,26 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from coordinator.errors import ConfigurationError, WorkerNotFoundError, WorkerStartError
+from celery import Celery
+
+from coordinator.errors import InvalidArgumentError, WorkerNotFoundError, WorkerStartError
+from coordinator.heartbeats import PAUSED, RUNNING, HeartbeatStore
 from coordinator.models import AutoscalePolicy, RateLimit, ScalingResult, WorkerOptions, WorkerState, WorkerStatus
+from coordinator.queues import QueueManager
+from coordinator.registry import Registry
+from coordinator.settings import Settings
 from coordinator.workers import process
 from coordinator.workers.autoscaler import Autoscaler
 from coordinator.workers.managed import ManagedProcess, build_status
 from coordinator.workers.signals import ShutdownSignals
 from coordinator.workers.spec import WorkerSpec, find_import_path, import_path
 from coordinator.workers.supervisor import Supervisor
-
-if TYPE_CHECKING:
-    from coordinator.facade import JobQueueCoordinator
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +49,18 @@ SCALE_DOWN_TIMEOUT_S = 30.0
 class WorkerManager:
     """Managed worker processes of one coordinator, by id and by queue."""
 
-    def __init__(self, coord: JobQueueCoordinator, log_dir: Path | None = None) -> None:
-        self.coord = coord
-        self.log_dir = log_dir or Path(tempfile.gettempdir()) / f"jqc-{coord.settings.prefix}-workers"
+    def __init__(self, settings: Settings, app: Celery, queues: QueueManager, registry: Registry,
+                 heartbeats: HeartbeatStore, processors: Mapping[str, Callable[..., Any]], *,
+                 adopted_app: bool = False, log_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.app = app
+        self.queues = queues
+        self.registry = registry
+        self.heartbeats = heartbeats
+        self.processors = processors
+        """The processors registered in this process (`@coord.processor`), by queue."""
+        self.adopted_app = adopted_app
+        self.log_dir = log_dir or Path(tempfile.gettempdir()) / f"jqc-{settings.prefix}-workers"
         self._workers: dict[str, ManagedProcess] = {}
         self._templates: dict[str, tuple[str | None, WorkerOptions]] = {}
         self._scale_locks: dict[str, threading.Lock] = {}
@@ -62,7 +74,7 @@ class WorkerManager:
     def register_worker(self, queue: str, processor: Callable[..., Any] | None = None,
                         options: WorkerOptions | None = None, **fields: Any) -> WorkerStatus:
         """Start a `celery worker` for ``queue`` and return once it consumes."""
-        self.coord.queues.get_queue(queue)
+        self.queues.get_queue(queue)
         merged = {**(options.model_dump(exclude_unset=True) if options else {}), **fields}
         opts = WorkerOptions(**merged)
         processor_path = self._processor_path(queue, processor)
@@ -72,32 +84,32 @@ class WorkerManager:
         return self._status(self._start(self._spec(queue, processor_path, opts)))
 
     def _processor_path(self, queue: str, processor: Callable[..., Any] | None) -> str | None:
-        handler = processor or self.coord.processors.get(queue)
-        if handler is None and not self.coord.adopted_app:
-            raise ConfigurationError(f"processor: no processor given or registered for queue {queue!r}")
+        handler = processor or self.processors.get(queue)
+        if handler is None and not self.adopted_app:
+            raise InvalidArgumentError(f"processor: no processor given or registered for queue {queue!r}")
         return import_path(handler, "processor") if handler else None
 
     def _apply_limiter(self, queue: str, limiter: RateLimit | None) -> None:
         """A worker's limiter is its queue's global limit, as in BullMQ: set it on the queue."""
         if limiter is None:
             return
-        config = self.coord.queues.get_queue(queue).config
+        config = self.queues.get_queue(queue).config
         if config.limiter == limiter:
             return
         if config.limiter is not None:
-            raise ConfigurationError(
+            raise InvalidArgumentError(
                 f"limiter: queue {queue!r} already has the global limit {config.limiter!r}; a worker's "
                 "limiter is its queue's global limit, change it with create_queue(..., limiter=...)"
             )
-        self.coord.queues.create_queue(config.model_copy(update={"limiter": limiter}))
+        self.queues.create_queue(config.model_copy(update={"limiter": limiter}))
 
     def _spec(self, queue: str, processor_path: str | None, opts: WorkerOptions) -> WorkerSpec:
         worker_id = f"{queue}-{uuid.uuid4().hex[:8]}"
         return WorkerSpec(
-            settings=self.coord.settings, queue=queue, worker_id=worker_id,
-            node_name=f"{self.coord.settings.prefix}-{worker_id}@{socket.gethostname()}",
+            settings=self.settings, queue=queue, worker_id=worker_id,
+            node_name=f"{self.settings.prefix}-{worker_id}@{socket.gethostname()}",
             options=opts, processor=processor_path,
-            app=find_import_path(self.coord.app, "app") if self.coord.adopted_app else None,
+            app=find_import_path(self.app, "app") if self.adopted_app else None,
         )
 
     def _start(self, spec: WorkerSpec) -> ManagedProcess:
@@ -119,11 +131,11 @@ class WorkerManager:
 
     def wait_consuming(self, managed: ManagedProcess) -> bool:
         """Wait for the first heartbeat of the worker's current process: written once it consumes."""
-        key = self.coord.keys.worker(managed.spec.node_name)
+        node = managed.spec.node_name
         proc = managed.process
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and proc.poll() is None:
-            if self.coord.registry.client.hget(key, "pid") == str(proc.pid):
+            if self.heartbeats.field(node, "pid") == str(proc.pid):
                 with self.mutex:
                     if managed.state is WorkerState.STARTING and managed.process is proc:
                         managed.state = WorkerState.RUNNING
@@ -141,8 +153,8 @@ class WorkerManager:
         New workers copy the processor and options of the queue's last registered worker.
         """
         if target_count < 0:
-            raise ConfigurationError(f"target_count: must be >= 0, got {target_count}")
-        self.coord.queues.get_queue(queue)
+            raise InvalidArgumentError(f"target_count: must be >= 0, got {target_count}")
+        self.queues.get_queue(queue)
         with self._scale_lock(queue):
             for worker in self.members(queue, include_gave_up=True):
                 if worker.gave_up:  # dead for good: replaced, not counted
@@ -222,7 +234,7 @@ class WorkerManager:
     def set_autoscale_policy(self, queue: str, policy: AutoscalePolicy | None,
                              processor: Callable[..., Any] | None = None) -> None:
         """Scale ``queue``'s workers by its depth under ``policy``; None removes the policy."""
-        self.coord.queues.get_queue(queue)
+        self.queues.get_queue(queue)
         if policy is not None:
             self.set_template(queue, processor, policy.worker_options)
         self.autoscaler.set_policy(queue, policy)
@@ -248,17 +260,12 @@ class WorkerManager:
         pool confirms when the job ends.
         """
         managed = self._get(worker_id)
-        client = self.coord.registry.client
-        flag = self.coord.keys.worker_paused(managed.spec.node_name)
-        if paused:
-            client.set(flag, "1")
-        else:
-            client.delete(flag)
-        want = "paused" if paused else "running"
-        key = self.coord.keys.worker(managed.spec.node_name)
+        node = managed.spec.node_name
+        self.heartbeats.set_pause_flag(node, paused)
+        want = PAUSED if paused else RUNNING
         deadline = time.monotonic() + PAUSE_CONFIRM_S
         while time.monotonic() < deadline and managed.alive and not managed.stopping:
-            if client.hget(key, "state") == want:
+            if self.heartbeats.field(node, "state") == want:
                 return
             time.sleep(0.05)
         log.warning("worker %s did not confirm %s within %.0f s; the flag stays set", worker_id, want,
@@ -288,7 +295,7 @@ class WorkerManager:
         for managed in workers:
             try:
                 managed.process.wait(10)
-            except Exception:  # noqa: BLE001 - reaping is best effort when killing everything
+            except Exception:
                 log.warning("worker %s did not exit after SIGKILL", managed.spec.worker_id)
             self._forget(managed)
 
@@ -297,14 +304,8 @@ class WorkerManager:
             managed.state = WorkerState.STOPPED
             if self._workers.get(managed.spec.worker_id) is managed:
                 del self._workers[managed.spec.worker_id]
-        keys = self.coord.keys
-        node = managed.spec.node_name
-        pipe = self.coord.registry.client.pipeline(transaction=False)
-        pipe.delete(keys.worker_paused(node))
-        if managed.process.poll() is not None:  # a killed worker could not remove its heartbeat
-            pipe.delete(keys.worker(node))
-            pipe.zrem(keys.workers, node)
-        pipe.execute()
+        # a killed worker could not remove its heartbeat
+        self.heartbeats.forget(managed.spec.node_name, remove_record=managed.process.poll() is not None)
 
     def shutdown(self, timeout: float = 30) -> None:
         """Stop the autoscaler and supervisor, then close every managed worker, warm, in parallel."""
@@ -344,7 +345,7 @@ class WorkerManager:
         return managed
 
     def heartbeat(self, managed: ManagedProcess) -> dict[str, str]:
-        return self.coord.registry.client.hgetall(self.coord.keys.worker(managed.spec.node_name))
+        return self.heartbeats.read(managed.spec.node_name)
 
     def _status(self, managed: ManagedProcess) -> WorkerStatus:
-        return build_status(managed, self.heartbeat(managed), self.coord.settings)
+        return build_status(managed, self.heartbeat(managed), self.settings)

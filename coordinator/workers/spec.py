@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from coordinator.errors import ConfigurationError
+from coordinator.errors import InvalidArgumentError
 from coordinator.models import WorkerOptions
 from coordinator.settings import Settings
 
@@ -36,7 +36,7 @@ def import_path(obj: Any, what: str) -> str:
         spec = getattr(sys.modules["__main__"], "__spec__", None)
         module = spec.name if spec else None
     if not module or not qualname or "<locals>" in qualname:
-        raise ConfigurationError(
+        raise InvalidArgumentError(
             f"{what}: {obj!r} must be defined at module level in an importable module "
             "(not in __main__ of a script, not inside a function), so a worker process can import it"
         )
@@ -49,7 +49,7 @@ def find_import_path(obj: Any, what: str) -> str:
         for attr, value in list(getattr(module, "__dict__", {}).items()):
             if value is obj and name != "__main__":
                 return f"{name}:{attr}"
-    raise ConfigurationError(f"{what}: {obj!r} is not an attribute of an importable module")
+    raise InvalidArgumentError(f"{what}: {obj!r} is not an attribute of an importable module")
 
 
 def load(path: str) -> Any:

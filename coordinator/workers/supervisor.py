@@ -18,9 +18,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from coordinator.models import WorkerState
-from coordinator.registry.registry import now_ms
-from coordinator.runtime.maintenance import HEARTBEAT_TTL_MS
+from coordinator.clock import now_ms
+from coordinator.heartbeats import HEARTBEAT_TTL_MS
+from coordinator.models import WorkerAction, WorkerState
 from coordinator.workers import process
 from coordinator.workers.loop import BackgroundLoop
 from coordinator.workers.managed import ManagedProcess
@@ -108,7 +108,7 @@ class Supervisor:
 
     def _backlog(self, queue: str) -> bool:
         """Messages wait in the queue's broker lists and the queue is not paused."""
-        registry = self.manager.coord.registry
+        registry = self.manager.registry
         qk = registry.queue_keys(queue)
         pipe = registry.client.pipeline(transaction=False)
         pipe.hget(qk.meta, "paused")
@@ -139,12 +139,12 @@ class Supervisor:
             managed.next_restart_at = time.monotonic() + wait
         spec = managed.spec
         log.error("worker %s (pid %s) died: %s, exit code %s", spec.worker_id, managed.process.pid, reason, code)
-        registry = self.manager.coord.registry
-        registry.emit_worker_event(spec.queue, "crashed", spec.worker_id, pid=managed.process.pid,
+        registry = self.manager.registry
+        registry.emit_worker_event(spec.queue, WorkerAction.CRASHED, spec.worker_id, pid=managed.process.pid,
                                    exit_code=code, reason=reason, restarts=managed.restarts)
         if managed.gave_up:
             log.error("worker %s died %d times in a row: not restarting it", spec.worker_id, managed.crashes_in_row)
-            registry.emit_worker_event(spec.queue, "gave_up", spec.worker_id, restarts=managed.restarts)
+            registry.emit_worker_event(spec.queue, WorkerAction.GAVE_UP, spec.worker_id, restarts=managed.restarts)
 
     def _restart(self, managed: ManagedProcess) -> None:
         spec = managed.spec
@@ -157,8 +157,8 @@ class Supervisor:
         if self.manager.wait_consuming(managed):
             log.warning("worker %s restarted (restart %d, pid %s)", spec.worker_id, managed.restarts,
                         managed.process.pid)
-            self.manager.coord.registry.emit_worker_event(
-                spec.queue, "restarted", spec.worker_id, pid=managed.process.pid, restarts=managed.restarts)
+            self.manager.registry.emit_worker_event(
+                spec.queue, WorkerAction.RESTARTED, spec.worker_id, pid=managed.process.pid, restarts=managed.restarts)
             return
         process.stop(managed.process, timeout=1)
         with self.manager.mutex:

@@ -21,7 +21,7 @@ def coordinator_on(server: RedisServer, **settings: object) -> JobQueueCoordinat
 def completions(coord: JobQueueCoordinator, queue: str) -> Counter[str]:
     """How many ``completed`` events each job has in the queue's stream (must be 1 each)."""
     counts: Counter[str] = Counter()
-    for _, fields in coord.redis.xrange(coord.keys.for_queue(queue).events):
+    for _, fields in coord._redis.xrange(coord.keys.for_queue(queue).events):
         if fields.get("event") == "completed":
             counts[fields["job_id"]] += 1
     return counts
@@ -40,5 +40,5 @@ def diagnosis(coord: JobQueueCoordinator, queue: str) -> str:
     workers = coord.get_all_worker_status()
     logs = "\n".join(Path(w.log_file).read_text(errors="replace")[-3000:] for w in workers if w.log_file)
     return (f"{coord.get_queue_status(queue).counts}; workers {[(w.id, w.state.value, w.pid, w.restarts) for w in workers]}; "
-            f"broker lists {[coord.redis.llen(k) for k in keys.broker_lists]}; unacked {coord.redis.hlen(coord.keys.unacked)}\n"
+            f"broker lists {[coord._redis.llen(k) for k in keys.broker_lists]}; unacked {coord._redis.hlen(coord.keys.unacked)}\n"
             f"{logs}")

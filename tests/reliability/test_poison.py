@@ -61,5 +61,7 @@ def test_poison_messages_are_failed_not_run(coord: JobQueueCoordinator, redis_cl
     assert all(job.state is JobState.FAILED and job.name == "poison-message" for job in failed)
     assert not marker.exists() and not os.path.exists(str(marker))
     assert coord.get_worker(worker.id).state.value == "running"
+    snapshot = next(s for s in coord.get_queue_snapshots() if s.name == "q")
+    assert snapshot.totals.failed == len(poison)  # jqc_jobs_failed_total agrees with the error rate
     report.add("poison messages (6 kinds) pushed into a queue", len(poison) + 1, 0, 0,
                note="all 6 in the failed list, none ran, worker alive")

@@ -97,5 +97,5 @@ def _exited(pid: int) -> bool:
 
 def _finished(coord) -> int:
     """Jobs finished since the queue was created (the metrics' running totals)."""
-    done, failed = coord.redis.hmget(coord.keys.for_queue("q").metrics, "all:c", "all:f")
+    done, failed = coord._redis.hmget(coord.keys.for_queue("q").metrics, "all:c", "all:f")
     return int(done or 0) + int(failed or 0)

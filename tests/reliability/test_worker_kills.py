@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from coordinator import JobQueueCoordinator, JobState, WorkerState
+from coordinator.dispatch import delivery_tag
 from conftest import REDIS_URL
 from pool_support import events, kill_worker_group, wait_until
 from worker_processors import recorded
@@ -38,8 +39,8 @@ def tolerant(prefix: str) -> Iterator[JobQueueCoordinator]:
 
 def completion_report(coord: JobQueueCoordinator, queue: str, job_ids: list[str], record: str) -> dict[str, int]:
     """Lost and duplicated completions, from the registry's records and the processor's notes."""
-    client = coord.registry.client
-    completed = set(client.zrange(coord.registry.queue_keys(queue).index("completed"), 0, -1))
+    client = coord._registry.client
+    completed = set(client.zrange(coord._registry.queue_keys(queue).index("completed"), 0, -1))
     completed_events = Counter(e["job_id"] for e in events(coord, queue, "completed"))
     executions: dict[str, set[str]] = {}
     for entry in client.lrange(record, 0, -1):
@@ -89,15 +90,15 @@ def test_job_fetched_but_never_started_by_a_killed_worker_is_dispatched_again(
     for child in psutil.Process(worker.pid).children():
         os.kill(child.pid, signal.SIGSTOP)  # the pool process can take the job but not start it
     job = coord.enqueue_job("fetched", {"seconds": 0.01})
-    tag = f"{coord.celery_queue('fetched')}/{job.id}.1"
-    wait_until(lambda: coord.redis.hexists(coord.keys.unacked, tag), 15, "the message fetched")
+    tag = delivery_tag(coord.celery_queue("fetched"), job.id, 1)
+    wait_until(lambda: coord._redis.hexists(coord.keys.unacked, tag), 15, "the message fetched")
     assert coord.get_job("fetched", job.id).state is JobState.WAITING
     kill_worker_group(worker.pid)
 
     final = coord.wait_for_job("fetched", job.id, 60)
     assert final.state is JobState.COMPLETED and final.attempts_made == 1
     assert [e.get("reason") for e in events(coord, "fetched", "stalled")] == ["unstarted"]
-    assert not coord.redis.hexists(coord.keys.unacked, tag)
+    assert not coord._redis.hexists(coord.keys.unacked, tag)
 
 
 def test_repeated_sigkills_under_a_stream_lose_and_duplicate_nothing(tolerant: JobQueueCoordinator,
@@ -110,17 +111,17 @@ def test_repeated_sigkills_under_a_stream_lose_and_duplicate_nothing(tolerant: J
     jobs = coord.enqueue_bulk("stream", [{"data": {"seconds": rng.uniform(0.02, 0.12), "record": record}}
                                          for _ in range(KILL_STREAM_JOBS)])
     job_ids = [job.id for job in jobs]
-    completed_key = coord.registry.queue_keys("stream").index("completed")
+    completed_key = coord._registry.queue_keys("stream").index("completed")
     kills = 0
     deadline = time.monotonic() + 240
-    while coord.registry.client.zcard(completed_key) < len(job_ids) and time.monotonic() < deadline:
+    while coord._registry.client.zcard(completed_key) < len(job_ids) and time.monotonic() < deadline:
         time.sleep(rng.uniform(0.4, 1.2))
         victim = rng.choice(workers)
         status = coord.get_worker(victim.id)
         if status.state is WorkerState.RUNNING and status.pid:
             kill_worker_group(status.pid)
             kills += 1
-    wait_until(lambda: coord.registry.client.zcard(completed_key) >= len(job_ids), 60, "every job completed")
+    wait_until(lambda: coord._registry.client.zcard(completed_key) >= len(job_ids), 60, "every job completed")
 
     counts = completion_report(coord, "stream", job_ids, record)
     assert kills >= 5

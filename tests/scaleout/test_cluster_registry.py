@@ -16,7 +16,8 @@ from redis.cluster import RedisCluster
 
 from coordinator.models import JobOptions, QueueConfig, RateLimit, Retention
 from coordinator.registry import Registry
-from coordinator.registry.registry import NewJob, now_ms
+from coordinator.clock import now_ms
+from coordinator.registry import NewJob
 from tests.cluster_servers import RedisClusterGroup
 
 PREFIX = "jqc"

@@ -48,9 +48,9 @@ def test_cut_link_mid_job_recovered_elsewhere_and_late_finish_fenced(scaleout_re
             victim.restore()
 
             done = coord.wait_for_job("q", job.id, timeout=60)
-            events = [f for _, f in coord.redis.xrange(coord.keys.for_queue("q").events)]
+            events = [f for _, f in coord._redis.xrange(coord.keys.for_queue("q").events)]
             assert done.state is JobState.COMPLETED, (done.failed_reason, events)
-            assert coord.redis.hget(coord.keys.for_queue("q").job(job.id), "host") == survivor.hostname
+            assert coord._redis.hget(coord.keys.for_queue("q").job(job.id), "host") == survivor.hostname
             # Both runs reached their end (the victim's after its link came back) ...
             runs = wait_until(lambda: _two(server.client().lrange(runs_key, 0, -1)), timeout=60)
             assert sorted(runs) == sorted([f"{victim.hostname}:1", f"{survivor.hostname}:2"])
@@ -59,7 +59,7 @@ def test_cut_link_mid_job_recovered_elsewhere_and_late_finish_fenced(scaleout_re
             wait_until(lambda: "no longer owns the job" in victim_log.read_text(errors="replace"), timeout=30)
             assert completions(coord, "q")[job.id] == 1
             assert coord.get_job("q", job.id).result == f"{survivor.hostname}:2"
-            stalled = [f for _, f in coord.redis.xrange(coord.keys.for_queue("q").events) if f["event"] == "stalled"]
+            stalled = [f for _, f in coord._redis.xrange(coord.keys.for_queue("q").events) if f["event"] == "stalled"]
             assert len(stalled) == 1
         finally:
             for worker in workers:
@@ -71,7 +71,7 @@ def test_cut_link_mid_job_recovered_elsewhere_and_late_finish_fenced(scaleout_re
 
 def _running_on(coord: JobQueueCoordinator, job_id: str) -> str | None:
     """The host running the job now, or None if it is not active."""
-    fields = coord.redis.hmget(coord.keys.for_queue("q").job(job_id), "state", "host")
+    fields = coord._redis.hmget(coord.keys.for_queue("q").job(job_id), "state", "host")
     return fields[1] if fields[0] == "active" else None
 
 

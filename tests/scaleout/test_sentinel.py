@@ -30,7 +30,7 @@ def test_master_killed_replica_promoted_producers_and_workers_carry_on(scaleout_
             coord.create_queue("q", retention={"completed_count": 10_000})
             coord.register_worker("q", processors.echo, pool="solo")
             # The Sentinel transport keeps the poison guard: a non-message is recorded, the worker lives.
-            coord.redis.lpush(coord.keys.for_queue("q").broker_list(0), "not a kombu message")
+            coord._redis.lpush(coord.keys.for_queue("q").broker_list(0), "not a kombu message")
             phase(lambda: coord.get_queue_status("q").counts.failed == 1, "poison item recorded as failed")
             accepted: list[str] = []
             raised = 0

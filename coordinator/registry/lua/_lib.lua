@@ -8,6 +8,8 @@
   The message body carries only the queue, job id and dispatch token; the worker reads the job
   itself from the registry when it starts it.
   expire(): ends a job whose start deadline (`expires`) passed before it could start.
+  countOutcome() / countDuration(): the only writers of a queue's metrics hash in Lua; its
+  fields are described (and read) in coordinator/metrics.py.
 ]]
 local function emit(eventsKey, maxLen, event, jobId, ...)
   redis.call("XADD", eventsKey, "MAXLEN", "~", maxLen, "*", "event", event, "job_id", jobId, ...)
@@ -22,6 +24,16 @@ local function emitJob(eventsKey, maxLen, event, jobKey, jobId, ...)
   end
 end
 
+-- The Celery task id of one dispatch of a job, and its kombu delivery tag: the contract with
+-- coordinator/dispatch.py, which builds and parses them on the Python side.
+local function taskId(jobId, token)
+  return jobId .. "." .. token
+end
+
+local function deliveryTag(celeryQueue, dispatchId)
+  return celeryQueue .. "/" .. dispatchId
+end
+
 -- W3C trace context of one dispatch: the trace id (taken as is when it is 32 hex digits, else
 -- hashed to that form) and a parent span id derived from job id and token, so OpenTelemetry's
 -- Celery instrumentation in the worker joins the job's trace.
@@ -30,7 +42,7 @@ local function traceparent(traceId, jobId, token)
   if #traceHex ~= 32 or not string.match(traceHex, "^%x+$") then
     traceHex = string.sub(redis.sha1hex(traceId), 1, 32)
   end
-  return "00-" .. traceHex .. "-" .. string.sub(redis.sha1hex(jobId .. "." .. token), 1, 16) .. "-01"
+  return "00-" .. traceHex .. "-" .. string.sub(redis.sha1hex(taskId(jobId, token)), 1, 16) .. "-01"
 end
 
 -- True if a string needs no escaping inside a JSON string literal (no quote, backslash, control):
@@ -54,7 +66,7 @@ local plainQueue = {}  -- task name -> are the queue's names free of characters 
 
 local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, token, priority, timeout, traceId)
   local level = tonumber(priority) - 1
-  local taskId = jobId .. "." .. token
+  local id = taskId(jobId, token)
   local extra = ""
   if timeout and timeout ~= "" then
     local soft = tonumber(timeout)
@@ -73,20 +85,20 @@ local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, tok
     -- the common case: every name spliced in as it is (the body is a JSON string: quotes escaped)
     message = '{"body":"[[],{\\"queue\\":\\"' .. queueName .. '\\",\\"job_id\\":\\"' .. jobId ..
       '\\",\\"token\\":' .. token .. '},{}]","content-encoding":"utf-8","content-type":"application/json",' ..
-      '"headers":{"lang":"py","task":"' .. taskName .. '","id":"' .. taskId .. '","root_id":"' .. taskId ..
+      '"headers":{"lang":"py","task":"' .. taskName .. '","id":"' .. id .. '","root_id":"' .. id ..
       '","retries":0,"argsrepr":"()","kwargsrepr":"{}","origin":"coordinator","ignore_result":true' .. extra ..
       '},"properties":{"delivery_mode":2,"delivery_info":{"exchange":"","routing_key":"' .. celeryQueue ..
-      '"},"priority":' .. level .. ',"delivery_tag":"' .. celeryQueue .. '/' .. taskId .. '"}}'
+      '"},"priority":' .. level .. ',"delivery_tag":"' .. deliveryTag(celeryQueue, id) .. '"}}'
   else
     local body = '[[],{"queue":' .. jsonString(queueName) .. ',"job_id":' .. jsonString(jobId) ..
       ',"token":' .. token .. '},{}]'
     message = '{"body":' .. cjson.encode(body) ..
       ',"content-encoding":"utf-8","content-type":"application/json","headers":{"lang":"py","task":' ..
-      jsonString(taskName) .. ',"id":' .. jsonString(taskId) .. ',"root_id":' .. jsonString(taskId) ..
+      jsonString(taskName) .. ',"id":' .. jsonString(id) .. ',"root_id":' .. jsonString(id) ..
       ',"retries":0,"argsrepr":"()","kwargsrepr":"{}","origin":"coordinator","ignore_result":true' .. extra ..
       '},"properties":{"delivery_mode":2,"delivery_info":{"exchange":"","routing_key":' ..
       jsonString(celeryQueue) .. '},"priority":' .. level .. ',"delivery_tag":' ..
-      jsonString(celeryQueue .. "/" .. taskId) .. '}}'
+      jsonString(deliveryTag(celeryQueue, id)) .. '}}'
   end
   redis.call("LPUSH", brokerKeys[level + 1], message)
 end
@@ -112,6 +124,30 @@ local function waitingScore(metaKey, now)
   local text = string.format("%.3f", score)
   redis.call("HSET", metaKey, "last_waiting", text)
   return text
+end
+
+-- A job finished for good as kind "c" (completed) or "f" (failed) in minute bucket `minute`.
+local function countOutcome(metricsKey, minute, kind)
+  redis.call("HINCRBY", metricsKey, minute .. ":" .. kind, 1)
+  redis.call("HINCRBY", metricsKey, "all:" .. kind, 1)
+end
+
+-- The processing time (ms) of a finished attempt, and its histogram bucket field.
+local function countDuration(metricsKey, minute, durationMs, bucketField)
+  redis.call("HINCRBY", metricsKey, minute .. ":t", durationMs)
+  redis.call("HINCRBY", metricsKey, "all:t", durationMs)
+  redis.call("HINCRBY", metricsKey, bucketField, 1)
+end
+
+-- Move a job to waiting: index it, mark it, dispatch its message (or park it while the queue is
+-- paused) and emit "waiting" with any extra fields. `q` describes the queue:
+-- {waiting, meta, parked, events = keys; maxLen; paused; brokerKeys; task, celeryQueue, queue}.
+local function moveToWaiting(q, jobKey, jobId, now, ...)
+  redis.call("ZADD", q.waiting, waitingScore(q.meta, now), jobId)
+  redis.call("HSET", jobKey, "state", "waiting")
+  local token = makeWaiting(jobKey, q.parked, q.paused, now, q.brokerKeys, q.task, q.celeryQueue, q.queue, jobId)
+  emitJob(q.events, q.maxLen, "waiting", jobKey, jobId, ...)
+  return token
 end
 
 local function sliceKeys(from, count)

@@ -12,8 +12,8 @@
   ARGV[9] events max length  ARGV[10] minute bucket  ARGV[11] processing time (ms)
   ARGV[12] metrics field of the processing-time histogram bucket (``all:le:<ms>``)
 
-  Metrics (KEYS[8]): per minute ``<minute>:c|f|t``; since the queue began ``all:c|f|t`` and the
-  histogram field, counted for final outcomes (completed, failed), not for retried attempts.
+  Metrics (KEYS[8], see coordinator/metrics.py): counted for final outcomes (completed, failed),
+  not for retried attempts.
 
   Events: completed | failed | retrying + delayed.
   Returns: 1 done; 0 stale (this attempt no longer owns the job).
@@ -25,11 +25,8 @@ redis.call("ZREM", KEYS[2], jobId)
 redis.call("DEL", KEYS[7])
 local minute = ARGV[10]
 local function count(kind)
-  redis.call("HINCRBY", KEYS[8], minute .. ":" .. kind, 1)
-  redis.call("HINCRBY", KEYS[8], minute .. ":t", ARGV[11])
-  redis.call("HINCRBY", KEYS[8], "all:" .. kind, 1)
-  redis.call("HINCRBY", KEYS[8], "all:t", ARGV[11])
-  redis.call("HINCRBY", KEYS[8], ARGV[12], 1)
+  countOutcome(KEYS[8], minute, kind)
+  countDuration(KEYS[8], minute, ARGV[11], ARGV[12])
 end
 if outcome == "completed" then
   count("c")

@@ -13,7 +13,8 @@
 ]]
 local now, force = tonumber(ARGV[1]), ARGV[2] == "1"
 local paused = redis.call("HGET", KEYS[4], "paused") == "1"
-local brokerKeys = sliceKeys(6, 10)
+local q = {waiting = KEYS[2], meta = KEYS[4], parked = KEYS[3], events = KEYS[5], maxLen = ARGV[6],
+  paused = paused, brokerKeys = sliceKeys(6, 10), task = ARGV[3], celeryQueue = ARGV[4], queue = ARGV[5]}
 local moved = 0
 for i = 7, #ARGV do
   local jobId, jobKey = ARGV[i], KEYS[17 + i - 7]
@@ -24,10 +25,7 @@ for i = 7, #ARGV do
     if cur[2] and tonumber(cur[2]) <= now then
       expire(jobKey, jobId, KEYS[16], KEYS[5], ARGV[6], now, "delayed")
     else
-      redis.call("ZADD", KEYS[2], waitingScore(KEYS[4], now), jobId)
-      redis.call("HSET", jobKey, "state", "waiting")
-      makeWaiting(jobKey, KEYS[3], paused, now, brokerKeys, ARGV[3], ARGV[4], ARGV[5], jobId)
-      emitJob(KEYS[5], ARGV[6], "waiting", jobKey, jobId)
+      moveToWaiting(q, jobKey, jobId, now)
     end
     moved = moved + 1
   end

@@ -13,7 +13,8 @@
 ]]
 local now, maxStalled = tonumber(ARGV[1]), tonumber(ARGV[2])
 local paused = redis.call("HGET", KEYS[5], "paused") == "1"
-local brokerKeys = sliceKeys(8, 10)
+local q = {waiting = KEYS[2], meta = KEYS[5], parked = KEYS[4], events = KEYS[6], maxLen = ARGV[6],
+  paused = paused, brokerKeys = sliceKeys(8, 10), task = ARGV[3], celeryQueue = ARGV[4], queue = ARGV[5]}
 local recovered = 0
 for i = 8, #ARGV do
   local jobId = ARGV[i]
@@ -27,14 +28,10 @@ for i = 8, #ARGV do
       redis.call("HINCRBY", jobKey, "token", 1)
       redis.call("HSET", jobKey, "state", "failed", "finished", now, "reason", reason)
       redis.call("ZADD", KEYS[3], now, jobId)
-      redis.call("HINCRBY", KEYS[7], ARGV[7] .. ":f", 1)
-      redis.call("HINCRBY", KEYS[7], "all:f", 1)
+      countOutcome(KEYS[7], ARGV[7], "f")
       emitJob(KEYS[6], ARGV[6], "failed", jobKey, jobId, "reason", reason)
     else
-      redis.call("HSET", jobKey, "state", "waiting")
-      redis.call("ZADD", KEYS[2], waitingScore(KEYS[5], now), jobId)
-      makeWaiting(jobKey, KEYS[4], paused, now, brokerKeys, ARGV[3], ARGV[4], ARGV[5], jobId)
-      emitJob(KEYS[6], ARGV[6], "waiting", jobKey, jobId)
+      moveToWaiting(q, jobKey, jobId, now)
     end
     recovered = recovered + 1
   end

@@ -16,10 +16,10 @@ if not state then return -1 end
 if state ~= "failed" and state ~= "cancelled" then return 0 end
 redis.call("ZREM", KEYS[2], jobId)
 redis.call("ZREM", KEYS[3], jobId)
-redis.call("HSET", jobKey, "state", "waiting", "attempts", 0, "stalled", 0)
+redis.call("HSET", jobKey, "attempts", 0, "stalled", 0)
 redis.call("HDEL", jobKey, "finished", "reason", "result", "processed", "worker")
-redis.call("ZADD", KEYS[4], waitingScore(KEYS[6], ARGV[2]), jobId)
-local paused = redis.call("HGET", KEYS[6], "paused") == "1"
-makeWaiting(jobKey, KEYS[5], paused, ARGV[2], sliceKeys(8, 10), ARGV[3], ARGV[4], ARGV[5], jobId)
-emitJob(KEYS[7], ARGV[6], "waiting", jobKey, jobId, "retried", "1")
+local q = {waiting = KEYS[4], meta = KEYS[6], parked = KEYS[5], events = KEYS[7], maxLen = ARGV[6],
+  paused = redis.call("HGET", KEYS[6], "paused") == "1", brokerKeys = sliceKeys(8, 10),
+  task = ARGV[3], celeryQueue = ARGV[4], queue = ARGV[5]}
+moveToWaiting(q, jobKey, jobId, ARGV[2], "retried", "1")
 return 1
