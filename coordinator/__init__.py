@@ -1,5 +1,6 @@
 """Job Queue Coordinator: one typed API over Celery and Redis for distributed job processing."""
 
+from coordinator.async_client import AsyncJobQueueCoordinator
 from coordinator.errors import (
     ConfigurationError,
     CoordinatorError,
@@ -15,7 +16,6 @@ from coordinator.errors import (
     WorkerNotFoundError,
     WorkerStartError,
 )
-from coordinator.async_client import AsyncJobQueueCoordinator
 from coordinator.facade import JobQueueCoordinator
 from coordinator.models import (
     AutoscalePolicy,

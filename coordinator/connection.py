@@ -79,7 +79,7 @@ def connect_async(settings: Settings, *, client_name: str | None = None,
     else:
         client = AsyncCoordinatorRedis.from_url(settings.url, **kwargs)
     client.coordinator_settings = settings
-    return client  # type: ignore[no-any-return]
+    return client
 
 
 def _sentinel_master(settings: Settings, target: SentinelTarget, kwargs: dict[str, Any],

@@ -110,10 +110,9 @@ class EventCursor:
         if entries:
             self.last_id = entries[-1][0]
             self._idle_since = time.monotonic()
-        elif not self.follow:
-            self.done = True
-        elif self.idle_timeout_s is not None and time.monotonic() - self._idle_since > self.idle_timeout_s:
-            self.done = True
+        else:
+            idle_s = time.monotonic() - self._idle_since
+            self.done = not self.follow or (self.idle_timeout_s is not None and idle_s > self.idle_timeout_s)
         return [parse_event(self.queue, entry_id, fields) for entry_id, fields in entries]
 
 

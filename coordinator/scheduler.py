@@ -156,7 +156,7 @@ class JobPlans:
         state, token = yield from self.ops.job_state_token(queue, job_id)
         cancelled = yield from self.ops.cancel(queue, job_id, allow_active=terminate)
         running = cancelled and state == JobState.ACTIVE.value
-        return cancelled, task_id(job_id, int(token)) if running else None
+        return cancelled, task_id(job_id, int(token or 0)) if running else None
 
     def wait_op(self, queue: str, job_id: str, timeout: float) -> Op[Job]:
         """Until the job is completed, failed or cancelled, woken by the queue's events (XREAD

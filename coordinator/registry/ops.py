@@ -139,7 +139,7 @@ class RegistryOps:
         meta = yield cmd("hgetall", self.queue_keys(queue).meta)
         if not meta:
             raise QueueNotFoundError(queue)
-        return meta  # type: ignore[no-any-return]
+        return meta
 
     def set_processor_name(self, queue: str, name: str) -> Op[None]:
         yield cmd("hset", self.queue_keys(queue).meta, "processor", name)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import redis
 
 from coordinator.models import Job, JobState, QueueConfig, QueueCounts, RateLimit, Retention, WorkerAction
-from coordinator.registry.calls import Batch, Call, Command, Op, Script, step
+from coordinator.registry.calls import Call, Op, execute_sync, run_sync
 from coordinator.registry.ops import BATCH_SIZE, NewJob, RegistryOps, StartResult
 from coordinator.registry.scripts import Scripts
 from coordinator.registry.sweep_ops import SweepOps

@@ -27,10 +27,11 @@ import concurrent.futures
 import inspect
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import signals
 
@@ -42,6 +43,7 @@ from coordinator.runtime.task import JobRunner, completed, failed, log, log_fiel
 from coordinator.settings import Settings
 
 AsyncProcessor = Callable[[Job], Awaitable[Any]]
+T = TypeVar("T")
 
 #: How often the watcher looks for running jobs whose lock is gone.
 WATCH_INTERVAL_S = 1.0
@@ -60,6 +62,32 @@ def is_async(handler: Callable[..., Any] | None) -> bool:
 
 class JobTimeoutError(TimeoutError):
     """The job ran past its ``timeout`` (the attempt fails, and is retried per its options)."""
+
+
+async def within(call: Awaitable[T], limit_s: float | None) -> T:
+    """Await ``call``; past ``limit_s`` (None: no limit) it is cancelled and `JobTimeoutError`
+    raised (`asyncio.timeout`; on Python 3.10, `asyncio.wait`)."""
+    if limit_s is None:
+        return await call
+    if sys.version_info >= (3, 11):
+        try:
+            async with asyncio.timeout(limit_s) as deadline:
+                return await call
+        except TimeoutError:
+            if deadline.expired():
+                raise JobTimeoutError(f"timeout: the job ran past its limit of {limit_s} s") from None
+            raise
+    task = asyncio.ensure_future(call)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=limit_s)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise JobTimeoutError(f"timeout: the job ran past its limit of {limit_s} s")
+    return task.result()
 
 
 class AsyncJobWriter:
@@ -96,7 +124,7 @@ class AsyncRunner:
         """Queues whose messages the loop takes itself (`consume`), not Celery's consumer."""
         self._slots = threading.BoundedSemaphore(concurrency)
         self._loop = asyncio.new_event_loop()
-        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._running: dict[tuple[str, str], asyncio.Task[Any]] = {}
         self._active = 0
         """Jobs of this process from their claim to their recorded outcome."""
         self._freed = asyncio.Event()
@@ -231,26 +259,22 @@ class AsyncRunner:
 
     async def _run(self, handler: AsyncProcessor, job: Job, token: int, worker_id: str) -> None:
         writer = AsyncJobWriter(self._registry)
-        job._registry = writer  # type: ignore[assignment]
+        job._registry = writer
         started = time.monotonic()
         log.info("job started", extra=log_fields(job, started))
-        limit = job.options.timeout
         key = (job.queue, job.id)
         try:
-            self._running[key] = asyncio.current_task()  # type: ignore[assignment]
+            task = asyncio.current_task()
+            assert task is not None
+            self._running[key] = task
             try:
-                async with asyncio.timeout(limit) as deadline:
-                    result = await handler(job)
+                result = await within(handler(job), job.options.timeout)
             finally:
                 self._running.pop(key, None)  # from here on, the outcome is recorded, whatever happens
             outcome = completed(job, result, started)
         except asyncio.CancelledError:
             log.warning("job cancelled while running", extra=log_fields(job, started))
             return
-        except TimeoutError:
-            if deadline.expired():
-                exc = JobTimeoutError(f"timeout: the job ran past its limit of {limit} s")
-            outcome = failed(job, exc, started, self.settings.default_max_retries)
         except Exception as exc:
             outcome = failed(job, exc, started, self.settings.default_max_retries)
         if writer.pending:
