@@ -11,6 +11,7 @@
     │   ├── InvalidJobDataError   data that is not plain JSON or is too large
     │   └── InvalidNameError      a queue name, job id or prefix outside the safe charset
     ├── WaitTimeoutError          `wait_for_job` ran out of time (also a TimeoutError)
+    ├── JobTimeoutError           an async processor's job ran past its `timeout` (also a TimeoutError)
     ├── WorkerStartError          a managed worker did not start consuming in time
     └── UnrecoverableError        raised by a processor: fail the job now, no retry
 
@@ -45,6 +46,11 @@ class InvalidArgumentError(CoordinatorError, ValueError):
 class WaitTimeoutError(CoordinatorError, TimeoutError):
     """`wait_for_job` gave up before the job reached a final state; the job goes on. Also a
     builtin `TimeoutError`, so callers written against that keep working."""
+
+
+class JobTimeoutError(CoordinatorError, TimeoutError):
+    """An ``async def`` processor's job ran past its ``timeout``: its coroutine was cancelled and
+    the attempt fails with this reason (retried per the job's options)."""
 
 
 class QueueNotFoundError(NotFoundError):

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from celery import signals
 
 from coordinator.connection import connect_async
+from coordinator.errors import JobTimeoutError
 from coordinator.models import Job
 from coordinator.registry.aio import AsyncRegistry
 from coordinator.registry.calls import step
@@ -58,10 +59,6 @@ _log = logging.getLogger(__name__)
 def is_async(handler: Callable[..., Any] | None) -> bool:
     """Whether ``handler`` is an ``async def`` processor."""
     return inspect.iscoroutinefunction(handler)
-
-
-class JobTimeoutError(TimeoutError):
-    """The job ran past its ``timeout`` (the attempt fails, and is retried per its options)."""
 
 
 async def within(call: Awaitable[T], limit_s: float | None) -> T:
