@@ -11,7 +11,7 @@ import pytest
 
 from coordinator import EventName, JobQueueCoordinator
 from coordinator.dispatch import Dispatch, delivery_tag, parse_delivery_tag, parse_task_id, task_id
-from coordinator.registry.replies import SCRIPT_REPLIES, Reply, interpret_reply
+from coordinator.registry.replies import SCRIPT_REPLIES, START_STATUSES, Reply, interpret_reply
 from coordinator.errors import JobNotFoundError, QueueNotFoundError
 
 LUA = resources.files("coordinator.registry") / "lua"
@@ -38,6 +38,7 @@ def test_every_script_that_replies_missing_has_its_error_in_the_table() -> None:
     with pytest.raises(QueueNotFoundError):
         interpret_reply("enqueue", Reply.MISSING, "q")
     assert interpret_reply("retry", Reply.DONE, "q", "j") and not interpret_reply("retry", Reply.REFUSED, "q", "j")
+    assert set(re.findall(r'return \{"(\w+)"', lua_sources()["start"])) == set(START_STATUSES)
 
 
 @pytest.mark.parametrize("job_id", ["plain", "with.dots.in.it", "rep:key:1780000000000"])

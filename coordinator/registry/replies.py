@@ -40,7 +40,7 @@ SCRIPT_REPLIES: dict[str, Callable[[str, str], CoordinatorError] | None] = {
 }
 
 #: Replies of `lua/start.lua`: run it, or why this message does not run the job.
-START_STATUSES = ("active", "missing", "stale", "paused", "limited")
+START_STATUSES = ("active", "missing", "stale", "paused", "limited", "expired")
 
 
 def interpret_reply(script: str, reply: int, queue: str, job_id: str = "") -> bool:
