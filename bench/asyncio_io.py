@@ -73,8 +73,9 @@ def coordinator(server: DedicatedRedis, jobs: int) -> dict[str, Any]:
     try:
         coord.create_queue(QUEUE)
         coord.enqueue_bulk(QUEUE, [{"data": i} for i in range(jobs)])
-        metrics = coord.keys.for_queue(QUEUE).metrics
-        finishes = Finishes(lambda: int(coord.redis.hget(metrics, "all:c") or 0), jobs, 600)
+        metrics, client = coord.keys.for_queue(QUEUE).metrics, server.client()
+        # the running total of completed jobs the finish script keeps in the queue's metrics
+        finishes = Finishes(lambda: int(client.hget(metrics, "all:c") or 0), jobs, 600)
         worker = coord.register_worker(QUEUE, io_jobs.io_sleep_async, concurrency=CONCURRENCY, embed_beat=False)
         rate = finishes.rate()
         return {"rate": rate, "cpu_ms_per_job": tree_cpu(worker.pid) * 1000 / jobs}

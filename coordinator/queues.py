@@ -44,10 +44,17 @@ class QueueReads:
         self.settings = settings
         self._configs: dict[str, tuple[float, QueueConfig, str | None]] = {}
 
-    def cached_op(self, name: str) -> Op[tuple[float, QueueConfig, str | None]]:
-        """(when read, config, processor name), read at most `config_cache_s` ago."""
+    def fresh(self, name: str) -> tuple[float, QueueConfig, str | None] | None:
+        """The cached (when read, config, processor name) if read less than `config_cache_s` ago."""
         cached = self._configs.get(name)
         if cached and time.monotonic() - cached[0] < self.settings.config_cache_s:
+            return cached
+        return None
+
+    def cached_op(self, name: str) -> Op[tuple[float, QueueConfig, str | None]]:
+        """(when read, config, processor name), read at most `config_cache_s` ago."""
+        cached = self.fresh(name)
+        if cached is not None:
             return cached
         meta = yield from self.ops.queue_meta(name)
         cached = (time.monotonic(), QueueConfig.model_validate_json(meta["config"]), meta.get("processor"))
@@ -116,11 +123,11 @@ class QueueManager:
 
     def cached_config(self, name: str) -> QueueConfig:
         """The queue's config as read at most `config_cache_s` ago (hot paths use this)."""
-        return self.registry.run(self.reads.cached_op(name))[1]
+        return (self.reads.fresh(name) or self.registry.run(self.reads.cached_op(name)))[1]
 
     def processor_name(self, name: str) -> str | None:
         """The name of the queue's processor, as its workers recorded it (cached like the config)."""
-        return self.registry.run(self.reads.cached_op(name))[2]
+        return (self.reads.fresh(name) or self.registry.run(self.reads.cached_op(name)))[2]
 
     def pause_queue(self, name: str) -> None:
         """No worker, present or future, starts a new job of the queue until `resume_queue`."""

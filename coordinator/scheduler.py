@@ -98,9 +98,10 @@ class JobPlans:
     def new_jobs(self, queue: str, items: list[Item], schedule_key: str = "", created_ms: int = 0) -> list[NewJob]:
         """Ids chosen, data encoded (InvalidJobDataError before anything is written)."""
         now = now_ms()
+        default_name = self._default_name(queue) if any(not name for _, name, _ in items) else ""
         return [NewJob(
             id=opts.job_id or str(uuid.uuid4()),
-            name=name or self._default_name(queue),
+            name=name or default_name,
             data_json=encode_json(data, "data", self.settings.max_job_size),
             options=opts,
             due_ms=now + opts.delay if opts.delay else 0,
