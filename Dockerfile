@@ -5,7 +5,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PYTHONPATH=/app/examples
+    PYTHONPATH=/app:/app/examples
 
 WORKDIR /app
 COPY pyproject.toml README.md celeryconfig.py ./

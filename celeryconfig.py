@@ -1,9 +1,14 @@
-"""The Celery defaults the coordinator starts from, as a Celery config module.
+"""The coordinator's Celery settings, as a Celery config module.
 
-Point a team's own app at it (``app.config_from_object("celeryconfig")``) to run with the same
-settings the coordinator uses: JSON only, task events on, prefetch 1, acks late with
-re-delivery on worker loss, and strict priorities on the Redis transport. The values live in
-`coordinator.celery_config`, so this file and the library cannot drift apart.
+The coordinator loads this module with ``app.config_from_object`` (every process: the managing
+one, managed workers, beat, Flower, the CLI; ``CELERY_CONFIG_MODULE`` names another one).
+Edit it as a Celery team would. A safe override here is honoured (``worker_prefetch_multiplier``,
+``result_expires``, ``worker_max_tasks_per_child``, extra ``broker_transport_options``, ...); one
+that would lose jobs or run untrusted content is refused at start with the reason (pickle,
+``task_acks_late = False``, ``broker_url``, ``visibility_timeout`` here: see docs/celeryconfig.md).
+
+The defaults below live in `coordinator.celery_config`, so this file and the library cannot
+drift apart; a team's own app can use them too (``app.config_from_object("celeryconfig")``).
 """
 
 from coordinator.celery_config import (  # noqa: F401  (Celery reads these names)

@@ -1,6 +1,6 @@
 """Throughput with 1, 2 and 4 worker hosts against one Redis.
 
-Each host is a network namespace joined by a veth link (tests/netns.py) running one
+Each host is a network namespace joined by a veth link (tests/support/netns.py) running one
 `coordinator worker -P solo` for the queue; the jobs do nearly nothing, so the figure is the
 coordinator's own per-job cost (start script, finish script, kombu fetch and ack, lock keeper)
 and how it is shared. On a two-core machine more hosts add processes competing for the same
@@ -21,9 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from coordinator import JobQueueCoordinator  # noqa: E402
 from coordinator.cli import live_workers  # noqa: E402
-from tests.netns import NetnsHosts, netns_unavailable  # noqa: E402
-from tests.scaleout.hosts import redis_bind_args, start_host_worker, stop_worker  # noqa: E402
-from tests.servers import RedisServer  # noqa: E402
+from tests.support.hosts import redis_bind_args, start_host_worker, stop_worker  # noqa: E402
+from tests.support.netns import NetnsHosts, netns_unavailable  # noqa: E402
+from coordinator.redis_server import RedisServer  # noqa: E402
 
 HOST_COUNTS = (1, 2, 4)
 

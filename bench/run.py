@@ -28,23 +28,36 @@ import redis
 from bench import celery_side
 from bench.report import markdown_table, print_table, targets
 from bench.server import Counters, DedicatedRedis
-from bench.subjects import CelerySubject, CoordinatorSubject, default_log_dir, tree_cpu, tree_rss, wait_finished
 from bench.memory import measure_memory
+from bench.peers import PEERS, PeerSubject, available
+from bench.subjects import (PAYLOAD, THREADS, CelerySubject, CoordinatorSubject, default_log_dir, tree_cpu,
+                            tree_rss, wait_finished)
 from bench.status import measure_status
 
 RESULTS_DIR = Path(__file__).parent / "results"
-#: The job's data: a 100-byte string, so memory per waiting job is measured with a 100-byte payload.
-PAYLOAD = "x" * 100
+SUBJECTS = ("coordinator", "celery-defaults", "celery-same", *PEERS)
+
+Subject = CoordinatorSubject | CelerySubject | PeerSubject
 
 
-def timed(fn: Any, *args: Any) -> float:
-    started = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - started
+def processing(subject: Subject, server: DedicatedRedis, jobs: int, label: str, out: dict[str, Any],
+               **pool: Any) -> None:
+    """Start a worker on a pre-filled queue; the time to the N-th completion, CPU, commands."""
+    client = server.client()
+    before = Counters.read(client)
+    started = time.monotonic()
+    subject.start_worker(**pool)
+    ended, polls = wait_finished(subject, jobs, timeout=max(120, jobs / 50))
+    after = Counters.read(client)
+    out[f"{label}_rate"] = jobs / (ended - started)
+    # CPU per job is steadier than the rate on a shared machine: the worker's and Redis's CPU time
+    out[f"{label}_cpu_ms_per_job"] = tree_cpu(subject.worker_pids) * 1000 / jobs
+    out[f"{label}_redis_cpu_ms_per_job"] = (after.cpu_s - before.cpu_s) * 1000 / jobs
+    out[f"{label}_cost"] = after.since(before, {subject.poll_command: polls}).per_job(jobs)
+    out[f"{label}_worker_rss"] = tree_rss(subject.worker_pids)
 
 
-def run_subject(subject: CoordinatorSubject | CelerySubject, server: DedicatedRedis, jobs: int,
-                samples: int) -> dict[str, Any]:
+def run_subject(subject: Subject, server: DedicatedRedis, jobs: int, samples: int) -> dict[str, Any]:
     """One run of every phase for one subject; the queue is empty before and after."""
     client = server.client()
     out: dict[str, Any] = {}
@@ -52,7 +65,7 @@ def run_subject(subject: CoordinatorSubject | CelerySubject, server: DedicatedRe
 
     # enqueue, one job per call: this also pre-fills the queue for the processing phase
     before = Counters.read(client)
-    elapsed = timed(lambda: [subject.enqueue_one(PAYLOAD) for _ in range(jobs)])
+    elapsed = subject.enqueue_phase(jobs)
     after = Counters.read(client)
     out["enqueue_rate"] = jobs / elapsed
     out["enqueue_cost"] = after.since(before).per_job(jobs)
@@ -60,36 +73,20 @@ def run_subject(subject: CoordinatorSubject | CelerySubject, server: DedicatedRe
     if is_celery:
         subject.fresh_app()
 
-    # processing: from worker start to the last completion, the queue pre-filled
-    before = Counters.read(client)
-    started = time.monotonic()
-    subject.start_worker()
-    ended, polls = wait_finished(subject, jobs, timeout=max(120, jobs / 50))
-    after = Counters.read(client)
-    out["processing_rate"] = jobs / (ended - started)
-    # CPU per job is steadier than the rate on a shared machine: the worker's and Redis's CPU time
-    out["processing_cpu_ms_per_job"] = tree_cpu(subject.worker_pid) * 1000 / jobs
-    out["processing_redis_cpu_ms_per_job"] = (after.cpu_s - before.cpu_s) * 1000 / jobs
-    out["processing_cost"] = after.since(before, {subject.poll_command: polls}).per_job(jobs)
-    out["worker_rss"] = tree_rss(subject.worker_pid)
+    processing(subject, server, jobs, "processing", out)
 
     # round trip latency, the worker warm and idle
-    if is_celery:
+    if not isinstance(subject, CoordinatorSubject):
         subject.wait_consuming()
-    latencies = []
     before = Counters.read(client)
-    for _ in range(samples):
-        started = time.perf_counter()
-        subject.round_trip(PAYLOAD)
-        latencies.append((time.perf_counter() - started) * 1000)
+    latencies = sorted(subject.round_trips(samples))
     after = Counters.read(client)
-    latencies.sort()
     out["round_trip_p50_ms"] = latencies[len(latencies) // 2]
     out["round_trip_p99_ms"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     out["round_trip_cost"] = after.since(before).per_job(samples)
 
     # retention: completed jobs left once the maintenance sweeps have trimmed (coordinator only)
-    if not is_celery:
+    if isinstance(subject, CoordinatorSubject):
         deadline = time.monotonic() + 20
         while subject.retained_completed() > 1000 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -99,16 +96,31 @@ def run_subject(subject: CoordinatorSubject | CelerySubject, server: DedicatedRe
     if is_celery:
         subject.fresh_app()
 
-    # bulk enqueue: enqueue_bulk for the coordinator, group() for Celery (it has no bulk)
+    # bulk enqueue: enqueue_bulk, BullMQ's addBulk, RQ's enqueue_many; Celery's group() (no bulk)
     before = Counters.read(client)
-    elapsed = timed(subject.enqueue_many, [PAYLOAD] * jobs)
+    elapsed = subject.bulk_phase(jobs)
     after = Counters.read(client)
     out["bulk_rate"] = jobs / elapsed
     out["bulk_cost"] = after.since(before).per_job(jobs)
+
+    # the threads pool on the queue the bulk phase filled (Celery and the coordinator only)
+    if not isinstance(subject, PeerSubject):
+        if is_celery:
+            subject.fresh_app()
+        processing(subject, server, jobs, "threads", out, pool="threads", concurrency=THREADS)
+        subject.stop_worker()
     subject.purge()
     if is_celery:
         subject.fresh_app()
     return out
+
+
+def make_subject(name: str, server: DedicatedRedis, log_dir: Path) -> Subject:
+    if name == "coordinator":
+        return CoordinatorSubject(server.url)
+    if name in PEERS:
+        return PeerSubject(name, server.port, log_dir)
+    return CelerySubject(name, log_dir)
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -120,6 +132,16 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def _subject(name: str, url: str, log_dir: Path) -> CoordinatorSubject | CelerySubject:
+    if name == "coordinator":
+        return CoordinatorSubject(url)
+    if name == "adopted":  # imported here: its Celery app reads the dedicated Redis's port
+        from bench.adopted import AdoptedSubject
+
+        return AdoptedSubject(url)
+    return CelerySubject(name, log_dir)
 
 
 def machine() -> dict[str, Any]:
@@ -139,7 +161,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=None, help="round trips per run (default N/20, max 1000)")
     parser.add_argument("--status-jobs", type=int, default=1_000_000, help="jobs in the large queue for get_queue_status")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 jobs, 1 run, 20,000-job status queue")
-    parser.add_argument("--only", nargs="*", default=None, help="subjects to run (coordinator celery-defaults celery-same)")
+    parser.add_argument("--only", nargs="*", default=None, help=f"subjects to run (default all: {' '.join(SUBJECTS)})")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default bench/results/bench-<time>.json)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -151,25 +173,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    names = args.only or ["coordinator", "celery-defaults", "celery-same"]
+    names = [name for name in args.only or SUBJECTS if name not in PEERS or name in available([name])]
+    unknown = set(names) - set(SUBJECTS)
+    if unknown:
+        raise SystemExit(f"--only: unknown subject(s) {sorted(unknown)}; choose from {' '.join(SUBJECTS)}")
     result: dict[str, Any] = {
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "jobs": args.jobs, "runs": args.runs, "samples": args.samples, "payload_bytes": len(PAYLOAD),
-        "pool": "prefork -c 2", "machine": machine(),
+        "pool": "prefork -c 2", "threads": f"threads -c {THREADS}", "machine": machine(),
     }
     log_dir = default_log_dir()
     with DedicatedRedis() as server:
         os.environ[celery_side.PORT_ENV] = str(server.port)
         result["redis"] = server.client().info("server")["redis_version"]
-        subjects = {name: (CoordinatorSubject(server.url) if name == "coordinator" else CelerySubject(name, log_dir))
-                    for name in names}
+        subjects = {name: make_subject(name, server, log_dir) for name in names}
+        result["peer_pools"] = {name: s.pool for name, s in subjects.items() if isinstance(s, PeerSubject)}
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        failed: dict[str, str] = {}
         try:
             for run in range(args.runs):
                 for name, subject in subjects.items():
+                    if name in failed:
+                        continue
                     print(f"run {run + 1}/{args.runs}: {name} ...", flush=True)
-                    runs[name].append(run_subject(subject, server, args.jobs, args.samples))
+                    try:
+                        runs[name].append(run_subject(subject, server, args.jobs, args.samples))
+                    except Exception as exc:  # a peer that breaks leaves the others' figures standing
+                        if name == "coordinator":
+                            raise
+                        failed[name] = f"{type(exc).__name__}: {exc}"
+                        print(f"  {name} failed, left out: {failed[name]}", flush=True)
+                        subject.stop_worker()
             if "coordinator" in subjects:
                 print("memory per waiting job, by structure ...", flush=True)
                 result["memory_breakdown"] = measure_memory(subjects["coordinator"], server, PAYLOAD)  # type: ignore[arg-type]
@@ -179,7 +214,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for subject in subjects.values():
                 subject.close()
     result["runs_raw"] = runs
-    result["medians"] = {name: median_of(values) for name, values in runs.items()}
+    result["failed"] = failed
+    result["medians"] = {name: median_of(values) for name, values in runs.items() if values}
     result["targets"] = targets(result)
     print_table(result)
     output = args.output or RESULTS_DIR / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -6,72 +6,19 @@ counts and memory figures.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from dataclasses import dataclass
 
 import redis
 
-from coordinator.workers.process import stop as stop_process
+from coordinator.redis_server import RedisServer
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class DedicatedRedis:
-    """Starts `redis-server` without persistence on a free loopback port; stops it on exit."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._dir = tempfile.mkdtemp(prefix="jqc-bench-redis-")
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> DedicatedRedis:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self._process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self._dir, "--databases", "16", "--protected-mode", "yes"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        client = self.client()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self._process.poll() is not None:
-                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
-                time.sleep(0.05)
-        return self
-
-    def url_for(self, db: int) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def client(self, db: int = 0) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, db=db, decode_responses=True)
+class DedicatedRedis(RedisServer):
+    """`redis-server` without persistence on a free loopback port (`coordinator.redis_server`);
+    stopping it also removes its directory."""
 
     def stop(self) -> None:
-        if self._process is not None:
-            stop_process(self._process, timeout=10)
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> DedicatedRedis:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
 
 
 @dataclass(frozen=True)

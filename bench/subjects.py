@@ -26,29 +26,79 @@ from coordinator.workers.process import stop as stop_process
 QUEUE = "bench"
 POOL = "prefork"
 CONCURRENCY = 2
+#: The threads pool's figure: Celery's threads pool with 8 threads (``-P threads -c 8``).
+THREADS = 8
+#: The job's data: a 100-byte string, so memory per waiting job is measured with a 100-byte payload.
+PAYLOAD = "x" * 100
 #: Jobs per `enqueue_bulk` call, and per Celery `group` (the registry writes 500 per script call).
 BULK_CHUNK = 5000
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a worker used so far: its main process and every pool child."""
-    try:
-        main = psutil.Process(pid)
-        return sum(sum(proc.cpu_times()[:2]) for proc in [main, *main.children(recursive=True)])
-    except psutil.NoSuchProcess:
-        return 0.0
+def tree_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) workers used so far: each main process, every pool child, and
+    the children that already exited (RQ forks one per job)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            main = psutil.Process(pid)
+            total += sum(main.cpu_times()[:4])
+            total += sum(sum(proc.cpu_times()[:2]) for proc in main.children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a worker: its main process and every pool child."""
-    try:
-        main = psutil.Process(pid)
-        return sum(proc.memory_info().rss for proc in [main, *main.children(recursive=True)])
-    except psutil.NoSuchProcess:
-        return 0
+def tree_rss(pids: list[int]) -> int:
+    """Resident bytes of workers: each main process and every pool child."""
+    total = 0
+    for pid in pids:
+        try:
+            main = psutil.Process(pid)
+            total += sum(proc.memory_info().rss for proc in [main, *main.children(recursive=True)])
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
-class CoordinatorSubject:
+class InProcessPhases:
+    """The timed phases of a subject whose client runs in the benchmark's own process."""
+
+    def enqueue_one(self, data: Any) -> None:
+        raise NotImplementedError
+
+    def enqueue_many(self, items: list[Any]) -> None:
+        raise NotImplementedError
+
+    def round_trip(self, data: Any) -> None:
+        raise NotImplementedError
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [self.worker_pid] if self.worker_pid else []  # type: ignore[attr-defined]
+
+    def enqueue_phase(self, jobs: int) -> float:
+        """N calls of one job each; wall seconds."""
+        started = time.perf_counter()
+        for _ in range(jobs):
+            self.enqueue_one(PAYLOAD)
+        return time.perf_counter() - started
+
+    def bulk_phase(self, jobs: int) -> float:
+        started = time.perf_counter()
+        self.enqueue_many([PAYLOAD] * jobs)
+        return time.perf_counter() - started
+
+    def round_trips(self, samples: int) -> list[float]:
+        """Latencies (ms) of sequential enqueue-and-wait round trips."""
+        latencies = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            self.round_trip(PAYLOAD)
+            latencies.append((time.perf_counter() - started) * 1000)
+        return latencies
+
+
+class CoordinatorSubject(InProcessPhases):
     """The coordinator at its defaults, with the queue's processor run by a managed worker."""
 
     name = "coordinator"
@@ -67,8 +117,8 @@ class CoordinatorSubject:
         for start in range(0, len(items), BULK_CHUNK):
             self.coord.enqueue_bulk(QUEUE, [{"data": d} for d in items[start : start + BULK_CHUNK]])
 
-    def start_worker(self) -> None:
-        status = self.coord.register_worker(QUEUE, processor=noop, pool=POOL, concurrency=CONCURRENCY)
+    def start_worker(self, pool: str = POOL, concurrency: int = CONCURRENCY) -> None:
+        status = self.coord.register_worker(QUEUE, processor=noop, pool=pool, concurrency=concurrency)
         self._worker_id = status.id
         self.worker_pid = status.pid
 
@@ -96,7 +146,7 @@ class CoordinatorSubject:
         self.coord.shutdown(timeout=30)
 
 
-class CelerySubject:
+class CelerySubject(InProcessPhases):
     """Raw Celery: ``celery-defaults`` (Celery's own defaults) or ``celery-same`` (the
     coordinator's Celery settings), each with a Redis result backend in a database of its own."""
 
@@ -128,12 +178,12 @@ class CelerySubject:
         for start in range(0, len(items), BULK_CHUNK):
             group(self.task.s(d) for d in items[start : start + BULK_CHUNK]).apply_async()
 
-    def start_worker(self) -> None:
+    def start_worker(self, pool: str = POOL, concurrency: int = CONCURRENCY) -> None:
         app = "bench.celery_side:" + ("same_app" if self.variant == "celery-same" else "defaults_app")
-        argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-P", POOL, "-c", str(CONCURRENCY),
+        argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-P", pool, "-c", str(concurrency),
                 "--without-gossip", "--without-mingle", "-n", f"{self.variant}@%h"]
-        # celery-same runs the way a managed coordinator worker does: task events on, log level INFO.
-        argv += ["-E", "-l", "INFO"] if self.variant == "celery-same" else ["-l", "WARNING"]
+        # celery-same runs the way a managed coordinator worker does: log level INFO (events off).
+        argv += ["-l", "INFO"] if self.variant == "celery-same" else ["-l", "WARNING"]
         with open(self.log_path, "ab") as log_file:
             self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
                                              stderr=subprocess.STDOUT, start_new_session=True)
@@ -172,7 +222,7 @@ def default_log_dir() -> Path:
     return path
 
 
-def wait_finished(subject: CoordinatorSubject | CelerySubject, target: int, timeout: float,
+def wait_finished(subject: Any, target: int, timeout: float,
                   interval: float = 0.01) -> tuple[float, int]:
     """Poll until ``target`` jobs finished; returns (monotonic time seen, number of polls)."""
     deadline = time.monotonic() + timeout

@@ -165,10 +165,11 @@ class AsyncJobQueueCoordinator(BuiltFromSettings):
             await self._after_dispatch(queue)
         return retried
 
-    async def cancel_job(self, queue: str, job_id: str, terminate: bool = False) -> bool:
-        """Cancel a waiting or delayed job; an active one only with ``terminate`` (it is stopped:
-        an async processor's coroutine is cancelled, a sync one's Celery task revoked)."""
-        cancelled, running_task = await self._run(self._plans.cancel_op(queue, job_id, terminate))
+    async def cancel_job(self, queue: str, job_id: str, terminate: bool = False, reason: str = "cancelled") -> bool:
+        """Cancel a waiting, delayed or active job, as `JobQueueCoordinator.cancel_job`: a running
+        attempt is asked to stop (an async processor's coroutine is cancelled); ``terminate``
+        also ends a prefork process running it now."""
+        cancelled, running_task = await self._run(self._plans.cancel_op(queue, job_id, terminate, reason))
         if running_task is not None:
             await asyncio.to_thread(self.app.control.revoke, running_task, terminate=True, signal="SIGTERM")
         return bool(cancelled)

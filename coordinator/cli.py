@@ -133,12 +133,16 @@ def main(ctx: click.Context, app_path: str | None) -> None:
 
 
 def live_workers(coord: JobQueueCoordinator) -> list[dict[str, Any]]:
-    """Workers on any host with a fresh heartbeat: node, host, pid, queues, heartbeat age."""
+    """Workers on any host with a fresh heartbeat: node, host, pid, queues, heartbeat age, state,
+    active / processed / failed jobs and RSS."""
     now = now_ms()
     return [{
         "node": record["node"], "host": record.get("host"), "pid": int(record.get("pid") or 0),
         "queues": queue_list(record.get("queues")),
         "heartbeat_age_s": round((now - int(record.get("heartbeat") or 0)) / 1000, 1),
+        "state": record.get("state"), "active": int(record.get("active") or 0),
+        "processed": int(record.get("processed") or 0), "failed": int(record.get("failed") or 0),
+        "rss_bytes": int(record["rss"]) if record.get("rss") else None,
     } for record in coord.get_live_workers()]
 
 
@@ -182,9 +186,20 @@ def status(state: _State, as_json: bool) -> None:
 @main.command()
 @json_option
 @click.option("--strict", is_flag=True, help="Exit 1 when degraded too (default: only when unhealthy).")
+@click.option("--worker", "own_worker", is_flag=True,
+              help="Probe of one worker container: exit 1 unless a worker on this host has a fresh heartbeat.")
+@click.option("--queue", "-q", "worker_queue", default=None, help="With --worker: the queue that worker consumes.")
+@click.option("--beat", "beat_lock", is_flag=True,
+              help="Probe of a beat container: exit 1 unless a beat holds the lock.")
 @pass_state
-def health(state: _State, as_json: bool, strict: bool) -> None:
-    """Health of Redis, its settings, workers and queues; exit 1 when unhealthy (a probe)."""
+def health(state: _State, as_json: bool, strict: bool, own_worker: bool, worker_queue: str | None,
+           beat_lock: bool) -> None:
+    """Health of Redis, its settings, workers and queues; exit 1 when unhealthy (a probe).
+
+    ``--worker`` and ``--beat`` check one service instead of the whole stack."""
+    if own_worker or beat_lock:
+        _service_health(state.coord, own_worker, worker_queue, beat_lock)
+        return
     result = state.coord.get_health()
     if as_json:
         _echo_json(result)
@@ -194,6 +209,28 @@ def health(state: _State, as_json: bool, strict: bool) -> None:
             click.echo(f"  {check.status.value:9} {check.name}: {check.detail}")
     bad = {HealthStatus.UNHEALTHY} | ({HealthStatus.DEGRADED} if strict else set())
     if result.status in bad:
+        sys.exit(EXIT_FAILED)
+
+
+def _service_health(coord: JobQueueCoordinator, own_worker: bool, queue: str | None, beat_lock: bool) -> None:
+    """This host's worker (of ``queue``) has a fresh heartbeat; a beat holds the lock. Exit 1 if not."""
+    problems = []
+    if own_worker:
+        host = socket.gethostname()
+        mine = [w for w in live_workers(coord) if w["host"] == host and (queue is None or queue in w["queues"])]
+        for w in mine:
+            click.echo(f"healthy  worker {w['node']}: heartbeat {w['heartbeat_age_s']} s ago")
+        if not mine:
+            problems.append(f"no worker{f' of queue {queue!r}' if queue else ''} with a fresh heartbeat on {host}")
+    if beat_lock:
+        ttl_ms = coord.beat_lock_ttl_ms()
+        if ttl_ms > 0:
+            click.echo(f"healthy  beat: lock held ({ttl_ms} ms left)")
+        else:
+            problems.append("no beat holds the lock")
+    for problem in problems:
+        click.echo(f"unhealthy  {problem}")
+    if problems:
         sys.exit(EXIT_FAILED)
 
 
@@ -288,13 +325,14 @@ def retry(state: _State, queue: str, job_id: str) -> None:
 @main.command()
 @click.argument("queue")
 @click.argument("job_id")
-@click.option("--terminate", is_flag=True, help="Also cancel an active job (its process is stopped).")
+@click.option("--terminate", is_flag=True, help="End a prefork process running the job now, without "
+              "waiting for it to stop on its own.")
+@click.option("--reason", default="cancelled", show_default=True, help="Kept as the job's reason.")
 @pass_state
-def cancel(state: _State, queue: str, job_id: str, terminate: bool) -> None:
-    """Cancel a waiting or delayed job (an active one with --terminate)."""
-    _done(state.coord.cancel_job(queue, job_id, terminate), f"job {job_id} cancelled",
-          f"job {job_id} is {_job_state(state, queue, job_id)}: cannot cancel"
-          + ("" if terminate else " (an active job needs --terminate)"))
+def cancel(state: _State, queue: str, job_id: str, terminate: bool, reason: str) -> None:
+    """Cancel a waiting, delayed or active job (a running one is asked to stop; see docs/control.md)."""
+    _done(state.coord.cancel_job(queue, job_id, terminate, reason), f"job {job_id} cancelled",
+          f"job {job_id} is {_job_state(state, queue, job_id)}: cannot cancel")
 
 
 def _job_state(state: _State, queue: str, job_id: str) -> str:
@@ -346,9 +384,11 @@ def _wait_for_signal() -> None:
 @click.option("--concurrency", "-c", type=click.IntRange(1, 512), default=None)
 @click.option("--pool", "-P", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True)
 @click.option("--autoscale", metavar="MAX,MIN", default=None, help="Prefork processes between MIN and MAX.")
+@click.option("--beat/--no-beat", "embed_beat", default=True, show_default=True,
+              help="Also run a beat in the worker (any number is safe); --no-beat when a `coordinator beat` runs.")
 @pass_state
 def worker(state: _State, queue: str, processor: str | None, concurrency: int | None, pool: str,
-           autoscale: str | None) -> None:
+           autoscale: str | None, embed_beat: bool) -> None:
     """Run a `celery worker` for one queue in the foreground (JSON logs unless on a terminal)."""
     from coordinator.runtime.worker_main import run_worker
     from coordinator.workers.spec import find_import_path
@@ -358,8 +398,12 @@ def worker(state: _State, queue: str, processor: str | None, concurrency: int | 
     path = _processor_path(coord, queue, processor)
     if path is None and not coord.adopted_app:
         raise click.UsageError(f"--processor is needed: queue {queue!r} has no registered processor")
-    scale = tuple(int(n) for n in autoscale.split(",")) if autoscale else None
-    options = WorkerOptions(concurrency=concurrency, pool=pool, autoscale=scale)
+    try:
+        scale = tuple(int(n) for n in autoscale.split(",")) if autoscale else None
+    except ValueError:
+        raise click.BadParameter(f"{autoscale!r}: use MAX,MIN (two whole numbers)", param_hint="--autoscale") from None
+    options = WorkerOptions(concurrency=concurrency, pool=pool, autoscale=scale,
+                            embed_beat=embed_beat)
     worker_id = f"{queue}-{uuid.uuid4().hex[:8]}"
     spec = WorkerSpec(
         settings=coord.settings, queue=queue, worker_id=worker_id,
@@ -410,6 +454,33 @@ def flower(state: _State, address: str, port: int, basic_auth: str | None) -> No
     from coordinator.flower import run_flower
 
     run_flower(state.coord, address, port, basic_auth)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Off loopback only with users in JQC_DASHBOARD_USERS.")
+@click.option("--port", default=5556, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--flower-url", envvar="JQC_DASHBOARD_FLOWER_URL", metavar="URL",
+              help="Flower's base URL, for links from a job to its Celery task.")
+@click.option("--hash-password", is_flag=True,
+              help="Read a password (prompt or stdin) and print its hash for JQC_DASHBOARD_USERS.")
+@pass_state
+def dashboard(state: _State, host: str, port: int, flower_url: str | None, hash_password: bool) -> None:
+    """Serve the web dashboard: queues, jobs, workers, recurring jobs, with actions."""
+    if hash_password:
+        from coordinator.dashboard.auth import hash_password as make_hash
+
+        password = click.prompt("password", hide_input=True, confirmation_prompt=sys.stdin.isatty())
+        click.echo(make_hash(password))
+        return
+    from coordinator.dashboard.serve import serve
+    from coordinator.log_format import configure_logging
+
+    configure_logging(state.coord.settings.log_level)
+    try:
+        serve(state.coord, host, port, flower_url)
+    finally:
+        state.coord.shutdown()
 
 
 @main.command()

@@ -13,7 +13,9 @@
     ├── WaitTimeoutError          `wait_for_job` ran out of time (also a TimeoutError)
     ├── JobTimeoutError           an async processor's job ran past its `timeout` (also a TimeoutError)
     ├── WorkerStartError          a managed worker did not start consuming in time
-    └── UnrecoverableError        raised by a processor: fail the job now, no retry
+    ├── UnrecoverableError        raised by a processor: fail the job now, no retry
+    ├── JobCancelledError         raised in a processor whose job was cancelled (raise_if_cancelled)
+    └── JobTimeoutError           an attempt ran past its job's ``timeout``
 
 Invalid option values raise `pydantic.ValidationError`, which names the field.
 """
@@ -46,11 +48,6 @@ class InvalidArgumentError(CoordinatorError, ValueError):
 class WaitTimeoutError(CoordinatorError, TimeoutError):
     """`wait_for_job` gave up before the job reached a final state; the job goes on. Also a
     builtin `TimeoutError`, so callers written against that keep working."""
-
-
-class JobTimeoutError(CoordinatorError, TimeoutError):
-    """An ``async def`` processor's job ran past its ``timeout``: its coroutine was cancelled and
-    the attempt fails with this reason (retried per the job's options)."""
 
 
 class QueueNotFoundError(NotFoundError):
@@ -93,3 +90,18 @@ class WorkerStartError(CoordinatorError):
 
 class UnrecoverableError(CoordinatorError):
     """Raised inside a processor to fail the job at once, without retries (BullMQ's name)."""
+
+
+class JobCancelledError(CoordinatorError):
+    """The running attempt was asked to stop: its job was cancelled (or it lost the job to a
+    stalled-job recovery). Raised by `Job.raise_if_cancelled` and, after the grace period, in
+    a processor's thread that did not stop; the job is already ``cancelled``."""
+
+    def __init__(self, reason: str = "cancelled") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class JobTimeoutError(CoordinatorError):
+    """An attempt ran past its job's ``timeout``: the attempt failed (retried or failed as the
+    job's options say), and this is raised in the processor's thread to stop it."""

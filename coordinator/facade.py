@@ -1,18 +1,26 @@
-"""JobQueueCoordinator: the one object users hold; it composes the three managers and the registry.
+"""JobQueueCoordinator: the one object users hold; it composes the managers and the registry.
 
     JobQueueCoordinator
-    ├── QueueManager   (queues.py)     queues: create, pause, resume, delete, status
-    ├── JobScheduler   (scheduler.py)  jobs: enqueue, schedule, read, retry, cancel, prioritise
-    ├── WorkerManager  (workers/)      managed `celery worker` processes
-    ├── RecurringManager (recurring/)  recurring jobs: redbeat entries fired once per tick
-    └── Registry       (registry/)     job records and state moves in Redis (Lua)
+    ├── QueueManager     (queues.py)         queues: create, pause, resume, delete, status
+    ├── JobScheduler     (scheduler.py)      jobs: enqueue, schedule, read, retry, cancel, prioritise
+    ├── WorkerManager    (workers/)          managed `celery worker` processes
+    ├── RecurringManager (recurring/)        recurring jobs: redbeat entries fired once per tick
+    ├── HealthChecker    (health.py)         get_health()
+    ├── JobRunner        (runtime/task.py)   the Celery task behind each processor, in the worker
+    ├── HeartbeatStore   (heartbeats.py)     worker heartbeat records
+    └── Registry         (registry/)         job records and state moves in Redis (Lua)
+
+Each part is handed the collaborators it uses (a Registry, Settings, the HeartbeatStore, the
+Celery app); none of them imports this module (tests/test_architecture.py checks it).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -45,14 +53,15 @@ from coordinator.models import (
     RecurringJobOptions,
     ScalingResult,
     ScheduleOptions,
+    WorkerAction,
     WorkerOptions,
     WorkerStatus,
 )
 from coordinator.queues import QueueManager
 from coordinator.recurring import RecurringManager
 from coordinator.registry import Registry
+from coordinator.runtime.adopted import AdoptedTasks
 from coordinator.runtime.beat_scheduler import configure_beat
-from coordinator.runtime.foreign import ForeignTaskTracker
 from coordinator.runtime.locks import LockKeeper
 from coordinator.runtime.maintenance import WorkerParts, maintenance_step
 from coordinator.runtime.task import JobRunner, Processor, register_processor_task
@@ -96,15 +105,31 @@ class JobQueueCoordinator(BuiltFromSettings):
                                       self._processors, adopted_app=self._adopted_app)
         self._recurring = RecurringManager(self._redis, self._keys, self._queues, self._jobs, settings)
         configure_beat(self.app, settings, self._recurring.fire)
-        self._runner = JobRunner(self._registry, settings, self._queues.reads,
-                                 LockKeeper(self._registry, settings.lock_duration_ms), self._heartbeats)
+        self._runner = JobRunner(self._registry, settings, self._queues.reads, self._lock_keeper())
         self._async_runner: AsyncRunner | None = None
         self._health = HealthChecker(self._registry, self._heartbeats, settings, self._workers.get_all_worker_status)
         self._mutex = threading.Lock()
-        self._foreign = ForeignTaskTracker(self.app, self._registry) if self._adopted_app else None
-        if self._foreign is not None:
-            self._foreign.connect()
+        self._adopted: AdoptedTasks | None = None
+        if self._adopted_app:
+            self._adopted = AdoptedTasks(
+                self.app, self._keys, not settings.broker_is_redis, self.enqueue_job,
+                lambda queue, handler: register_processor_task(
+                    self.app, self._keys.task_name(queue), self._runner, handler, self.async_runner),
+                self.processors,
+            )
+            self._adopted.install()
         self._event_listener: EventListener | None = None
+
+    def _lock_keeper(self) -> LockKeeper:
+        """The keeper of running jobs' locks, cancel flags and timeouts (`runtime.locks`)."""
+        settings, registry = self.settings, self._registry
+        return LockKeeper(
+            registry, settings.lock_duration_ms, self._heartbeats, settings.cancel_check_ms,
+            settings.cancel_grace_ms,
+            terminate=lambda a: self.app.control.revoke(a.task_id, terminate=True, signal="SIGTERM"),
+            on_unresponsive=lambda a: registry.emit_worker_event(
+                a.queue, WorkerAction.UNRESPONSIVE_JOB, a.worker, job_id=a.job_id, reason=a.cancel_reason),
+        )
 
     # ----------------------------------------------------------------------------- processors
 
@@ -118,8 +143,11 @@ class JobQueueCoordinator(BuiltFromSettings):
                 raise InvalidArgumentError(f"processor: queue {queue!r} already has processor {existing.__name__}")
             if existing is None:
                 self._processors[queue] = handler
-                register_processor_task(self.app, self._keys.task_name(queue), self._runner, handler,
-                                        self.async_runner)
+                if self._adopted is not None and not inspect.iscoroutinefunction(handler):  # adopted tasks too
+                    self._adopted.serve(queue, handler)
+                else:
+                    register_processor_task(self.app, self._keys.task_name(queue), self._runner, handler,
+                                            self.async_runner)
             return handler
 
         return register
@@ -150,21 +178,31 @@ class JobQueueCoordinator(BuiltFromSettings):
         return self._adopted_app
 
     @property
+    def adopted(self) -> AdoptedTasks | None:
+        """The adopted app's tasks as jobs (`runtime.adopted`), or None without ``app=``."""
+        return self._adopted
+
+    @property
     def keys(self) -> CoordinatorKeys:
         """The names of every Redis key and Celery queue of this coordinator's prefix, for
         inspection tools and tests (read-only; the coordinator writes them, nothing else should)."""
         return self._keys
 
     def celery_queue(self, name: str) -> str:
-        """The Celery queue that carries the jobs of coordinator queue ``name``."""
-        return self._keys.for_queue(check_queue_name(name)).celery_queue
+        """The Celery queue that carries the jobs of coordinator queue ``name``; with an adopted
+        app, its tasks routed there are served by this process's workers."""
+        celery_queue = self._keys.for_queue(check_queue_name(name)).celery_queue
+        if self._adopted is not None and name not in self._processors:
+            self._adopted.serve(name)
+        return celery_queue
 
     def _default_job_name(self, queue: str) -> str:
         """The processor's name: registered here, else as its workers recorded it, else the queue's."""
         handler = self._processors.get(queue)
         if handler is not None:
             return handler.__name__
-        return self._queues.processor_name(queue) or queue
+        adopted = self._adopted.task_for_queue(queue) if self._adopted is not None else None
+        return adopted or self._queues.processor_name(queue) or queue
 
     # ----------------------------------------------------------------------------- queues
 
@@ -243,10 +281,11 @@ class JobQueueCoordinator(BuiltFromSettings):
         does not allow it, `JobNotFoundError` for an unknown id."""
         return self._jobs.retry_job(queue, job_id)
 
-    def cancel_job(self, queue: str, job_id: str, terminate: bool = False) -> bool:
-        """Cancel a waiting or delayed job (an active one only with ``terminate``: its process is
-        stopped first); False if its state does not allow it."""
-        return self._jobs.cancel_job(queue, job_id, terminate)
+    def cancel_job(self, queue: str, job_id: str, terminate: bool = False, reason: str = "cancelled") -> bool:
+        """Cancel a waiting, delayed or active job; it ends ``cancelled`` with ``reason``. A running
+        attempt is asked to stop (``job.is_cancelled()``) and interrupted after ``cancel_grace_ms``;
+        ``terminate`` ends a prefork process running it at once. False if it had finished."""
+        return self._jobs.cancel_job(queue, job_id, terminate, reason)
 
     def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
         """Change the priority (1 highest .. 10 lowest) of a waiting or delayed job; False if its
@@ -256,6 +295,11 @@ class JobQueueCoordinator(BuiltFromSettings):
     def promote_job(self, queue: str, job_id: str) -> bool:
         """Move a delayed job to waiting now; False if it is not delayed."""
         return self._jobs.promote_job(queue, job_id)
+
+    def remove_job(self, queue: str, job_id: str) -> bool:
+        """Delete a job that is not active, with its logs (a waiting or delayed one is cancelled
+        first); False for an active job."""
+        return self._jobs.remove_job(queue, job_id)
 
     def wait_for_job(self, queue: str, job_id: str, timeout: float) -> Job:
         """Block until the job is completed, failed or cancelled and return it; `WaitTimeoutError`
@@ -278,6 +322,24 @@ class JobQueueCoordinator(BuiltFromSettings):
     def remove_recurring_job(self, queue: str, key: str) -> bool:
         """Stop a recurring job; False if there was none with that key."""
         return self._recurring.remove_recurring_job(queue, key)
+
+    def beat_lock_ttl_ms(self) -> int:
+        """How much longer the leading beat holds its lock (ms); 0 when no beat runs (the beat
+        probe `coordinator health --beat`)."""
+        return self._recurring.beat_lock_ttl_ms()
+
+    def pause_recurring_job(self, queue: str, key: str) -> bool:
+        """Stop firing a recurring job until `resume_recurring_job`; its ticks meanwhile create
+        no job and are not caught up. False if there is no such schedule."""
+        return self._recurring.pause_recurring_job(queue, key)
+
+    def resume_recurring_job(self, queue: str, key: str) -> bool:
+        """Fire a paused recurring job again from its next tick; False if there is no such schedule."""
+        return self._recurring.resume_recurring_job(queue, key)
+
+    def backfill_recurring_job(self, queue: str, key: str, start: datetime, end: datetime) -> list[Job]:
+        """One run per tick of the schedule in [start, end], each once (see docs/control.md)."""
+        return self._recurring.backfill_recurring_job(queue, key, start, end)
 
     # ----------------------------------------------------------------------------- workers
 
@@ -380,8 +442,8 @@ class JobQueueCoordinator(BuiltFromSettings):
     def shutdown(self, timeout: float = 30) -> None:
         """Close every managed worker gracefully, then the connections."""
         self._workers.shutdown(timeout)
-        if self._foreign is not None:
-            self._foreign.disconnect()
+        if self._adopted is not None:
+            self._adopted.uninstall()
         if self._event_listener is not None:
             self._event_listener.close()
         self._redis.close()

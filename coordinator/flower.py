@@ -2,7 +2,8 @@
 
 Flower is started through the app itself (``app.start(["flower", ...])``), so it uses the
 coordinator's broker, its per-prefix event exchange and control exchange, and sees the task
-events that managed workers send (they run with ``-E``). A coordinator job shows there as the
+events that managed workers send (Flower turns them on with its ``enable_events`` broadcast;
+``TASK_EVENTS=1`` starts them with ``-E``). A coordinator job shows there as the
 task ``<prefix>.<queue>`` with id ``<job_id>.<token>``.
 
 Flower 2.2 listens on every interface by default and serves its UI without auth; here it binds

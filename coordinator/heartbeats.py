@@ -2,7 +2,8 @@
 the index of workers by last beat (`CoordinatorKeys.workers`) and a worker's pause flag.
 
 A worker's maintenance thread writes its hash every few seconds (`HeartbeatStore.beat`); the
-worker counts its finished attempts in the same hash where the job ran (`count_outcome`); the
+worker counts its finished attempts in the same hash where the job ran (`count_outcome`, batched
+by `runtime.locks.LockKeeper`); the
 managing process, the health check, the CLI and the exporter read it. Fields:
 
     node, pid, host     the Celery node name, main process id, hostname
@@ -48,12 +49,12 @@ class HeartbeatOps:
     def __init__(self, keys: CoordinatorKeys) -> None:
         self.keys = keys
 
-    def count_outcome(self, node: str, failed: bool) -> Op[None]:
-        """Add one finished attempt (and one failure) to the worker's counts."""
+    def count_outcome(self, node: str, processed: int, failed: int) -> Op[None]:
+        """Add finished attempts (and the failures among them) to the worker's counts."""
         key = self.keys.worker(node)
         yield Batch([
-            cmd("hincrby", key, "processed", 1),
-            *([cmd("hincrby", key, "failed", 1)] if failed else []),
+            cmd("hincrby", key, "processed", processed),
+            *([cmd("hincrby", key, "failed", failed)] if failed else []),
             cmd("pexpire", key, HEARTBEAT_TTL_MS),
         ], transaction=True)
 
@@ -104,9 +105,9 @@ class HeartbeatStore:
         pipe.pexpire(key, HEARTBEAT_TTL_MS)
         pipe.execute()
 
-    def count_outcome(self, node: str, failed: bool) -> None:
-        """Add one finished attempt (and one failure) to the worker's counts."""
-        self._run(self.ops.count_outcome(node, failed))
+    def count_outcome(self, node: str, processed: int, failed: int) -> None:
+        """Add finished attempts (and the failures among them) to the worker's counts."""
+        self._run(self.ops.count_outcome(node, processed, failed))
 
     def _run(self, op: Op[T]) -> T:
         return run_sync(partial(execute_sync, self.client, None), op)

@@ -20,7 +20,7 @@ from coordinator.registry.calls import Op
 from coordinator.registry.codec import to_ms
 from coordinator.registry.ops import RegistryOps
 from coordinator.settings import Settings
-from coordinator.validation import encode_json
+from coordinator.validation import MAX_LOG_LINE, encode_json
 
 #: Keys of an `enqueue_bulk` item that the fast path takes without building a `BulkJob`.
 _PLAIN_BULK_KEYS = frozenset({"data", "name"})
@@ -151,12 +151,13 @@ class JobPlans:
         yield from self.config_op(queue)
         return (yield from self.ops.retry(queue, job_id))
 
-    def cancel_op(self, queue: str, job_id: str, terminate: bool) -> Op[tuple[bool, str | None]]:
-        """Cancel; (cancelled, the Celery task id to stop when the job was running)."""
+    def cancel_op(self, queue: str, job_id: str, terminate: bool, reason: str) -> Op[tuple[bool, str | None]]:
+        """Cancel (a running job too); (cancelled, the Celery task id to stop now when the job
+        was running and ``terminate`` asks for it)."""
         yield from self.config_op(queue)
         state, token = yield from self.ops.job_state_token(queue, job_id)
-        cancelled = yield from self.ops.cancel(queue, job_id, allow_active=terminate)
-        running = cancelled and state == JobState.ACTIVE.value
+        cancelled = yield from self.ops.cancel(queue, job_id, allow_active=True, reason=str(reason)[:MAX_LOG_LINE])
+        running = cancelled and terminate and state == JobState.ACTIVE.value
         return cancelled, task_id(job_id, int(token or 0)) if running else None
 
     def wait_op(self, queue: str, job_id: str, timeout: float) -> Op[Job]:
@@ -262,12 +263,26 @@ class JobScheduler:
         self.queues.cached_config(queue)
         return self.registry.retry(queue, job_id)
 
-    def cancel_job(self, queue: str, job_id: str, terminate: bool = False) -> bool:
-        """Cancel a waiting or delayed job; an active one only with ``terminate`` (it is stopped)."""
-        cancelled, running_task = self.registry.run(self.plans.cancel_op(queue, job_id, terminate))
+    def cancel_job(self, queue: str, job_id: str, terminate: bool = False, reason: str = "cancelled") -> bool:
+        """Cancel a waiting, delayed or active job; it ends ``cancelled`` with ``reason`` at once.
+        A running attempt is asked to stop (``job.is_cancelled()``), within a second on any host,
+        and interrupted after the worker's ``cancel_grace_ms``; with ``terminate`` a prefork
+        process running it is ended now. False if the job had already finished."""
+        cancelled, running_task = self.registry.run(self.plans.cancel_op(queue, job_id, terminate, reason))
         if running_task is not None:
             self.app.control.revoke(running_task, terminate=True, signal="SIGTERM")
         return cancelled
+
+    def remove_job(self, queue: str, job_id: str) -> bool:
+        """Delete a job that is not running: a waiting or delayed one is cancelled first (emits
+        ``cancelled``), then the record and its logs go. An active job is left alone (False)."""
+        self.queues.cached_config(queue)
+        job = self.registry.get_job(queue, job_id)
+        if job is None:
+            raise JobNotFoundError(queue, job_id)
+        if job.state in (JobState.WAITING, JobState.DELAYED):
+            self.registry.cancel(queue, job_id)
+        return self.registry.remove(queue, job_id)
 
     def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
         """Change the priority of a waiting or delayed job (1 highest .. 10 lowest)."""

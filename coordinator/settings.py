@@ -29,9 +29,15 @@ class Settings(BaseModel):
     default_max_retries: int = Field(3, ge=0, description="MAX_JOB_RETRIES")
     worker_concurrency: int = Field(2, ge=1, description="WORKER_CONCURRENCY")
     log_level: str = "INFO"
+    task_events: bool = Field(False, description="TASK_EVENTS: managed workers send Celery task events from "
+                              "the start (-E); without it Flower turns them on while it runs")
     lock_duration_ms: int = Field(30_000, ge=500, description="TTL of a running job's lock")
     stalled_interval_ms: int = Field(30_000, ge=200, description="how often workers look for stalled jobs")
     max_stalled_count: int = Field(1, ge=0, description="stalls after which a job fails")
+    cancel_check_ms: int = Field(500, ge=50, le=10_000, description="how often a worker checks that its running "
+                                 "jobs still own their locks (renewing them): how soon a cancel reaches a job")
+    cancel_grace_ms: int = Field(10_000, ge=0, description="how long a cancelled job may keep running before "
+                                 "the worker interrupts it")
     promote_interval_ms: int = Field(200, ge=10, description="how often workers move due delayed jobs")
     socket_timeout_s: float = Field(5.0, gt=0, description="Redis read/write timeout of coordinator calls")
     events_max_len: int = Field(10_000, ge=100, description="approximate cap of each queue's event stream")
@@ -49,6 +55,9 @@ class Settings(BaseModel):
     beat_lock_timeout_s: int = Field(5, ge=2, le=600, description="TTL of the beat lock: how soon a standby beat "
                                      "takes over from a dead one")
     # Redis Sentinel (issue 9): used when url or broker_url is a sentinel:// URL (coordinator/sentinel.py).
+    celery_config: str | None = Field(
+        None, description="CELERY_CONFIG_MODULE: the Celery config module loaded with config_from_object "
+        "(None: `celeryconfig` when it can be imported)")
     sentinel_master: str | None = Field(None, description="REDIS_SENTINEL_MASTER: master group, if the URL has none")
     sentinel_password: str | None = Field(
         None, repr=False, description="REDIS_SENTINEL_PASSWORD: the sentinels' own password"
@@ -124,7 +133,7 @@ class Settings(BaseModel):
 
 def settings_from_env(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
     """Read REDIS_URL (or REDIS_HOST / REDIS_PORT / REDIS_PASSWORD / REDIS_DB / REDIS_TLS),
-    LOG_LEVEL, WORKER_CONCURRENCY, MAX_JOB_RETRIES and JQC_PREFIX."""
+    LOG_LEVEL, WORKER_CONCURRENCY, MAX_JOB_RETRIES, JQC_PREFIX and CELERY_CONFIG_MODULE."""
     env = os.environ if environ is None else environ
     values: dict[str, object] = {"url": env.get("REDIS_URL") or _url_from_parts(env)}
     if env.get("BROKER_URL"):
@@ -135,11 +144,13 @@ def settings_from_env(environ: dict[str, str] | None = None, **overrides: object
         ("REDIS_TLS_KEY", "tls_key_file"),
         ("REDIS_TLS_INSECURE", "tls_insecure"),
         ("LOG_LEVEL", "log_level"),
+        ("TASK_EVENTS", "task_events"),
         ("WORKER_CONCURRENCY", "worker_concurrency"),
         ("MAX_JOB_RETRIES", "default_max_retries"),
         ("JQC_PREFIX", "prefix"),
         ("REDIS_SENTINEL_MASTER", "sentinel_master"),
         ("REDIS_SENTINEL_PASSWORD", "sentinel_password"),
+        ("CELERY_CONFIG_MODULE", "celery_config"),
     ):
         if env.get(name):
             values[field] = env[name]

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterError, croniter
+from croniter import croniter
 
 from coordinator.errors import InvalidJobDataError, InvalidNameError
 
@@ -79,7 +79,7 @@ def check_cron(expression: str | None) -> str | None:
         raise ValueError(f"cron: {expression!r} must have exactly 5 fields (minute hour day month weekday)")
     try:
         croniter(expression, datetime(2000, 1, 1, tzinfo=timezone.utc)).get_next(datetime)
-    except (CroniterError, ValueError, KeyError) as exc:
+    except (ValueError, KeyError) as exc:  # croniter's errors are ValueErrors (not exported before 2.0.2)
         raise ValueError(f"cron: {expression!r} is not a valid expression that ever fires ({exc})") from None
     return expression
 

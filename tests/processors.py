@@ -57,3 +57,15 @@ def oversized(job: Job) -> None:
     """Write a log line over the cap (kept, truncated), then progress over the cap (refused)."""
     job.log("x" * 100_000)
     job.update_progress("y" * 100_000)
+
+
+def huge_result(job: Job) -> str:
+    """A result just over the 10 MiB cap."""
+    return "r" * (10 * 1024 * 1024 + 1)
+
+
+def chatty(job: Job) -> int:
+    """Write data['lines'] log lines, numbered."""
+    for n in range(int(job.data["lines"])):
+        job.log(f"line {n}")
+    return int(job.data["lines"])

@@ -8,8 +8,8 @@ from celery import Celery
 
 from coordinator import ConfigurationError, JobQueueCoordinator, JobState
 from tests import adopted_app
-from tests.conftest import REDIS_URL
-from tests.test_processing import WAIT_S, wait_until
+from tests.support.env import REDIS_URL
+from tests.support.waiting import WAIT_S, wait_until
 
 
 def test_plain_apply_async_to_a_coordinator_queue_is_tracked(prefix: str) -> None:

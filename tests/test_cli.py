@@ -15,9 +15,9 @@ from click.testing import CliRunner, Result
 
 from coordinator import JobQueueCoordinator
 from coordinator.cli import _command_names, main
-from tests.conftest import REDIS_URL
-from tests.servers import free_port
-from tests.test_events import wait_until
+from tests.support.env import REDIS_URL
+from tests.support.servers import free_port
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_unreachable_redis_exits_1_without_the_password(env: dict[str, str]) -> 
 def test_every_command_has_help(run) -> None:
     names = _command_names()
     for expected in ("status", "health", "jobs list", "jobs show", "events", "retry", "cancel", "pause", "resume",
-                     "scale", "worker", "beat", "flower", "metrics", "demo"):
+                     "scale", "worker", "beat", "flower", "metrics", "dashboard", "demo"):
         assert expected in names
     for name in names:
         result = run(*name.split(), "--help")

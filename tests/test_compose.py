@@ -67,7 +67,7 @@ def test_every_app_service_runs_a_cli_command_or_the_example_api() -> None:
             continue
         assert argv[:3] == ["python", "-m", "photo_app.api"], name
         assert (ROOT / "examples" / "photo_app" / "api.py").is_file()
-        assert "PYTHONPATH=/app/examples" in DOCKERFILE and "COPY examples ./examples" in DOCKERFILE
+        assert "PYTHONPATH=/app:/app/examples" in DOCKERFILE and "COPY examples ./examples" in DOCKERFILE
 
 
 def test_redis_keeps_jobs() -> None:
@@ -83,6 +83,42 @@ def test_every_service_has_a_health_check_and_apps_wait_for_redis() -> None:
         assert svc.get("healthcheck", {}).get("test"), f"{name} has no health check"
     for name, svc in APP_SERVICES.items():
         assert svc["depends_on"]["redis"]["condition"] == "service_healthy", name
+
+
+def worker_services() -> dict[str, dict[str, Any]]:
+    return {name: svc for name, svc in SERVICES.items() if svc.get("command", [])[:2] == ["coordinator", "worker"]}
+
+
+def test_each_worker_checks_its_own_heartbeat_and_beat_its_lock() -> None:
+    """No stack-wide probe: one missing worker must not mark every container unhealthy."""
+    for name, svc in worker_services().items():
+        queue = parse_cli(svc["command"]).params["queue"]
+        probe = svc["healthcheck"]["test"][1:]
+        params = parse_cli(probe).params
+        assert (params["own_worker"], params["worker_queue"]) == (True, queue), name
+    beat_probe = SERVICES["beat"]["healthcheck"]["test"][1:]
+    assert parse_cli(beat_probe).params["beat_lock"] is True
+    for name, argv in coordinator_commands():
+        ctx = parse_cli(argv)
+        if ctx.command.name == "health":
+            assert ctx.params["own_worker"] or ctx.params["beat_lock"], f"{name}: a stack-wide health probe"
+
+
+def test_workers_leave_recurring_jobs_to_the_beat_service() -> None:
+    assert parse_cli(SERVICES["beat"]["command"]).command.name == "beat"
+    for name, svc in worker_services().items():
+        assert parse_cli(svc["command"]).params["embed_beat"] is False, f"{name} embeds a beat (add --no-beat)"
+
+
+def test_every_service_has_cpu_and_memory_limits_and_redis_fits_in_its_own() -> None:
+    for name, svc in SERVICES.items():
+        limits = svc.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert float(limits.get("cpus", 0)) > 0 and re.fullmatch(r"\d+[mg]", limits.get("memory", "")), name
+    command = " ".join(SERVICES["redis"]["command"])
+    maxmemory = re.search(r"--maxmemory (\d+)mb", command)
+    limit = SERVICES["redis"]["deploy"]["resources"]["limits"]["memory"]
+    limit_mb = int(limit[:-1]) * (1024 if limit.endswith("g") else 1)
+    assert maxmemory and int(maxmemory[1]) < limit_mb, "Redis refuses writes (noeviction) before the container is killed"
 
 
 def test_configuration_comes_from_the_environment_and_is_documented() -> None:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from coordinator import JobQueueCoordinator, JobState
 from tests import processors
-from tests.conftest import REDIS_URL
+from tests.support.env import REDIS_URL
 
 WAIT_S = 30
 

@@ -8,20 +8,27 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 import redis
-from conftest import REDIS_URL
-from process_helpers import wait_until_gone, worker_processes
 
 from coordinator import JobQueueCoordinator, JobState
 from coordinator.demo import DemoSummary
 from coordinator.demo.cleanup import delete_prefix_keys
-from coordinator.demo.redis_server import free_port
-from coordinator.demo.workload import CLEANUP, CLEANUP_KEY, FLAKY_JOB_ID, METADATA, POISON_JOB_ID, THUMBNAILS
+from coordinator.demo.workload import (
+    CLEANUP,
+    CLEANUP_KEY,
+    FLAKY_JOB_ID,
+    METADATA,
+    POISON_JOB_ID,
+    THUMBNAILS,
+)
+from coordinator.redis_server import free_port
+from tests.support.env import REDIS_URL
+from tests.support.processes import wait_until_gone, worker_processes
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 240
@@ -35,14 +42,6 @@ def demo_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "REDIS_URL": REDIS_URL, "PYTHONUNBUFFERED": "1", **extra}
     env.pop("JQC_PREFIX", None)
     return env
-
-
-def wait_until(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout_s} s: {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 import redis
 
 from coordinator import Event, InvalidArgumentError, JobQueueCoordinator
 from tests import processors
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+from tests.support.waiting import wait_until
 
 
 def kill_client(admin: redis.Redis, client_id: int) -> None:

@@ -7,36 +7,25 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
-from conftest import REDIS_URL
-from process_helpers import wait_until_gone
 
 from coordinator.demo.cleanup import delete_prefix_keys
 from coordinator.demo.images import make_corrupt_upload, make_photo
-from coordinator.demo.redis_server import free_port
+from coordinator.redis_server import free_port
+from tests.support.env import REDIS_URL
+from tests.support.processes import wait_until_gone
+from tests.support.waiting import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def example_env(prefix: str, **extra: str) -> dict[str, str]:
     return {**os.environ, "REDIS_URL": REDIS_URL, "JQC_PREFIX": prefix, "PYTHONUNBUFFERED": "1", **extra}
-
-
-def wait_for(condition: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"not within {timeout_s} s: {what}")
 
 
 def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
@@ -56,6 +45,9 @@ def test_adopted_celery_app_runs_its_own_tasks(prefix: str, redis_client: redis.
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "receipt: {'order': 42, 'to': 'ada@example.com', 'sent': True}" in proc.stdout
         assert "invoice: invoice-42.pdf" in proc.stdout
+        assert "total: 15.0" in proc.stdout
+        assert "reminder: delayed" in proc.stdout  # an hour's countdown waits in the registry
+        assert "invoice attempts: 2" in proc.stdout  # autoretry_for ran it again as the job's retry
         assert not wait_until_gone(prefix)
     finally:
         delete_prefix_keys(redis_client, prefix)
@@ -74,7 +66,7 @@ def test_photo_app_api_enqueues_and_its_workers_process(prefix: str, redis_clien
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: worker_log.read_text().count("consuming") == 3, 120, "three worker pools consume")
+        wait_until(lambda: worker_log.read_text().count("consuming") == 3, 120, "three worker pools consume")
         photo = make_photo(tmp_path / "uploads" / "IMG_7.jpg", seed=7, size=(800, 600))
         broken = make_corrupt_upload(tmp_path / "uploads")
 
@@ -86,14 +78,14 @@ def test_photo_app_api_enqueues_and_its_workers_process(prefix: str, redis_clien
                     return None
                 assert status == 202, body
                 return body
-            return wait_for(attempt, 30, "the API accepts an upload")
+            return wait_until(attempt, 30, "the API accepts an upload")
 
         def finished(queue: str, job_id: str) -> dict[str, Any]:
             def attempt() -> dict[str, Any] | None:
                 status, job = http("GET", f"{base}/jobs/{queue}/{job_id}")
                 assert status == 200, job
                 return job if job["state"] in ("completed", "failed") else None
-            return wait_for(attempt, 60, f"{queue} job {job_id} finishes")
+            return wait_until(attempt, 60, f"{queue} job {job_id} finishes")
 
         accepted = post(photo)
         thumbs = finished("thumbnails", accepted["thumbnails"]["id"])

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from coordinator import JobQueueCoordinator
 from coordinator.exporter import register_collector, serve_metrics
 from tests import obs_processors
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 SUCCESSES, FAILURES = 6, 2
 

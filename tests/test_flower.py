@@ -17,9 +17,9 @@ import pytest
 
 from coordinator import JobQueueCoordinator
 from tests import processors
-from tests.conftest import REDIS_URL
-from tests.servers import free_port, stop_process
-from tests.test_events import wait_until
+from tests.support.env import REDIS_URL
+from tests.support.servers import free_port, stop_process
+from tests.support.waiting import wait_until
 
 AUTH = "ops:flower-pw"
 
@@ -66,21 +66,43 @@ def test_flower_lists_a_completed_coordinator_job(coord: JobQueueCoordinator, fl
     assert get(f"{flower_url}/api/tasks", auth="ops:wrong")[0] == 401
     coord.create_queue("fl")
     worker = coord.register_worker("fl", processors.echo, pool="solo", concurrency=1)
-    job = coord.enqueue_job("fl", {"x": 1})
-    coord.wait_for_job("fl", job.id, timeout=30)
-    task_id = f"{job.id}.1"
     tasks: dict = {}
+    seen: list[str] = []
 
     def listed() -> bool:
+        """Managed workers send task events once Flower turns them on (its enable_events
+        broadcast, every 5 s), so a job run before that is not listed: run one job per try."""
         nonlocal tasks
+        job = coord.enqueue_job("fl", {"x": 1})
+        coord.wait_for_job("fl", job.id, timeout=30)
+        time.sleep(0.5)
         status, body = get(f"{flower_url}/api/tasks")
         tasks = json.loads(body) if status == 200 else {}
-        return tasks.get(task_id, {}).get("state") == "SUCCESS"
+        seen[:] = [task_id for task_id, task in tasks.items() if task.get("state") == "SUCCESS"]
+        return bool(seen)
 
-    wait_until(listed, timeout=30, what=f"task {task_id} SUCCESS in Flower")
+    wait_until(listed, timeout=60, what="a coordinator job SUCCESS in Flower")
+    task_id = seen[-1]
     task = tasks[task_id]
-    assert task["name"] == f"{coord.settings.prefix}.fl"
+    assert task["name"] == job.name == "echo"  # listed under the job's name (Celery's shadow)
+    assert task["args"] == '{"x":1}' and "'echo': {'x': 1}" in task["result"]
     assert task["worker"] == worker.node_name
+
+    coord.create_queue("fl-fatal")
+    coord.register_worker("fl-fatal", processors.fatal, pool="solo", concurrency=1)
+    bad = coord.enqueue_job("fl-fatal", {"kind": "unrecoverable"})
+    coord.wait_for_job("fl-fatal", bad.id, timeout=30)
+
+    found: dict = {}
+
+    def failed_listed() -> bool:
+        nonlocal found
+        status, body = get(f"{flower_url}/api/tasks?search={bad.id}")
+        found = json.loads(body) if status == 200 else {}
+        return found.get(f"{bad.id}.1", {}).get("state") == "FAILURE"
+
+    wait_until(failed_listed, timeout=30, what="failed job FAILURE in Flower, found by its job id")
+    assert "cannot process this" in found[f"{bad.id}.1"]["exception"]
 
     def worker_listed() -> bool:  # Flower asks the workers over the control exchange (1 s timeout)
         status, body = get(f"{flower_url}/api/workers?refresh=1")

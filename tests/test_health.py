@@ -16,8 +16,8 @@ import pytest
 
 from coordinator import Health, HealthStatus, HealthThresholds, JobQueueCoordinator
 from tests import obs_processors, processors
-from tests.servers import free_port, redis_server
-from tests.test_events import wait_until
+from tests.support.servers import free_port, redis_server
+from tests.support.waiting import wait_until
 
 PASSWORD = "s3cret-" + uuid.uuid4().hex[:8]
 

@@ -78,7 +78,7 @@ def test_bad_input_is_refused_before_anything_is_written(coord, queue, redis_cli
 
 
 def test_max_job_size_is_configurable(prefix) -> None:
-    from tests.conftest import REDIS_URL
+    from tests.support.env import REDIS_URL
 
     small = JobQueueCoordinator(REDIS_URL, prefix=prefix, max_job_size=100)
     small.create_queue("q")

@@ -15,7 +15,7 @@ import pytest
 from coordinator import JobQueueCoordinator
 from coordinator.log_format import JsonFormatter, TextFormatter, configure_logging, redact
 from tests import obs_processors
-from tests.servers import redis_server
+from tests.support.servers import redis_server
 
 PASSWORD = "pw-" + uuid.uuid4().hex[:10]
 

@@ -63,7 +63,8 @@ def test_kombu_and_celery_parse_the_dispatched_message(fmt_coord: JobQueueCoordi
     task = fmt_coord.app.tasks[fmt_coord.keys.task_name(QUEUE)]
     request = Request(message, app=fmt_coord.app, task=task)
     assert request.id == task_id
-    assert request.name == task.name
+    assert request.name == job.name == "echo"  # Celery's shadow name: events and Flower list the job's name
+    assert message.headers["argsrepr"] == '{"n":1}'  # the job's data, as events and Flower show arguments
     assert request.args == [] and request.kwargs == {"queue": QUEUE, "job_id": job.id, "token": 1}
     assert request.time_limits == (None, None)
     assert request.delivery_info["routing_key"] == celery_queue
@@ -81,7 +82,18 @@ def test_timeout_and_trace_id_reach_celery(fmt_coord: JobQueueCoordinator, redis
     request = Request(message, app=fmt_coord.app, task=fmt_coord.app.tasks[fmt_coord.keys.task_name(QUEUE)])
     assert request.time_limits == [4.5, 2.5]  # hard = soft + 2
     assert message.headers["trace_id"] == "trace-1"
+    assert request.name == job.name  # the shadow name travels with a timeout too
     assert request.id == f"{job.id}.1"
+
+
+def test_long_data_is_cut_in_argsrepr_on_a_character_boundary(fmt_coord: JobQueueCoordinator,
+                                                             redis_client: redis.Redis) -> None:
+    fmt_coord.enqueue_job(QUEUE, "é" * 2000, name='a "quoted" name')
+    _, payload = _only_message(redis_client, fmt_coord, QUEUE)
+    message = _kombu_message(fmt_coord, payload)
+    assert message.headers["shadow"] == 'a "quoted" name'
+    shown = message.headers["argsrepr"]
+    assert shown.startswith('"éé') and shown.endswith("...") and len(shown.encode()) <= 256 + 3
 
 
 def test_message_keys_are_those_send_task_writes(fmt_coord: JobQueueCoordinator, redis_client: redis.Redis,
@@ -107,7 +119,7 @@ def test_message_keys_are_those_send_task_writes(fmt_coord: JobQueueCoordinator,
     assert set(ours["properties"]["delivery_info"]) == set(theirs["properties"]["delivery_info"])
     assert {"body", "content-type", "content-encoding", "headers", "properties"} <= set(ours)
     assert {"lang", "task", "id", "root_id", "retries", "timelimit", "ignore_result"} <= set(ours["headers"])
-    assert {"delivery_tag", "delivery_info", "priority", "delivery_mode"} <= set(ours["properties"])
+    assert {"delivery_tag", "delivery_info", "priority"} <= set(ours["properties"])
     assert ours["content-type"] == theirs["content-type"]
     assert ours["headers"]["lang"] == theirs["headers"]["lang"]
     assert type(ours["headers"]["retries"]) is type(theirs["headers"]["retries"])

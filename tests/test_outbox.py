@@ -6,11 +6,18 @@ from __future__ import annotations
 from coordinator import JobQueueCoordinator, JobState
 from coordinator.broker.outbox import OutboxRelay
 from tests import processors
-from tests.conftest import AMQP_URL, FAST_SWEEPS, REDIS_URL, _delete_amqp_queues
-from tests.test_processing import WAIT_S
+from tests.support.env import (
+    AMQP_URL,
+    FAST_SWEEPS,
+    REDIS_URL,
+    delete_amqp_queues,
+    require_rabbitmq,
+)
+from tests.support.waiting import WAIT_S
 
 
 def test_unpublished_and_half_relayed_messages_reach_the_worker(prefix: str) -> None:
+    require_rabbitmq()
     coord = JobQueueCoordinator(REDIS_URL, broker_url=AMQP_URL, prefix=prefix, **FAST_SWEEPS)
     try:
         coord.create_queue("q")
@@ -36,4 +43,4 @@ def test_unpublished_and_half_relayed_messages_reach_the_worker(prefix: str) -> 
     finally:
         queues = coord.get_queue_names()
         coord.shutdown(timeout=10)
-        _delete_amqp_queues(coord, queues)
+        delete_amqp_queues(coord, queues)

@@ -10,19 +10,8 @@ import pytest
 
 from coordinator import Backoff, JobQueueCoordinator, JobState
 from tests import processors
-from tests.conftest import REDIS_URL
-
-WAIT_S = 30
-
-
-def wait_until(predicate, timeout: float = WAIT_S, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
+from tests.support.env import REDIS_URL
+from tests.support.waiting import WAIT_S, wait_until
 
 
 def record_data(prefix: str, **extra) -> dict:
@@ -146,12 +135,11 @@ def test_promoted_delayed_job_runs_now(any_coord) -> None:
     assert any_coord.wait_for_job("q", job.id, timeout=WAIT_S).state is JobState.COMPLETED
 
 
-def test_cancel_active_needs_terminate_and_stops_the_job(any_coord, prefix, redis_client) -> None:
+def test_cancel_active_with_terminate_stops_the_job_at_once(any_coord, prefix, redis_client) -> None:
     any_coord.create_queue("slow")
     any_coord.register_worker("slow", processors.record, pool="prefork", concurrency=1)
     job = any_coord.enqueue_job("slow", record_data(prefix, seconds=60))
     wait_until(lambda: any_coord.get_job("slow", job.id).state is JobState.ACTIVE)
-    assert not any_coord.cancel_job("slow", job.id)
     assert any_coord.cancel_job("slow", job.id, terminate=True)
     assert any_coord.get_job("slow", job.id).state is JobState.CANCELLED
     nxt = any_coord.enqueue_job("slow", record_data(prefix))

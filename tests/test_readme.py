@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import REDIS_URL
-from process_helpers import wait_until_gone
 
 from coordinator.demo.cleanup import delete_prefix_keys
+from tests.support.env import REDIS_URL
+from tests.support.processes import wait_until_gone
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

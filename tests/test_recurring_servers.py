@@ -10,15 +10,15 @@ import pytest
 
 from coordinator import JobQueueCoordinator
 from coordinator.acl import acl_rules
-from tests.reliability.test_tls import PASSWORD, certs, tls_server, tls_url  # noqa: F401 (fixtures)
-from tests.servers import RedisServer
-from tests.test_processing import wait_until
-from tests.reliability.test_beats import assert_one_job_per_tick, beats, runs  # noqa: F401 (fixture)
+from tests.support.beats import assert_one_job_per_tick, runs
+from tests.support.servers import RedisServer
+from tests.support.tls import PASSWORD, tls_url
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.reliability
 
 
-def test_beat_fires_over_tls(tls_server, certs: Path, beats, prefix: str) -> None:  # noqa: F811
+def test_beat_fires_over_tls(tls_server, certs: Path, beats, prefix: str) -> None:
     tls = {"REDIS_TLS_CA": str(certs / "ca.crt"), "REDIS_TLS_CERT": str(certs / "client.crt"),
            "REDIS_TLS_KEY": str(certs / "client.key")}
     url = tls_url(tls_server)

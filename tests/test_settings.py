@@ -32,7 +32,7 @@ def test_redis_url_wins_and_bad_values_name_the_setting() -> None:
 
 
 def test_from_env_coordinator_uses_the_environment(monkeypatch, prefix: str) -> None:
-    from tests.conftest import REDIS_URL
+    from tests.support.env import REDIS_URL
 
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
     monkeypatch.setenv("JQC_PREFIX", prefix)

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from coordinator import AutoscalePolicy, JobQueueCoordinator, JobState, QueueCounts, WorkerOptions
 from coordinator.workers.autoscaler import wanted_workers
-from pool_support import wait_until
+from tests.support.pools import wait_until
 from worker_processors import recorded
 
 

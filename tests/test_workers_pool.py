@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from worker_processors import recorded
 
 from coordinator import (
     InvalidArgumentError,
@@ -15,9 +16,8 @@ from coordinator import (
     WorkerNotFoundError,
     WorkerState,
 )
-from pool_support import process_running, wait_until
-from processors import always_fails
-from worker_processors import recorded
+from tests.processors import always_fails
+from tests.support.pools import process_running, wait_until
 
 
 def test_status_reports_live_figures_from_the_heartbeat(coord: JobQueueCoordinator) -> None:

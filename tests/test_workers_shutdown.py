@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from worker_processors import recorded
 
 from coordinator import JobQueueCoordinator, JobState
-from conftest import REDIS_URL
-from pool_support import events, process_running, wait_until
-from worker_processors import recorded
+from tests.support.env import REDIS_URL
+from tests.support.pools import events, process_running, wait_until
 
 TESTS = Path(__file__).parent
 

@@ -6,10 +6,10 @@ import os
 import signal
 
 import psutil
+from worker_processors import recorded
 
 from coordinator import Event, EventName, JobQueueCoordinator, JobState, WorkerAction, WorkerState
-from pool_support import events, kill_worker_group, process_running, wait_until
-from worker_processors import recorded
+from tests.support.pools import events, kill_worker_group, process_running, wait_until
 
 
 def test_killed_worker_is_restarted_with_a_new_pid(coord: JobQueueCoordinator) -> None:

@@ -8,8 +8,10 @@ import logging
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from coordinator.registry import Registry
+from coordinator.settings import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +36,22 @@ class OutboxRelay:
         self.registry = registry
 
     def flush(self, queue: str) -> int:
-        """Publish everything in the queue's outbox now; returns how many were published."""
+        """Publish everything in the queue's outbox now; returns how many were published.
+
+        A broker that cannot be reached does not fail the write that dispatched: the job is in the
+        registry and its message stays claimed, published again after ``RELAY_STALE_MS``."""
         published = 0
         while True:
             messages = self.registry.claim_outbox(queue, RELAY_BATCH, RELAY_STALE_MS)
             if not messages:
                 return published
-            self._publish(queue, messages)
+            try:
+                self._publish(queue, messages)
+            except (OperationalError, OSError) as exc:
+                log.warning("broker %s unreachable (%s): %d message(s) of queue %s stay in the outbox, "
+                            "published again within %d s", redact_url(self.app.conf.broker_url), exc,
+                            len(messages), queue, RELAY_STALE_MS // 1000)
+                return published
             self.registry.release_outbox(queue, messages)
             published += len(messages)
 

@@ -165,5 +165,5 @@ def _clean_up(coord: JobQueueCoordinator, server: DemoRedis, layout: workload.La
         remove_tree(coord.worker_log_dir)
     if server.owned:
         server.stop()
-        say(console, f"stopped the throwaway redis-server (pid {server.process.pid})")  # type: ignore[union-attr]
+        say(console, f"stopped the throwaway redis-server (pid {server.pid})")
     remove_tree(layout.root)

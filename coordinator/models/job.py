@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from coordinator.models.options import JobOptions
+
+if TYPE_CHECKING:
+    from coordinator.runtime.control import Attempt
 
 
 class JobWriter(Protocol):
@@ -64,6 +67,9 @@ class WorkerAction(str, Enum):
     CRASHED = "crashed"
     RESTARTED = "restarted"
     GAVE_UP = "gave_up"
+    UNRESPONSIVE_JOB = "unresponsive_job"
+    """A job's attempt still ran well after it was cancelled or timed out (its thread could not
+    be interrupted); its outcome will be discarded."""
 
 
 class Job(BaseModel):
@@ -93,9 +99,13 @@ class Job(BaseModel):
     worker_id: str | None = None
     trace_id: str | None = None
     schedule_key: str | None = None
+    celery_task_id: str | None = None
+    """The Celery task id of the job's current dispatch (``<id>.<token>``; an adopted task's
+    own id): Flower shows the task under it."""
 
     _registry: JobWriter | None = PrivateAttr(None)
     _token: int | None = PrivateAttr(None)
+    _attempt: Attempt | None = PrivateAttr(None)
 
     def update_progress(self, progress: Any) -> Any:
         """Record progress (0..100, or any JSON value) of the running attempt; emits ``progress``.
@@ -109,6 +119,23 @@ class Job(BaseModel):
         written = self._bound().add_log(self.queue, self.id, line)
         self.logs.append(line)
         return written
+
+    def is_cancelled(self) -> bool:
+        """Inside a processor: True once the running attempt was asked to stop (its job was
+        cancelled, or it ran past its timeout); seen within a second on any host, no round trip.
+        Outside: whether the snapshot's state is ``cancelled``."""
+        if self._attempt is None:
+            return self.state is JobState.CANCELLED
+        return self._attempt.is_cancelled()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise `JobCancelledError` (with the reason) if `is_cancelled`; call it in a loop."""
+        if self._attempt is not None:
+            self._attempt.raise_if_cancelled()
+        elif self.state is JobState.CANCELLED:
+            from coordinator.errors import JobCancelledError
+
+            raise JobCancelledError(self.failed_reason or "cancelled")
 
     def _bound(self) -> JobWriter:
         if self._registry is None or self._token is None:

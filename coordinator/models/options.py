@@ -100,7 +100,12 @@ class ScheduleOptions(JobOptions):
 #: Longest schedule key: the id of each run, ``rep:<key>:<tick ms>``, must stay a valid job id.
 MAX_SCHEDULE_KEY = 180
 #: The fields of `RecurringJobOptions` that describe the schedule, not the jobs it creates.
-RECURRING_ONLY_FIELDS = frozenset({"cron", "every", "tz", "limit", "start_date", "end_date", "key"})
+RECURRING_ONLY_FIELDS = frozenset({
+    "cron", "every", "tz", "limit", "start_date", "end_date", "key",
+    "overlap", "misfire", "misfire_window_ms", "pause_after_failures", "jitter_ms",
+})
+#: Most runs `backfill_recurring_job` creates in one call.
+MAX_BACKFILL_RUNS = 10_000
 
 
 class RecurringJobOptions(JobOptions):
@@ -117,6 +122,17 @@ class RecurringJobOptions(JobOptions):
     start_date: datetime | None = None
     end_date: datetime | None = None
     key: str | None = Field(None, max_length=MAX_SCHEDULE_KEY)
+    overlap: Literal["allow", "skip", "buffer_one", "cancel_previous"] = Field(
+        "allow", description="a tick while the previous run is waiting or active: run anyway, skip it, keep it "
+        "until the previous run ends (one at most), or cancel the previous run")
+    misfire: Literal["skip", "latest", "all"] = Field(
+        "latest", description="ticks missed while no beat ran: none of them, one run for the latest, or one "
+        "run per tick within misfire_window_ms")
+    misfire_window_ms: int = Field(60_000, ge=1, description="skip: how late a tick may still run; all: how "
+                                   "far back missed ticks are run")
+    pause_after_failures: int | None = Field(None, ge=1, description="pause the schedule after this many "
+                                             "runs in a row failed")
+    jitter_ms: int = Field(0, ge=0, description="each run starts after a random delay below this")
 
     _check_key = field_validator("key")(check_job_id)
     _check_cron = field_validator("cron")(check_cron)
@@ -172,9 +188,13 @@ class WorkerOptions(_Options):
     autoscale: tuple[int, int] | None = Field(None, description="(max, min) processes, Celery's --autoscale")
     limiter: RateLimit | None = None
     pool: Literal["prefork", "threads", "solo"] = "prefork"
+    prefetch_multiplier: int = Field(4, ge=1, le=1000, description="messages each process holds (Celery's "
+                                     "--prefetch-multiplier); 1: strict priorities, fewer jobs per second")
     embed_beat: bool = Field(True, description="run a beat in the worker (`celery worker -B`) so recurring jobs "
                              "fire with no separate beat; any number of them is safe (one holds the lock)")
     max_restarts: int = Field(5, ge=0, description="restarts in a row after unexpected deaths before giving up")
+    detached: bool = Field(False, description="keep running when the process that started it is gone (for "
+                           "workers under another supervisor); by default a managed worker stops then")
 
     @field_validator("autoscale")
     @classmethod
@@ -203,4 +223,20 @@ class AutoscalePolicy(_Options):
     def _min_at_most_max(self) -> AutoscalePolicy:
         if self.min_workers > self.max_workers:
             raise ValueError("min_workers: must be <= max_workers")
+        return self
+
+
+class BackfillRange(_Options):
+    """The ticks `backfill_recurring_job` runs: those in [start, end], timezone-aware."""
+
+    start: datetime
+    end: datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BackfillRange:
+        for name in ("start", "end"):
+            if getattr(self, name).tzinfo is None:
+                raise ValueError(f"{name}: must be timezone-aware")
+        if self.end < self.start:
+            raise ValueError("end: must not be before start")
         return self

@@ -119,6 +119,11 @@ class RecurringJob(BaseModel):
     next_run: datetime | None = None
     last_run: datetime | None = None
     run_count: int = 0
+    paused: bool = False
+    """Paused with `pause_recurring_job`, or after ``pause_after_failures`` failed runs in a row."""
+    overlap: str = "allow"
+    misfire: str = "latest"
+    consecutive_failures: int = 0
 
 
 class HealthCheck(BaseModel):

@@ -19,6 +19,7 @@ from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 from redbeat.schedulers import RedBeatSchedulerEntry, get_redis
 from redis.commands.core import Script
 
+from coordinator.models import RecurringJobOptions
 from coordinator.recurring.ticks import TickSchedule
 
 _TYPE = "jqc_ticks"
@@ -70,11 +71,16 @@ def script(client: redis.Redis, name: str) -> Script:
 class RecurringEntry(RedBeatSchedulerEntry):
     """redbeat's entry, able to load `TickSchedule` and to record a fired tick safely."""
 
-    def __init__(self, *args: Any, revision: str = "", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, revision: str = "", misfire: str = "latest", misfire_window_ms: int = 0,
+                 buffered: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.revision = revision
         """The entry's revision when loaded: every update bumps it (Celery copies the entry
-        with all its attributes as keywords, hence a keyword here)."""
+        with all its attributes as keywords, hence keywords here)."""
+        self.misfire = misfire
+        self.misfire_window_ms = misfire_window_ms
+        self.buffered = buffered
+        """A tick kept by the ``buffer_one`` overlap policy until the previous run ends (0: none)."""
 
     @staticmethod
     def decode_definition(definition: str) -> dict[str, Any]:
@@ -83,12 +89,16 @@ class RecurringEntry(RedBeatSchedulerEntry):
     @classmethod
     def from_key(cls, key: str, app: Any = None) -> RecurringEntry:
         """As redbeat's, also reading the revision, so `advance` can tell if it was updated."""
-        definition, meta, revision = get_redis(app).hmget(key, "definition", "meta", "revision")
+        definition, meta, revision, opts, buffered = get_redis(app).hmget(
+            key, "definition", "meta", "revision", "opts", "buffered")
         if not definition:
             raise KeyError(key)
         meta_fields = decode(meta) or {}
+        policy = RecurringJobOptions.model_validate_json(opts) if opts else None
         entry = cls(app=app, total_run_count=meta_fields.get("total_run_count"), revision=revision or "",
-                    **cls.decode_definition(definition))
+                    misfire=policy.misfire if policy else "latest",
+                    misfire_window_ms=policy.misfire_window_ms if policy else 0,
+                    buffered=int(buffered or 0), **cls.decode_definition(definition))
         # Celery's entry defaults it to now; None means never run (redbeat reads it so)
         entry.last_run_at = meta_fields.get("last_run_at")  # type: ignore[assignment]
         return entry

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,10 +17,11 @@ import redis
 
 from coordinator.errors import InvalidJobDataError, QueueNotFoundError
 from coordinator.keys import CoordinatorKeys
-from coordinator.models import RecurringJob, RecurringJobOptions
-from coordinator.models.options import RECURRING_ONLY_FIELDS
+from coordinator.models import Job, RecurringJob, RecurringJobOptions
+from coordinator.models.options import MAX_BACKFILL_RUNS, RECURRING_ONLY_FIELDS, BackfillRange
 from coordinator.queues import QueueManager
 from coordinator.recurring.entry import encode, last_run_at, meta_json, script
+from coordinator.recurring.policies import RunPolicies
 from coordinator.recurring.ticks import TickSchedule
 from coordinator.registry.codec import from_ms, to_ms
 from coordinator.scheduler import JobScheduler
@@ -65,6 +67,7 @@ class RecurringManager:
         self.jobs = jobs
         self.settings = settings
         self._tick = script(client, "tick")
+        self.policies = RunPolicies(client, jobs, self._tick, RECENT_TICKS)
 
     def schedule_recurring_job(self, queue: str, job_name: str, data: Any,
                                options: RecurringJobOptions | None = None, **fields: Any) -> RecurringJob:
@@ -113,6 +116,10 @@ class RecurringManager:
         self.queues.cached_config(queue)
         return self._delete(self.keys.beat_entry(queue, key))
 
+    def beat_lock_ttl_ms(self) -> int:
+        """How much longer the beat that leads holds the lock (ms); 0 when no beat holds it."""
+        return max(0, int(self.redis.pttl(self.keys.beat_lock)))
+
     def remove_queue(self, queue: str) -> int:
         """Delete every schedule of a queue (the queue is being deleted)."""
         return sum(self._delete(self.keys.beat_entry(queue, fields["key"]))
@@ -125,30 +132,92 @@ class RecurringManager:
         and the runs of earlier ticks that were claimed but never enqueued (their beat died).
 
         Returns ``claimed`` (enqueued), ``again`` (claimed before, enqueued now or found),
-        ``done`` (enqueued before), ``last`` (enqueued, and the limit is reached), ``limit`` or
-        ``removed`` (nothing enqueued).
+        ``done`` (enqueued before), ``last`` (enqueued, and the limit is reached), ``limit``,
+        ``removed`` or ``paused`` (nothing enqueued), ``skipped`` or ``buffered`` (the overlap
+        policy held the run back; see `policies`).
         """
         entry_key = self.keys.beat_entry(queue, key)
         reply = self._tick(keys=[entry_key], args=["claim", tick_ms, RECENT_TICKS])
         status = reply[0]
-        if status in ("removed", "done", "limit"):
+        if status in ("removed", "done", "limit", "paused"):
             return status
         runs, limit, name, data_json, opts_json, *pending = reply[1:]
         opts = RecurringJobOptions.model_validate_json(opts_json)
-        for tick in [*(int(t) for t in pending), tick_ms]:  # older claims first: their beat died
-            try:
-                options = self.jobs.resolve_options(queue, None, self._job_fields(opts, key, tick))
-                self.jobs.enqueue_run(queue, name, json.loads(data_json), options, key, tick)
-            except QueueNotFoundError:
-                self._delete(entry_key)  # the queue was deleted: so is its schedule
-                return "removed"
-            self._tick(keys=[entry_key], args=["done", tick, RECENT_TICKS])
+        buffered = self.policies.buffered_tick(entry_key)
+        try:
+            for tick in (int(t) for t in pending if int(t) != buffered):  # older claims first: their beat died
+                self._enqueue_run(queue, key, name, data_json, opts, tick)
+            if (buffered and tick_ms != buffered and status == "claimed"  # the kept tick goes first
+                    and self.policies.decide(queue, entry_key, opts, buffered, buffered) == "run"):
+                self._enqueue_run(queue, key, name, data_json, opts, buffered)
+                buffered = 0
+            if status == "claimed" or tick_ms == buffered:
+                decision = self.policies.decide(queue, entry_key, opts, tick_ms, buffered)
+                if decision != "run":
+                    return decision
+            self._enqueue_run(queue, key, name, data_json, opts, tick_ms)
+        except QueueNotFoundError:
+            self._delete(entry_key)  # the queue was deleted: so is its schedule
+            return "removed"
         return "last" if limit and runs >= limit else status
+
+    def _enqueue_run(self, queue: str, key: str, name: str, data_json: str, opts: RecurringJobOptions,
+                     tick: int) -> Job:
+        options = self.jobs.resolve_options(queue, None, self._job_fields(opts, key, tick))
+        job = self.jobs.enqueue_run(queue, name, json.loads(data_json), options, key, tick)
+        entry_key = self.keys.beat_entry(queue, key)
+        self._tick(keys=[entry_key], args=["done", tick, RECENT_TICKS])
+        self.policies.ran(entry_key, job.id)
+        return job
+
+    def pause_recurring_job(self, queue: str, key: str) -> bool:
+        """Stop firing the schedule until `resume_recurring_job`; ticks meanwhile create no
+        job and are not caught up. False if there is no such schedule."""
+        self.queues.cached_config(queue)
+        return self.policies.set_paused(self.keys.beat_entry(queue, key), True)
+
+    def resume_recurring_job(self, queue: str, key: str) -> bool:
+        """Fire the schedule again from its next tick (and reset its failure count)."""
+        self.queues.cached_config(queue)
+        entry_key = self.keys.beat_entry(queue, key)
+        if not self.policies.set_paused(entry_key, False):
+            return False
+        fields = self.redis.hgetall(entry_key)
+        if fields.get("opts"):
+            now = datetime.now(timezone.utc)
+            next_run = tick_schedule(RecurringJobOptions.model_validate_json(fields["opts"])).next_tick(now)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(entry_key, "meta", meta_json(now))  # the paused ticks are not missed ones
+            pipe.zadd(self.keys.beat_schedule, {entry_key: -1 if next_run is None else int(next_run.timestamp())})
+            pipe.execute()
+        return True
+
+    def backfill_recurring_job(self, queue: str, key: str, start: datetime, end: datetime) -> list[Job]:
+        """One run for each tick of the schedule in [start, end], oldest first; a tick that has
+        a run already (fired, or backfilled before) keeps it and gets no second one. Runs even
+        while the schedule is paused, and whatever its overlap policy; not counted in ``limit``."""
+        span = BackfillRange(start=start, end=end)
+        self.queues.cached_config(queue)
+        entry_key = self.keys.beat_entry(queue, key)
+        name, data_json, opts_json = self.redis.hmget(entry_key, "name", "data", "opts")
+        if not opts_json:
+            raise InvalidJobDataError(f"key: no recurring job {key!r} in queue {queue!r}")
+        opts = RecurringJobOptions.model_validate_json(opts_json)
+        ticks = tick_schedule(opts).ticks_between(span.start, span.end, MAX_BACKFILL_RUNS + 1)
+        if len(ticks) > MAX_BACKFILL_RUNS:
+            raise InvalidJobDataError(f"end: more than {MAX_BACKFILL_RUNS} ticks between start and end")
+        jobs = []
+        for tick in ticks:
+            options = self.jobs.resolve_options(queue, None, self._job_fields(opts, key, to_ms(tick)))
+            jobs.append(self.jobs.enqueue_run(queue, name, json.loads(data_json), options, key, to_ms(tick)))
+        return jobs
 
     @staticmethod
     def _job_fields(opts: RecurringJobOptions, key: str, tick_ms: int) -> dict[str, Any]:
         fields = opts.model_dump(exclude_unset=True, exclude=set(RECURRING_ONLY_FIELDS))
         fields["job_id"] = run_id(key, tick_ms)
+        if opts.jitter_ms:
+            fields["delay"] = fields.get("delay", 0) + random.randrange(opts.jitter_ms)
         return fields
 
     # ----------------------------------------------------------------------------- storage
@@ -179,4 +248,6 @@ class RecurringManager:
             cron=opts.cron, every=opts.every, tz=opts.tz, limit=opts.limit, start_date=opts.start_date,
             end_date=opts.end_date, next_run=None if exhausted else tick_schedule(opts).next_tick(after),
             last_run=from_ms(last_tick) if last_tick else None, run_count=runs,
+            paused=fields.get("paused") == "1", overlap=opts.overlap, misfire=opts.misfire,
+            consecutive_failures=int(fields.get("failures") or 0),
         )

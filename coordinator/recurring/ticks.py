@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from celery.schedules import BaseSchedule, schedstate
-from croniter import CroniterError, croniter
+from croniter import croniter
 
 from coordinator.registry.codec import from_ms, to_ms
 
@@ -66,6 +66,15 @@ class TickSchedule(BaseSchedule):
             tick = self.next_tick(tick)
         return latest
 
+    def ticks_between(self, first: datetime, last: datetime, most: int) -> list[datetime]:
+        """The ticks in [``first``, ``last``], oldest first, at most ``most`` of them."""
+        ticks: list[datetime] = []
+        tick = self.next_tick(first - _EPSILON)
+        while tick is not None and tick <= last and len(ticks) < most:
+            ticks.append(tick)
+            tick = self.next_tick(tick)
+        return ticks
+
     def _next_every(self, after: datetime, every: int) -> datetime:
         anchor = self.start_ms or 0
         steps = (to_ms(after) - anchor) // every + 1
@@ -73,19 +82,42 @@ class TickSchedule(BaseSchedule):
         return tick if tick > after else from_ms(anchor + (steps + 1) * every)
 
     def _next_cron(self, after: datetime) -> datetime:
-        it = croniter(self.cron, after.astimezone(self.zone))
+        """croniter walks naive wall-clock times (its zone handling differs between versions);
+        each wall-clock tick becomes an instant here, with the DST rules of the module docstring."""
+        local = after.astimezone(self.zone)
+        ahead = (after + _LOOKBACK).astimezone(self.zone)
+        back = max(timedelta(0), local.utcoffset() - ahead.utcoffset())  # type: ignore[operator]
+        it = croniter(self.cron, local.replace(tzinfo=None) - back)  # a repeated hour ahead: see it twice
         while True:
-            tick: datetime = it.get_next(datetime)
-            if tick.fold and not self._repeats_hourly:
-                continue  # second pass of a repeated wall-clock time: fired on the first
-            return tick.astimezone(timezone.utc)
+            for tick in self._instants(it.get_next(datetime)):
+                if tick > after:
+                    return tick
+
+    def _instants(self, wall: datetime) -> list[datetime]:
+        """The instants (UTC) a wall-clock tick fires at: one; two in a repeated hour for an hourly
+        pattern; the end of the gap for a skipped time, or none for an hourly pattern."""
+        first, second = (wall.replace(tzinfo=self.zone, fold=fold).astimezone(timezone.utc) for fold in (0, 1))
+        if first.astimezone(self.zone).replace(tzinfo=None) != wall:  # skipped by a spring-forward change
+            return [] if self._repeats_hourly else [self._gap_end(second, first)]
+        if first != second and self._repeats_hourly:  # a repeated wall-clock time: each real hour
+            return sorted((first, second))
+        return [min(first, second)]
+
+    def _gap_end(self, low: datetime, high: datetime) -> datetime:
+        """The first whole minute in [low, high] whose wall-clock time comes after the gap."""
+        tick = low
+        while tick < high and tick.astimezone(self.zone).utcoffset() == low.astimezone(self.zone).utcoffset():
+            tick += timedelta(minutes=1)
+        return tick
 
     def _rough_previous(self, now: datetime) -> datetime:
-        """croniter's previous tick: near the true one, but not exact across a fall-back change."""
+        """croniter's previous wall-clock tick as an instant: near the true one, not exact across a
+        DST change (the exact search starts _LOOKBACK before it)."""
         try:
-            tick: datetime = croniter(self.cron, (now + _EPSILON).astimezone(self.zone)).get_prev(datetime)
-            return tick.astimezone(timezone.utc)
-        except CroniterError:
+            wall: datetime = croniter(self.cron, (now + _EPSILON).astimezone(self.zone).replace(tzinfo=None)
+                                      ).get_prev(datetime)
+            return wall.replace(tzinfo=self.zone).astimezone(timezone.utc)
+        except ValueError:  # croniter's CroniterError (a ValueError; not exported before 2.0.2)
             return now - _LOOKBACK
 
     # ----------------------------------------------------------------------------- Celery schedule API

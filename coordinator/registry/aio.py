@@ -46,7 +46,10 @@ class AsyncRegistry:
         if isinstance(call, Batch):
             pipe = self.client.pipeline(transaction=call.transaction)
             for command in call.commands:
-                getattr(pipe, command.name)(*command.args, **command.kwargs)
+                if isinstance(command, Script):  # redis.asyncio: queued when awaited
+                    await getattr(self.scripts, command.name)(keys=command.keys, args=command.args, client=pipe)
+                else:
+                    getattr(pipe, command.name)(*command.args, **command.kwargs)
             return await pipe.execute()
         await asyncio.sleep(call.seconds)
         return None

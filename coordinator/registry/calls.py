@@ -37,10 +37,10 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Commands sent in one round trip (a pipeline; MULTI/EXEC with ``transaction``); the reply
-    is the list of their replies."""
+    """Commands (and scripts) sent in one round trip (a pipeline; MULTI/EXEC with
+    ``transaction``); the reply is the list of their replies."""
 
-    commands: list[Command]
+    commands: list[Command | Script]
     transaction: bool = False
 
 
@@ -81,6 +81,15 @@ def run_sync(execute: Callable[[Call], Any], op: Op[T]) -> T:
     return result  # type: ignore[return-value]
 
 
+def queue_batch(pipe: Any, scripts: Any, batch: Batch) -> None:
+    """Queue a `Batch`'s commands and scripts on a redis-py pipeline."""
+    for command in batch.commands:
+        if isinstance(command, Script):
+            getattr(scripts, command.name)(keys=command.keys, args=command.args, client=pipe)
+        else:
+            getattr(pipe, command.name)(*command.args, **command.kwargs)
+
+
 def execute_sync(client: Any, scripts: Any, call: Call) -> Any:
     """Send one request with a redis-py client (``scripts``: its `Scripts`, for `Script` calls)."""
     if isinstance(call, Script):
@@ -89,8 +98,7 @@ def execute_sync(client: Any, scripts: Any, call: Call) -> Any:
         return getattr(client, call.name)(*call.args, **call.kwargs)
     if isinstance(call, Batch):
         pipe = client.pipeline(transaction=call.transaction)
-        for command in call.commands:
-            getattr(pipe, command.name)(*command.args, **command.kwargs)
+        queue_batch(pipe, scripts, call)
         return pipe.execute()
     time.sleep(call.seconds)
     return None

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, overload
 
+from coordinator.dispatch import task_id
 from coordinator.models import Job, JobOptions, JobState
 
 
@@ -36,6 +37,13 @@ def _options(encoded: str) -> JobOptions:
     return JobOptions.model_validate_json(encoded) if encoded else JobOptions()
 
 
+def _task_id(job_id: str, fields: dict[str, str]) -> str | None:
+    if fields.get("foreign"):
+        return job_id
+    token = fields.get("token")
+    return task_id(job_id, int(token)) if token else None
+
+
 def job_from_hash(queue: str, job_id: str, fields: dict[str, str], logs: list[str] | None = None) -> Job:
     """Build the snapshot from the fields written by the registry's scripts."""
     options = _options(fields.get("opts") or "")
@@ -61,4 +69,5 @@ def job_from_hash(queue: str, job_id: str, fields: dict[str, str], logs: list[st
         worker_id=fields.get("worker") or None,
         trace_id=fields.get("trace") or None,
         schedule_key=fields.get("schedule") or None,
+        celery_task_id=_task_id(job_id, fields),
     )

@@ -30,7 +30,7 @@ from coordinator.models import (
     Retention,
     WorkerAction,
 )
-from coordinator.registry.calls import Batch, Op, Script, Sleep, cmd
+from coordinator.registry.calls import Batch, Command, Op, Script, Sleep, cmd
 from coordinator.registry.codec import job_from_hash
 from coordinator.registry.replies import Reply, interpret_reply
 from coordinator.validation import MAX_LOG_LINE, MAX_LOG_LINES, MAX_PROGRESS_SIZE, encode_json
@@ -222,11 +222,24 @@ class RegistryOps:
         fields = dict(zip(reply[1::2], reply[2::2]))
         return StartResult("active", job_from_hash(queue, job_id, fields))
 
-    def renew_locks(self, locks: Iterable[tuple[str, str]], lock_ms: int) -> Op[list[bool]]:
-        """Extend the locks of running jobs, given as (queue, job id); False where a lock was gone
-        (the job was cancelled, or recovered as stalled)."""
-        replies = yield Batch([cmd("pexpire", self.queue_keys(q).lock(job_id), lock_ms) for q, job_id in locks])
-        return [bool(reply) for reply in replies]
+    def renew_locks(self, attempts: Iterable[tuple[str, str, int]], lock_ms: int) -> Op[list[str]]:
+        """Renew the locks of running attempts, given as (queue, job id, token), in one round
+        trip; per attempt "" if it still owns its job, else ``<state>:<reason>`` of the job."""
+        by_queue: dict[str, list[tuple[int, str, int]]] = {}
+        for position, (queue, job_id, token) in enumerate(attempts):
+            by_queue.setdefault(queue, []).append((position, job_id, token))
+        scripts: list[Command | Script] = []
+        for queue, items in by_queue.items():
+            qk = self.queue_keys(queue)
+            keys = [key for _, job_id, _ in items for key in (qk.lock(job_id), qk.job(job_id))]
+            scripts.append(Script("renew", keys, [lock_ms, *(token for _, _, token in items)]))
+        out = [""] * sum(len(items) for items in by_queue.values())
+        if not scripts:
+            return out
+        for items, replies in zip(by_queue.values(), (yield Batch(scripts))):
+            for (position, _, _), reply in zip(items, replies):
+                out[position] = reply
+        return out
 
     def finish(self, queue: str, job_id: str, token: int, outcome: str, *, payload: str = "",
                stack: str = "", due_ms: int = 0, remove: bool = False, duration_ms: int = 0) -> Op[bool]:
@@ -262,36 +275,6 @@ class RegistryOps:
             cmd("ltrim", qk.logs(job_id), -MAX_LOG_LINES, -1),
         ], transaction=True)
 
-    def track_foreign(self, queue: str, job_id: str, state: str, *, name: str, data: str | None = None,
-                      result: str | None = None, reason: str | None = None, stack: str | None = None,
-                      worker: str | None = None) -> Op[None]:
-        """Record a state of a task that Celery itself publishes (an adopted app's own task).
-        One MULTI: no read is needed, the job leaves every other index and enters one."""
-        qk = self.queue_keys(queue)
-        job_key = qk.job(job_id)
-        now = now_ms()
-        commands = [cmd("zrem", qk.index(other), job_id) for other in STATE_INDEXES if other != state]
-        commands += [
-            cmd("zadd", qk.index(state), {job_id: now}),
-            cmd("hsetnx", job_key, "created", now),
-            cmd("hsetnx", job_key, "data", data or "null"),
-            cmd("hsetnx", job_key, "attempts", 0),
-        ]
-        fields: dict[str, Any] = {"name": name, "state": state, "foreign": 1}
-        if state == "active":
-            commands.append(cmd("hincrby", job_key, "attempts", 1))
-            fields.update(processed=now, worker=worker or "")
-        if state in ("completed", "failed"):
-            fields["finished"] = now
-        if result is not None:
-            fields["result"] = result
-        if reason is not None:
-            fields["reason"] = reason
-        if stack is not None:
-            fields["stack"] = json.dumps([stack])
-        commands += [cmd("hset", job_key, mapping=fields), self._event(qk.events, {"event": state, "job_id": job_id})]
-        yield Batch(commands, transaction=True)
-
     def record_poison(self, queue: str, raw: bytes | str, reason: str) -> Op[str]:
         """Record a message that could not be run (undecodable, pickle, unknown task) as a failed
         job, so it shows in the dead-letter list instead of vanishing; returns its id."""
@@ -323,15 +306,26 @@ class RegistryOps:
         state, token = yield cmd("hmget", self.queue_keys(queue).job(job_id), "state", "token")
         return state, token
 
-    def cancel(self, queue: str, job_id: str, allow_active: bool = False) -> Op[bool]:
+    def cancel(self, queue: str, job_id: str, allow_active: bool = False, reason: str = "cancelled") -> Op[bool]:
         qk = self.queue_keys(queue)
         reply = yield Script(
             "cancel",
             [qk.job(job_id), qk.index("waiting"), qk.index("delayed"), qk.parked,
              qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id)],
-            [job_id, now_ms(), "1" if allow_active else "0", self.events_max_len],
+            [job_id, now_ms(), "1" if allow_active else "0", self.events_max_len, reason],
         )
         return interpret_reply("cancel", reply, queue, job_id)
+
+    def remove(self, queue: str, job_id: str) -> Op[bool]:
+        """Delete a finished (completed, failed or cancelled) job with its logs; False if it is
+        not finished. The script removes it only if it is still in that state's index."""
+        qk = self.queue_keys(queue)
+        state = yield cmd("hget", qk.job(job_id), "state")
+        if state is None:
+            raise JobNotFoundError(queue, job_id)
+        if not JobState(state).is_final:
+            return False
+        return (yield Script("remove_finished", [qk.index(state), qk.job(job_id), qk.logs(job_id)], [job_id])) == 1
 
     def retry(self, queue: str, job_id: str) -> Op[bool]:
         qk = self.queue_keys(queue)

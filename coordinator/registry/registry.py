@@ -164,9 +164,10 @@ class Registry:
             claim.job._token = token
         return claim
 
-    def renew_locks(self, locks: Iterable[tuple[str, str]], lock_ms: int) -> list[bool]:
-        """Extend the locks of running jobs, given as (queue, job id); False where one was gone."""
-        return self.run(self.ops.renew_locks(locks, lock_ms))
+    def renew_locks(self, attempts: Iterable[tuple[str, str, int]], lock_ms: int) -> list[str]:
+        """Renew the locks of running attempts, given as (queue, job id, token), in one round
+        trip; per attempt "" if it still owns its job, else ``<state>:<reason>`` of the job."""
+        return self.run(self.ops.renew_locks(attempts, lock_ms))
 
     def finish(self, queue: str, job_id: str, token: int, outcome: str, *, payload: str = "",
                stack: str = "", due_ms: int = 0, remove: bool = False, duration_ms: int = 0) -> bool:
@@ -181,18 +182,19 @@ class Registry:
     def add_log(self, queue: str, job_id: str, line: str) -> None:
         self.run(self.ops.add_log(queue, job_id, line))
 
-    def track_foreign(self, queue: str, job_id: str, state: str, **fields: Any) -> None:
-        """Record a state of a task that Celery itself publishes (see `RegistryOps.track_foreign`)."""
-        self.run(self.ops.track_foreign(queue, job_id, state, **fields))
-
     def record_poison(self, queue: str, raw: bytes | str, reason: str) -> str:
         """Record a message that could not be run as a failed job; returns its id."""
         return self.run(self.ops.record_poison(queue, raw, reason))
 
     # ----------------------------------------------------------------------------- job control
 
-    def cancel(self, queue: str, job_id: str, allow_active: bool = False) -> bool:
-        return self.run(self.ops.cancel(queue, job_id, allow_active))
+    def cancel(self, queue: str, job_id: str, allow_active: bool = False, reason: str = "cancelled") -> bool:
+        return self.run(self.ops.cancel(queue, job_id, allow_active, reason))
+
+    def remove(self, queue: str, job_id: str) -> bool:
+        """Delete a finished (completed, failed or cancelled) job with its logs; False if it is
+        not finished (see `RegistryOps.remove`)."""
+        return self.run(self.ops.remove(queue, job_id))
 
     @_dispatches
     def retry(self, queue: str, job_id: str) -> bool:
@@ -223,6 +225,11 @@ class Registry:
     def recover_stalled(self, queue: str, max_stalled_count: int) -> int:
         """Send active jobs whose lock expired back to waiting (or fail them); see the script."""
         return self.run(self.sweeps.recover_stalled(queue, max_stalled_count))
+
+    def hold_unacked(self, delivery_tags: list[str]) -> None:
+        """A live worker still holds these messages (prefetched or running): their time in
+        kombu's unacked index becomes now (never adding one that was acked meanwhile)."""
+        self.run(self.sweeps.hold_unacked(delivery_tags))
 
     def recover_unstarted(self, queue: str, older_than_ms: int) -> list[str]:
         """Re-dispatch waiting jobs whose message was fetched and never started (`SweepOps`)."""

@@ -24,6 +24,7 @@ SCRIPT_NAMES = (
     "remove_finished",
     "claim_outbox",
     "take",
+    "renew",
 )
 
 
@@ -55,3 +56,4 @@ class Scripts:
     remove_finished: Script
     claim_outbox: Script
     take: Script
+    renew: Script

@@ -3,6 +3,7 @@ stalled jobs, stranded messages, old metrics."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from coordinator.clock import minute_of, now_ms
@@ -63,13 +64,20 @@ class SweepOps:
             )
         return recovered
 
-    def recover_unstarted(self, queue: str, older_than_ms: int) -> Op[list[str]]:
-        """Re-dispatch waiting jobs whose message a worker fetched more than ``older_than_ms``
-        ago and never started (it died in between); see `lua/recover_orphans.lua`.
+    def hold_unacked(self, delivery_tags: list[str]) -> Op[None]:
+        """A live worker still holds these messages (prefetched or running): their time in
+        kombu's unacked index becomes now (never adding one that was acked meanwhile)."""
+        now = time.time()
+        yield cmd("zadd", self.ops.keys.unacked_index, {tag: now for tag in delivery_tags}, xx=True)
 
-        Reads kombu's unacked index (Redis broker only): a coordinator message is started within
-        milliseconds of its delivery, so an old unacked message of a still-waiting job with the
-        same token is stranded. Its unacked entry is removed once the job has a new dispatch.
+    def recover_unstarted(self, queue: str, older_than_ms: int) -> Op[list[str]]:
+        """Re-dispatch waiting jobs whose message a worker fetched and never started (it died
+        in between); see `lua/recover_orphans.lua`.
+
+        Reads kombu's unacked index (Redis broker only): a live worker marks the messages it
+        holds (prefetched or running) every third of a lock duration (`hold_unacked`), so an
+        unacked message unmarked for ``older_than_ms`` whose job is still waiting with the same
+        token is stranded. Its unacked entry is removed once the job has a new dispatch.
         """
         ops = self.ops
         qk = ops.queue_keys(queue)

@@ -13,9 +13,11 @@ heartbeat, pause, beat and supervision as for any worker) with an event-loop thr
   which holds the next message back.
 
 Each coroutine records its outcome with the same `task.record_op` as a sync job, over
-redis.asyncio. The lock keeper thread renews the running jobs' locks as for sync jobs; a watcher
-coroutine cancels the coroutine of a job whose lock is gone (cancelled with ``terminate=True``, or
-recovered as stalled), and `AsyncRunner.cancel_job` is the hook for any other cancel signal.
+redis.asyncio. Each job is an `Attempt` registered with the lock keeper, as a sync job is: the
+keeper renews its lock and flags it when its job was cancelled (or recovered as stalled); the
+attempt's cancel callback then cancels the job's coroutine at once (no grace period: a coroutine
+stops at its next ``await``), and its outcome is discarded. ``job.is_cancelled()`` works as in a
+sync processor. A job's ``timeout`` is enforced on the loop itself (`within`).
 When the process dies the locks expire and the stalled sweep sends the jobs back to waiting; a
 message taken but not yet started goes back through the unstarted-job sweep.
 """
@@ -37,17 +39,16 @@ from celery import signals
 
 from coordinator.connection import connect_async
 from coordinator.errors import JobTimeoutError
-from coordinator.models import Job
+from coordinator.models import Job, QueueConfig
 from coordinator.registry.aio import AsyncRegistry
 from coordinator.registry.calls import step
-from coordinator.runtime.task import JobRunner, completed, failed, log, log_fields
+from coordinator.runtime.control import Attempt
+from coordinator.runtime.task import JobRunner, completed, discarded, failed, log, log_fields
 from coordinator.settings import Settings
 
 AsyncProcessor = Callable[[Job], Awaitable[Any]]
 T = TypeVar("T")
 
-#: How often the watcher looks for running jobs whose lock is gone.
-WATCH_INTERVAL_S = 1.0
 #: Most messages the own consumer takes in one round trip.
 TAKE_BATCH = 50
 #: Pause of the own consumer after finding no message: from the first to the longest.
@@ -121,7 +122,7 @@ class AsyncRunner:
         """Queues whose messages the loop takes itself (`consume`), not Celery's consumer."""
         self._slots = threading.BoundedSemaphore(concurrency)
         self._loop = asyncio.new_event_loop()
-        self._running: dict[tuple[str, str], asyncio.Task[Any]] = {}
+        self._running: dict[tuple[str, str], Attempt] = {}
         self._active = 0
         """Jobs of this process from their claim to their recorded outcome."""
         self._freed = asyncio.Event()
@@ -142,7 +143,6 @@ class AsyncRunner:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.create_task(self._watch())
         self._loop.run_forever()
 
     # ----------------------------------------------------------------------------- Celery side
@@ -152,23 +152,20 @@ class AsyncRunner:
         ``concurrency`` jobs run."""
         self._slots.acquire()
         try:
-            job = self.runner.registry.run(self.runner.claim_op(queue, job_id, token, worker_id))
+            claimed = self.runner.registry.run(self.runner.claim_op(queue, job_id, token, worker_id))
         except BaseException:
             self._slots.release()
             raise
-        if job is None:
+        if claimed is None:
             self._slots.release()
             return
-        asyncio.run_coroutine_threadsafe(self._start(handler, job, token, worker_id), self._loop)
+        asyncio.run_coroutine_threadsafe(self._start(handler, claimed, token, worker_id), self._loop)
 
-    def cancel_job(self, queue: str, job_id: str) -> bool:
-        """Cancel the coroutine of a running job of this process (from any thread): the hook for a
-        cancel signal. Its outcome is not recorded: whoever cancelled it moved the job on."""
-        task = self._running.get((queue, job_id))
-        if task is None:
-            return False
-        self._loop.call_soon_threadsafe(task.cancel)
-        return True
+    def cancel_job(self, queue: str, job_id: str, reason: str = "cancelled") -> bool:
+        """Ask a running job of this process to stop (from any thread), as the lock keeper does
+        when its job was cancelled: its coroutine is cancelled and its outcome not recorded."""
+        attempt = self._running.get((queue, job_id))
+        return attempt is not None and attempt.request_stop(reason)
 
     def consume(self, queue: str, handler: AsyncProcessor, worker_id: str) -> None:
         """Start the loop's own consumer of ``queue`` (Redis broker only; see the module docstring)."""
@@ -188,13 +185,13 @@ class AsyncRunner:
 
     # ----------------------------------------------------------------------------- loop side
 
-    async def _start(self, handler: AsyncProcessor, job: Job, token: int, worker_id: str) -> None:
+    async def _start(self, handler: AsyncProcessor, claimed: tuple[Job, QueueConfig], token: int,
+                     worker_id: str) -> None:
         self._active += 1
         try:
-            await self._run(handler, job, token, worker_id)
+            await self._run(handler, *claimed, token, worker_id)
         finally:
             self._active -= 1
-            self.runner.locks.remove(job.queue, job.id)
             self._slots.release()
             self._freed.set()
 
@@ -245,53 +242,63 @@ class AsyncRunner:
             await self._registry.run(self._registry.ops.ack([tag for tag, _, _ in taken]))
         except Exception:  # the unstarted-job sweep checks these entries against the jobs' tokens
             _log.warning("could not ack %d taken messages", len(taken), exc_info=True)
-        for (_, job_id, token), job in zip(taken, claims):
-            if isinstance(job, Job):
-                self._loop.create_task(self._start(handler, job, token, worker_id))
+        for (_, job_id, token), claimed in zip(taken, claims):
+            if isinstance(claimed, tuple):
+                self._loop.create_task(self._start(handler, claimed, token, worker_id))
                 continue
-            if isinstance(job, BaseException):
-                _log.warning("could not start job %s/%s: %s", queue, job_id, job)
+            if isinstance(claimed, BaseException):
+                _log.warning("could not start job %s/%s: %s", queue, job_id, claimed)
             self._slots.release()
             self._freed.set()
 
-    async def _run(self, handler: AsyncProcessor, job: Job, token: int, worker_id: str) -> None:
+    async def _run(self, handler: AsyncProcessor, job: Job, config: QueueConfig, token: int,
+                   worker_id: str) -> None:
         writer = AsyncJobWriter(self._registry)
         job._registry = writer
         started = time.monotonic()
-        log.info("job started", extra=log_fields(job, started))
+        task = asyncio.current_task()
+        assert task is not None
+        attempt = Attempt(job.queue, job.id, token, worker=worker_id)  # the timeout: `within`
+        job._attempt = attempt
+        attempt.add_cancel_callback(lambda _: self._cancel_task(attempt, task))
         key = (job.queue, job.id)
+        self._running[key] = attempt
+        self.runner.locks.add(attempt)
+        log.info("job started", extra=log_fields(job, started))
         try:
-            task = asyncio.current_task()
-            assert task is not None
-            self._running[key] = task
             try:
-                result = await within(handler(job), job.options.timeout)
-            finally:
-                self._running.pop(key, None)  # from here on, the outcome is recorded, whatever happens
-            outcome = completed(job, result, started)
-        except asyncio.CancelledError:
-            log.warning("job cancelled while running", extra=log_fields(job, started))
-            return
-        except Exception as exc:
-            outcome = failed(job, exc, started, self.settings.default_max_retries)
-        if writer.pending:
-            await asyncio.gather(*writer.pending, return_exceptions=True)
-        await self._registry.run(self.runner.record_op(job, token, worker_id, outcome, started))
+                try:
+                    value = await within(handler(job), job.options.timeout)
+                finally:
+                    attempt.leave_handler()
+                outcome = completed(job, value)
+            except asyncio.CancelledError:
+                if not attempt.is_cancelled():
+                    raise  # the loop is going down; the lock expires
+                discarded(job, attempt, started)
+                return
+            except Exception as exc:
+                if not attempt.claim_outcome() or attempt.is_cancelled():
+                    discarded(job, attempt, started)
+                    return
+                outcome = failed(job, exc, self.settings.default_max_retries)
+            else:
+                if not attempt.claim_outcome():
+                    discarded(job, attempt, started)
+                    return
+            if writer.pending:
+                await asyncio.gather(*writer.pending, return_exceptions=True)
+            if not await self._registry.run(self.runner.record_op(job, token, outcome, started)):
+                return
+            self.runner.locks.count(worker_id, failed=outcome.kind != "completed")
+            if outcome.kind == "completed":
+                await self._registry.run(self.runner.trim_op(job, config))
+        finally:
+            self._running.pop(key, None)
+            self.runner.locks.remove(attempt)
 
-    async def _watch(self) -> None:
-        """Cancel the coroutines of jobs whose lock is gone (cancelled, or taken over as stalled)."""
-        lock_ms = self.settings.lock_duration_ms
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL_S)
-            running = list(self._running)
-            if not running:
-                continue
-            try:
-                held = await self._registry.run(self._registry.ops.renew_locks(running, lock_ms))
-            except Exception:  # Redis away for a moment: the lock keeper's TTL leaves time to retry
-                _log.warning("could not check job locks", exc_info=True)
-                continue
-            for key, still in zip(running, held):
-                task = self._running.get(key)
-                if not still and task is not None:
-                    task.cancel()
+    def _cancel_task(self, attempt: Attempt, task: asyncio.Task[Any]) -> None:
+        """The attempt's cancel callback (from the keeper's thread): cancel the job's coroutine
+        while the processor runs."""
+        if attempt.in_handler:
+            self._loop.call_soon_threadsafe(task.cancel)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import redis
@@ -35,11 +35,15 @@ from coordinator.errors import RedisUnavailableError
 from coordinator.keys import CoordinatorKeys
 from coordinator.recurring.entry import RecurringEntry
 from coordinator.recurring.manager import STOPPED
-from coordinator.registry.codec import to_ms
+from coordinator.registry.codec import from_ms, to_ms
 from coordinator.settings import Settings
 
 log = logging.getLogger("celery.beat")
 
+#: How often the beat looks at a tick kept by the ``buffer_one`` overlap policy.
+BUFFER_POLL_S = 1.0
+#: Most missed ticks one loop runs under ``misfire="all"`` (the rest of the window is dropped).
+MAX_CATCH_UP_TICKS = 1000
 #: The value of Celery's ``beat_scheduler`` for a coordinator's app.
 SCHEDULER = "coordinator.runtime.beat_scheduler:CoordinatorScheduler"
 
@@ -106,19 +110,44 @@ class CoordinatorScheduler(RedBeatScheduler):
             return self.max_interval
 
     def maybe_due(self, entry: RecurringEntry, **kwargs: Any) -> float | None:
-        """Fire the entry's latest tick if one passed since its last run; seconds to its next."""
+        """Fire the entry's ticks that passed since its last run, as its misfire policy says,
+        and a tick its overlap policy kept; seconds to its next tick."""
         if not entry.is_recurring_job:
             return super().maybe_due(entry, **self._maybe_due_kwargs)
         schedule = entry.schedule
         now = datetime.now(timezone.utc)
         last = entry.last_run_at or now
-        tick = schedule.latest_tick(now, last)
-        if tick is None:
-            return schedule.seconds_to_next(max(now, last))
-        status = self._fire(entry, tick)
-        next_run = None if status in STOPPED else schedule.next_tick(tick)
-        entry.advance(tick, next_run)
-        return None if next_run is None else schedule.seconds_to_next(tick)
+        latest = schedule.latest_tick(now, last)
+        if latest is None:
+            if not entry.buffered:
+                return schedule.seconds_to_next(max(now, last))
+            next_run = schedule.next_tick(max(now, last))
+            if self._fire(entry, from_ms(entry.buffered)) == "buffered" and next_run is not None:
+                next_run = min(next_run, now + timedelta(seconds=BUFFER_POLL_S))
+            entry.advance(last, next_run)
+            return None if next_run is None else max((next_run - now).total_seconds(), 0.0)
+        status = ""
+        for tick in self._ticks_to_run(entry, latest, now, last):
+            status = self._fire(entry, tick)
+            if status in STOPPED:
+                break
+        next_run = None if status in STOPPED else schedule.next_tick(latest)
+        if status == "buffered" and next_run is not None:
+            next_run = min(next_run, now + timedelta(seconds=BUFFER_POLL_S))  # look again soon
+        entry.advance(latest, next_run)
+        return None if next_run is None else max((next_run - now).total_seconds(), 0.0)
+
+    @staticmethod
+    def _ticks_to_run(entry: RecurringEntry, latest: datetime, now: datetime, last: datetime) -> list[datetime]:
+        """The ticks in (last, now] that run: the latest (``latest``), the latest if it is not
+        later than the misfire window (``skip``), or each within the window (``all``)."""
+        window = timedelta(milliseconds=entry.misfire_window_ms)
+        if entry.misfire == "skip":
+            return [latest] if now - latest <= window else []
+        if entry.misfire == "all":
+            first = max(last, now - window) + timedelta(microseconds=1)
+            return entry.schedule.ticks_between(first, latest, MAX_CATCH_UP_TICKS)
+        return [latest]
 
     def _fire(self, entry: RecurringEntry, tick: datetime) -> str:
         task = self.app.tasks.get(entry.task)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from celery import signals
 
 from coordinator.runtime.async_runner import is_async
+from coordinator.runtime.owner_watch import watch_owner
 from coordinator.workers.spec import SPEC_ENV, WorkerSpec, load
 
 if TYPE_CHECKING:
@@ -22,8 +23,11 @@ def celery_argv(spec: WorkerSpec, celery_queue: str, async_processor: bool = Fal
     options = spec.options
     argv = [
         "worker", "-Q", celery_queue, "-n", spec.node_name, "-P", "solo" if async_processor else options.pool,
-        "-l", spec.settings.log_level, "-E", "--without-gossip", "--without-mingle",
+        "-l", spec.settings.log_level, "--without-gossip", "--without-mingle",
+        "--prefetch-multiplier", str(options.prefetch_multiplier),
     ]
+    if spec.settings.task_events:
+        argv += ["-E"]
     if options.embed_beat:
         argv += ["-B"]  # the app's beat_scheduler: the coordinator's redbeat scheduler
     if async_processor:
@@ -45,6 +49,8 @@ def run_worker(spec: WorkerSpec, coord: JobQueueCoordinator | None = None) -> No
     from coordinator.log_format import use_for_celery_worker
 
     use_for_celery_worker(spec.settings.log_level)
+    if spec.owner_pid is not None:
+        watch_owner(spec.owner_pid)
     if coord is None:
         app = load(spec.app) if spec.app else None
         coord = JobQueueCoordinator.from_settings(spec.settings, app=app)
@@ -56,6 +62,8 @@ def run_worker(spec: WorkerSpec, coord: JobQueueCoordinator | None = None) -> No
         coord.async_runner(spec.options.concurrency or spec.settings.worker_concurrency)
         if coord.settings.broker_is_redis:
             signals.worker_ready.connect(partial(_consume_on_loop, coord, spec, handler), weak=False)
+    elif coord.adopted is not None:
+        coord.adopted.serve(spec.queue, handler)
     coord.app.worker_main(celery_argv(spec, coord.celery_queue(spec.queue), async_processor))
 
 

@@ -12,7 +12,10 @@ from coordinator.workers.spec import SPEC_ENV, WorkerSpec
 
 
 def spawn(spec: WorkerSpec, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start the worker with the caller's environment and import path, its output in a log file."""
+    """Start the worker with the caller's environment and import path, its output in a log file;
+    unless detached, it stops when this process is gone (`runtime.owner_watch`)."""
+    if not spec.options.detached:
+        spec = spec.model_copy(update={"owner_pid": os.getpid()})
     env = dict(os.environ)
     env[SPEC_ENV] = spec.model_dump_json()
     paths = [p or os.getcwd() for p in sys.path]

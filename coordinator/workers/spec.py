@@ -26,6 +26,8 @@ class WorkerSpec(BaseModel):
     """Import path ``module:qualname`` of the queue's processor."""
     app: str | None = None
     """Import path of an adopted Celery app, whose own tasks the worker must know."""
+    owner_pid: int | None = None
+    """pid of the managing process; the worker stops when it is gone (None: detached)."""
 
 
 def import_path(obj: Any, what: str) -> str:

@@ -1,27 +1,46 @@
-"""Run the adopted app: a managed worker for the "emails" queue runs the team's own tasks.
+"""Run the migrated project: a coordinator worker for "emails", then the team's call sites.
 
     cd examples && python -m adopt_celery.run
+
+The worker is started as the migration guide says, `coordinator worker --queue emails` (JQC_APP
+names the app module's coordinator); `celery -A adopt_celery.app worker -Q <celery queue>` works too.
 """
 
 from __future__ import annotations
 
-from adopt_celery.shop import EMAILS, coord, send_invoice, send_receipt
+import os
+import subprocess
+import sys
+
+from adopt_celery.app import coord
+from adopt_celery.checkout import place_order
 
 
 def main() -> None:
-    coord.create_queue(EMAILS)
-    # No processor: the worker runs the adopted app's own @app.task tasks sent to this queue.
-    worker = coord.register_worker(EMAILS, concurrency=1)
-    print(f"worker {worker.id} consuming {coord.celery_queue(EMAILS)}", flush=True)
+    coord.create_queue("emails")
+    env = {**os.environ, "JQC_APP": "adopt_celery.app:coord"}
+    worker = subprocess.Popen([sys.executable, "-m", "coordinator.cli", "worker", "--queue", "emails", "-c", "1"],
+                              env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
     try:
-        receipt = send_receipt.delay(42, "ada@example.com")
-        invoice = send_invoice.delay(42)
-        print("receipt:", receipt.get(timeout=30), flush=True)
-        print("invoice:", invoice.get(timeout=30), flush=True)
-        receipt.forget()  # results read: remove them from the result backend
-        invoice.forget()
+        results = place_order(42, "ada@example.com", [9.99, 5.01])
+        print("receipt:", results["receipt"].get(timeout=60), flush=True)
+        print("invoice:", results["invoice"].get(timeout=60), flush=True)
+        print("total:", results["total"].get(timeout=60), flush=True)
+        reminder = coord.get_job("emails", results["reminder"].id)
+        print("reminder:", reminder.state.value, flush=True)
+        invoice = coord.get_job("emails", results["invoice"].id)
+        print("invoice attempts:", invoice.attempts_made, flush=True)
+        for result in results.values():
+            result.forget()
     finally:
-        coord.delete_queue(EMAILS)
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        coord.delete_queue("emails")
         coord.shutdown()
 
 

@@ -7,8 +7,9 @@ import pytest
 from coordinator import ConfigurationError, JobQueueCoordinator, JobState
 from coordinator.acl import acl_rules, acl_setuser_line
 from tests import processors
-from tests.servers import RedisServer
-from tests.test_processing import WAIT_S, wait_until
+from tests.support.faults import lost_and_duplicated
+from tests.support.servers import RedisServer
+from tests.support.waiting import WAIT_S, wait_until
 
 
 def test_everything_works_under_the_documented_acl(report) -> None:
@@ -19,15 +20,20 @@ def test_everything_works_under_the_documented_acl(report) -> None:
         with JobQueueCoordinator(url, prefix="acl", stalled_interval_ms=1000, lock_duration_ms=2000) as coord:
             coord.create_queue("q")
             job = coord.enqueue_job("q", {"x": 1})
+            sent = [job.id]
             coord.register_worker("q", processors.sleepy, pool="prefork", concurrency=1)
             assert coord.wait_for_job("q", job.id, timeout=WAIT_S).state is JobState.COMPLETED
             slow = coord.enqueue_job("q", {"seconds": 60})
+            sent.append(slow.id)
             wait_until(lambda: coord.get_job("q", slow.id).state is JobState.ACTIVE)
             assert coord.cancel_job("q", slow.id, terminate=True)  # a control broadcast
             coord.pause_queue("q")
             coord.resume_queue("q")
             delayed = coord.schedule_job("q", "later", {"seconds": 0}, delay=200)
+            sent.append(delayed.id)
             assert coord.wait_for_job("q", delayed.id, timeout=WAIT_S).state is JobState.COMPLETED
+            final = [coord.get_job("q", job_id).state for job_id in sent]
+            lost, duplicated = lost_and_duplicated(coord, "q", [job.id, delayed.id])
 
             with pytest.raises(ConfigurationError, match="acl"):
                 JobQueueCoordinator(url, prefix="other").create_queue("q")  # another prefix is out of reach
@@ -35,11 +41,14 @@ def test_everything_works_under_the_documented_acl(report) -> None:
         # Only the other prefix's keys, and CONFIG GET (health then reads persistence from INFO).
         assert denied and all(obj.startswith("other:") or obj == "config|get" for obj in denied), denied
     assert acl_setuser_line("acl").startswith("ACL SETUSER jqc on >PASSWORD resetkeys")
-    report.add("least-privilege ACL user (prefix keys only)", 3, 0, 0, note="denied only: other prefix, CONFIG GET")
+    assert final == [JobState.COMPLETED, JobState.CANCELLED, JobState.COMPLETED]
+    kinds = sorted({"other prefix" if obj.startswith("other:") else obj for obj in denied})
+    report.add("least-privilege ACL user (prefix keys only)", len(sent), lost, duplicated,
+               note=f"{len(denied)} denials, only: {', '.join(kinds)}")
 
 
-def test_the_readme_shows_the_acl_line_the_code_builds() -> None:
+def test_the_security_doc_shows_the_acl_line_the_code_builds() -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert acl_setuser_line("jqc") in readme
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    assert acl_setuser_line("jqc") in doc

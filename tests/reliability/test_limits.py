@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from coordinator import InvalidNameError, JobQueueCoordinator, JobState
 from coordinator.validation import MAX_LOG_LINE
 from tests import processors
-from tests.test_processing import WAIT_S
+from tests.support.waiting import WAIT_S
 
 
 @pytest.mark.parametrize("name", ["a}b", "a{b", "x:y", "../up", "sp ace", "", "a" * 101, "q\n", "é"])
@@ -29,7 +29,7 @@ def test_job_ids_are_limited_to_a_safe_charset(coord: JobQueueCoordinator, job_i
 
 
 def test_prefix_is_validated(prefix) -> None:
-    from tests.conftest import REDIS_URL
+    from tests.support.env import REDIS_URL
 
     for bad in ("a:b", "a{b}", "", "a*"):
         with pytest.raises(ValidationError, match="prefix"):

@@ -8,10 +8,10 @@ import json
 import os
 import uuid
 
-
 from coordinator import JobQueueCoordinator, JobState
 from tests import processors
-from tests.test_processing import WAIT_S, wait_until
+from tests.support.faults import lost_and_duplicated
+from tests.support.waiting import WAIT_S, wait_until
 
 # A classic pickle (protocol 0) that runs `touch <file>` when unpickled; written out by hand.
 PICKLE_TEMPLATE = "cposix\nsystem\n(S'touch {path}'\ntR."
@@ -63,5 +63,8 @@ def test_poison_messages_are_failed_not_run(coord: JobQueueCoordinator, redis_cl
     assert coord.get_worker(worker.id).state.value == "running"
     snapshot = next(s for s in coord.get_queue_snapshots() if s.name == "q")
     assert snapshot.totals.failed == len(poison)  # jqc_jobs_failed_total agrees with the error rate
-    report.add("poison messages (6 kinds) pushed into a queue", len(poison) + 1, 0, 0,
-               note="all 6 in the failed list, none ran, worker alive")
+    lost, duplicated = lost_and_duplicated(coord, "q", [good.id])
+    ran = sum(1 for job in failed if job.attempts_made > 0) + (1 if marker.exists() else 0)
+    report.add(f"poison messages ({len(poison)} kinds) pushed into a queue", len(poison) + 1, lost, duplicated,
+               note=f"{len(failed)} of {len(poison)} in the failed list, {ran} ran, "
+                    f"worker {coord.get_worker(worker.id).state.value} (restarts {coord.get_worker(worker.id).restarts})")

@@ -3,50 +3,22 @@ self-signed CA; certificate checking cannot be turned off by accident."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from coordinator import ConfigurationError, JobQueueCoordinator, JobState, RedisUnavailableError
+from coordinator import (
+    ConfigurationError,
+    JobQueueCoordinator,
+    JobState,
+    RedisUnavailableError,
+)
 from coordinator.settings import settings_from_env
 from tests import processors
-from tests.servers import RedisServer
-from tests.test_processing import WAIT_S
-
-PASSWORD = "tls-test-pass"
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Path:
-    """A CA, a server certificate for 127.0.0.1, and a client certificate, all signed by the CA."""
-    d = tmp_path_factory.mktemp("certs")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-            "-days", "2", "-subj", "/CN=jqc-test-ca", cwd=d)
-    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("server", "client"):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                "-subj", f"/CN={name}", cwd=d)
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.crt", "-days", "2", "-extfile", "san.cnf", cwd=d)
-    return d
-
-
-@pytest.fixture(scope="module")
-def tls_server(certs: Path):
-    with RedisServer("--tls-cert-file", str(certs / "server.crt"), "--tls-key-file", str(certs / "server.key"),
-                     "--tls-ca-cert-file", str(certs / "ca.crt"), "--tls-auth-clients", "optional",
-                     "--requirepass", PASSWORD, tls=True) as server:
-        yield server
-
-
-def tls_url(server: RedisServer) -> str:
-    return f"rediss://:{PASSWORD}@127.0.0.1:{server.port}/0"
+from tests.support.faults import lost_and_duplicated
+from tests.support.tls import PASSWORD, tls_url
+from tests.support.waiting import WAIT_S
 
 
 def test_jobs_run_over_tls_with_a_password(tls_server, certs, report) -> None:
@@ -61,8 +33,12 @@ def test_jobs_run_over_tls_with_a_password(tls_server, certs, report) -> None:
         assert coord.app.conf.broker_use_ssl["ssl_ca_certs"] == str(certs / "ca.crt")
         log = Path(coord.get_all_worker_status()[0].log_file).read_text()
         assert PASSWORD not in log
+        plain_port = coord._redis.config_get("port")["port"]
+        assert plain_port == "0"  # TLS is the only way in: the worker's connections were TLS too
+        lost, duplicated = lost_and_duplicated(coord, "q", [job.id])
         coord.delete_queue("q")
-    report.add("TLS + password (self-signed CA, client cert)", 1, 0, 0, note="job ran through a TLS worker")
+    report.add("TLS + password (self-signed CA, client cert)", 1, lost, duplicated,
+               note=f"ran on worker pid {done.result['pid']}; server's plain-text port: {plain_port}")
 
 
 def test_server_certificate_is_checked(tls_server) -> None:

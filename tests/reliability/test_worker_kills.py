@@ -15,14 +15,13 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
+from worker_processors import recorded
 
 from coordinator import JobQueueCoordinator, JobState, WorkerState
 from coordinator.dispatch import delivery_tag
-from conftest import REDIS_URL
-from pool_support import events, kill_worker_group, wait_until
-from worker_processors import recorded
-
-from tests.reliability.conftest import scaled
+from tests.support.env import REDIS_URL
+from tests.support.pools import events, kill_worker_group, wait_until
+from tests.support.report import scaled
 
 #: Jobs of the repeated-SIGKILL stream test (CI runs the default; raise it for a longer soak).
 KILL_STREAM_JOBS = int(os.environ.get("JQC_KILL_STREAM_JOBS") or scaled(200, 1000))
@@ -99,6 +98,34 @@ def test_job_fetched_but_never_started_by_a_killed_worker_is_dispatched_again(
     assert final.state is JobState.COMPLETED and final.attempts_made == 1
     assert [e.get("reason") for e in events(coord, "fetched", "stalled")] == ["unstarted"]
     assert not coord._redis.hexists(coord.keys.unacked, tag)
+
+
+def test_jobs_prefetched_by_a_sigkilled_worker_come_back_once(coord: JobQueueCoordinator, prefix: str) -> None:
+    """A worker holds more messages than it runs (prefetch multiplier 4, one process): when it is
+    SIGKILLed, the running job comes back as stalled and the prefetched ones as unstarted."""
+    coord.create_queue("prefetch")
+    worker = coord.register_worker("prefetch", recorded, pool="prefork", concurrency=1)
+    assert coord.get_worker(worker.id).state is WorkerState.RUNNING
+    record = f"{prefix}:test:executions"
+    running = coord.enqueue_job("prefetch", {"seconds": 5, "record": record})
+    wait_until(lambda: coord.get_job("prefetch", running.id).state is JobState.ACTIVE, 15, "the first job active")
+    held = [coord.enqueue_job("prefetch", {"seconds": 0.01, "record": record}) for _ in range(3)]
+    tags = [f"{coord.celery_queue('prefetch')}/{job.id}.1" for job in held]
+    wait_until(lambda: all(coord._redis.hexists(coord.keys.unacked, tag) for tag in tags), 15,
+               "the three messages prefetched")
+    assert all(coord.get_job("prefetch", job.id).state is JobState.WAITING for job in held)
+    kill_worker_group(worker.pid)
+    wait_until(lambda: not psutil.pid_exists(worker.pid) or psutil.Process(worker.pid).status() == psutil.STATUS_ZOMBIE,
+               10, "the worker killed")
+
+    job_ids = [running.id, *(job.id for job in held)]
+    for job_id in job_ids:
+        assert coord.wait_for_job("prefetch", job_id, 90).state is JobState.COMPLETED
+    counts = completion_report(coord, "prefetch", job_ids, record)
+    assert counts == {"lost": 0, "duplicated": 0, "unbacked": 0, "executions": 4, "stalled": 1, "unstarted": 3,
+                      "failed": 0}
+    assert all(coord.get_job("prefetch", job.id).attempts_made == 1 for job in held)
+    assert not any(coord._redis.hexists(coord.keys.unacked, tag) for tag in tags)
 
 
 def test_repeated_sigkills_under_a_stream_lose_and_duplicate_nothing(tolerant: JobQueueCoordinator,

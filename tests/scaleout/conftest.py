@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability.conftest import Report
+from tests.support.report import Report
 
 REPORT = Report()
 

@@ -18,7 +18,7 @@ from coordinator.models import JobOptions, QueueConfig, RateLimit, Retention
 from coordinator.registry import Registry
 from coordinator.clock import now_ms
 from coordinator.registry import NewJob
-from tests.cluster_servers import RedisClusterGroup
+from tests.support.cluster import RedisClusterGroup
 
 PREFIX = "jqc"
 QUEUES = ["alpha", "beta", "gamma", "delta", "epsilon"]

@@ -5,15 +5,17 @@
 
   KEYS[1]  entry   the recurring job's hash (redbeat entry plus the coordinator's fields)
 
-  ARGV[1]  mode    "claim" or "done"
+  ARGV[1]  mode    "claim", "done", or "skip" (a claimed tick that created no job: the
+                   overlap policy skipped it; it is done but not counted as a run)
   ARGV[2]  tick    the tick's time (ms)
   ARGV[3]  keep    how many recent ticks to remember
 
-  Fields used: runs (ticks claimed), last_tick (ms), limit ("" or N), name, data, opts, and
-  ticks: JSON object {tick: 1 claimed | 2 enqueued} of the newest `keep` ticks.
+  Fields used: runs (ticks claimed), last_tick (ms), limit ("" or N), name, data, opts, paused
+  ("1": claim nothing), and ticks: JSON object {tick: 1 claimed | 2 done} of the newest `keep` ticks.
 
   Returns (claim):
     {"removed"}                                    the entry is gone
+    {"paused"}                                     the schedule is paused: nothing claimed
     {"done"}                                       this tick's job was enqueued before
     {"limit", runs}                                the limit was reached by earlier ticks
     {"claimed" | "again", runs, limit, name, data, opts, pending tick, ...}
@@ -21,7 +23,7 @@
                                                    not known to be enqueued; not counted twice),
                                                    and the runs of older ticks claimed but never
                                                    recorded enqueued (a beat died in between)
-  Returns (done): 1, or 0 if the entry is gone.
+  Returns (done, skip): 1, or 0 if the entry is gone.
 ]]
 local key, mode, tick, keep = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 if redis.call("HEXISTS", key, "opts") == 0 then
@@ -30,11 +32,13 @@ if redis.call("HEXISTS", key, "opts") == 0 then
 end
 local ticks = cjson.decode(redis.call("HGET", key, "ticks") or "{}")
 
-if mode == "done" then
+if mode == "done" or mode == "skip" then
+  if mode == "skip" and ticks[tick] == 1 then redis.call("HINCRBY", key, "runs", -1) end
   ticks[tick] = 2
   redis.call("HSET", key, "ticks", cjson.encode(ticks))
   return 1
 end
+if redis.call("HGET", key, "paused") == "1" then return {"paused"} end
 
 local f = redis.call("HMGET", key, "runs", "limit", "name", "data", "opts")
 local runs = tonumber(f[1]) or 0

@@ -60,17 +60,37 @@ end
 -- The message is built as text, not with cjson.encode on a table (that took about half the
 -- script's time per job), and the keys that Celery reads with a default when absent (null
 -- parent_id, group, eta, expires, callbacks...; correlation_id and reply_to, used by RPC result
--- backends only) are left out, so a waiting job costs less memory. tests/test_message_format.py
+-- backends only; kwargsrepr and origin, shown in logs and events only (argsrepr stays: Flower
+-- shows the job's data through it); delivery_mode,
+-- which the Redis transport ignores and the outbox relay sets itself) are left out, so a waiting
+-- job costs less memory. tests/test_message_format.py
 -- checks the result against the installed kombu and Celery.
 local plainQueue = {}  -- task name -> are the queue's names free of characters JSON escapes
 
-local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, token, priority, timeout, traceId)
+-- What Celery's events (and Flower) show of a job: its name (Celery's ``shadow``) and the
+-- start of its data as the task's arguments, cut on a UTF-8 character boundary.
+local ARGSREPR_MAX = 256
+local function argsRepr(data)
+  if not data or data == "" then return '"()"' end
+  if #data > ARGSREPR_MAX then
+    local cut = ARGSREPR_MAX
+    while cut > 0 and string.byte(data, cut + 1) >= 128 and string.byte(data, cut + 1) < 192 do cut = cut - 1 end
+    data = string.sub(data, 1, cut) .. "..."
+  end
+  return jsonString(data)
+end
+
+local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, token, priority, timeout, traceId,
+                        jobName, data)
   local level = tonumber(priority) - 1
   local id = taskId(jobId, token)
   local extra = ""
   if timeout and timeout ~= "" then
     local soft = tonumber(timeout)
     extra = ',"timelimit":[' .. cjson.encode(soft + 2) .. ',' .. cjson.encode(soft) .. ']'
+  end
+  if jobName and jobName ~= "" then
+    extra = extra .. ',"shadow":' .. jsonString(jobName)
   end
   if traceId and traceId ~= "" then
     extra = extra .. ',"trace_id":' .. jsonString(traceId) .. ',"traceparent":"' .. traceparent(traceId, jobId, token) .. '"'
@@ -86,8 +106,8 @@ local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, tok
     message = '{"body":"[[],{\\"queue\\":\\"' .. queueName .. '\\",\\"job_id\\":\\"' .. jobId ..
       '\\",\\"token\\":' .. token .. '},{}]","content-encoding":"utf-8","content-type":"application/json",' ..
       '"headers":{"lang":"py","task":"' .. taskName .. '","id":"' .. id .. '","root_id":"' .. id ..
-      '","retries":0,"argsrepr":"()","kwargsrepr":"{}","origin":"coordinator","ignore_result":true' .. extra ..
-      '},"properties":{"delivery_mode":2,"delivery_info":{"exchange":"","routing_key":"' .. celeryQueue ..
+      '","retries":0,"argsrepr":' .. argsRepr(data) .. ',"ignore_result":true' .. extra ..
+      '},"properties":{"delivery_info":{"exchange":"","routing_key":"' .. celeryQueue ..
       '"},"priority":' .. level .. ',"delivery_tag":"' .. deliveryTag(celeryQueue, id) .. '"}}'
   else
     local body = '[[],{"queue":' .. jsonString(queueName) .. ',"job_id":' .. jsonString(jobId) ..
@@ -95,8 +115,8 @@ local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, tok
     message = '{"body":' .. cjson.encode(body) ..
       ',"content-encoding":"utf-8","content-type":"application/json","headers":{"lang":"py","task":' ..
       jsonString(taskName) .. ',"id":' .. jsonString(id) .. ',"root_id":' .. jsonString(id) ..
-      ',"retries":0,"argsrepr":"()","kwargsrepr":"{}","origin":"coordinator","ignore_result":true' .. extra ..
-      '},"properties":{"delivery_mode":2,"delivery_info":{"exchange":"","routing_key":' ..
+      ',"retries":0,"argsrepr":' .. argsRepr(data) .. ',"ignore_result":true' .. extra ..
+      '},"properties":{"delivery_info":{"exchange":"","routing_key":' ..
       jsonString(celeryQueue) .. '},"priority":' .. level .. ',"delivery_tag":' ..
       jsonString(deliveryTag(celeryQueue, id)) .. '}}'
   end
@@ -111,8 +131,10 @@ local function makeWaiting(jobKey, parkedKey, paused, now, brokerKeys, taskName,
     redis.call("ZADD", parkedKey, 0, jobId)
     return token
   end
-  local fields = redis.call("HMGET", jobKey, "priority", "timeout", "trace")
-  dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, token, fields[1], fields[2], fields[3])
+  local fields = redis.call("HMGET", jobKey, "priority", "timeout", "trace", "name", "data")
+  -- a record without a priority (written by an older version's signal tracking) gets the default
+  dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, token, fields[1] or "5", fields[2], fields[3],
+           fields[4], fields[5])
   return token
 end
 

@@ -1,13 +1,14 @@
 --[[
-  Cancel a job that has not started (waiting or delayed), or an active one when allowed
-  (cancel_job(terminate=True): the caller then stops the process running it).
-  The token is bumped, so a message of the job still in the broker, or the late finish of the
-  stopped attempt, is stale and changes nothing.
+  Cancel a job that has not started (waiting or delayed), or an active one when allowed.
+  The token is bumped and the lock deleted, so a message of the job still in the broker, or
+  the late finish of the running attempt, is stale and changes nothing; the worker running it
+  sees its lock gone within a second and asks the processor to stop (runtime/control.py).
 
   KEYS[1] job  KEYS[2] waiting  KEYS[3] delayed  KEYS[4] parked  KEYS[5] active
   KEYS[6] cancelled  KEYS[7] events  KEYS[8] lock
 
   ARGV[1] job id  ARGV[2] now (ms)  ARGV[3] "1" to allow an active job  ARGV[4] events max length
+  ARGV[5] reason (kept as the job's reason)
 
   Events: cancelled.
   Returns: -1 no such job; 0 its state does not allow it; 1 cancelled.
@@ -23,7 +24,7 @@ redis.call("ZREM", KEYS[4], jobId)
 redis.call("ZREM", KEYS[5], jobId)
 redis.call("DEL", KEYS[8])
 redis.call("HINCRBY", jobKey, "token", 1)
-redis.call("HSET", jobKey, "state", "cancelled", "finished", ARGV[2])
+redis.call("HSET", jobKey, "state", "cancelled", "finished", ARGV[2], "reason", ARGV[5])
 redis.call("ZADD", KEYS[6], ARGV[2], jobId)
-emitJob(KEYS[7], ARGV[4], "cancelled", jobKey, jobId, "from", state)
+emitJob(KEYS[7], ARGV[4], "cancelled", jobKey, jobId, "from", state, "reason", ARGV[5])
 return 1

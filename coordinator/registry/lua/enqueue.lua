@@ -12,8 +12,10 @@
   ARGV[1] now (ms)  ARGV[2] task name  ARGV[3] celery queue  ARGV[4] queue name
   ARGV[5] events max length
   then 12 per job: id, name, data, opts, priority, due (ms, 0 = now), timeout (s or ""),
-                   trace id, max retries, schedule key, created (ms, 0 = now),
-                   start deadline (ms, 0 = none)
+                   trace id, max retries (not stored: opts has them), schedule key,
+                   created (ms, 0 = now), start deadline (ms, 0 = none)
+  Job hash fields written: name data opts priority state attempts token created, and timeout,
+  trace, schedule, expires when set (`stalled` appears with the first stall).
 
   Events: waiting or delayed, per job added.
   Returns: -1 if the queue does not exist; else a list with 1 for each job added and 0 for each
@@ -41,10 +43,13 @@ for i = 0, count - 1 do
     -- a waiting job gets dispatch token 1 here, as makeWaiting would give it, without reading it back
     local token = 0
     if state == "waiting" then token = 1 end
+    -- Fields left empty are not written (readers default them; max retries live in opts): each
+    -- field of a job hash costs ~60 bytes once the data makes it a hashtable.
     redis.call("HSET", jobKey, "name", ARGV[a + 2], "data", ARGV[a + 3], "opts", ARGV[a + 4],
-      "priority", ARGV[a + 5], "timeout", ARGV[a + 7], "trace", ARGV[a + 8],
-      "max_retries", ARGV[a + 9], "schedule", ARGV[a + 10], "state", state,
-      "attempts", 0, "stalled", 0, "token", token, "created", createdAt)
+      "priority", ARGV[a + 5], "state", state, "attempts", 0, "token", token, "created", createdAt)
+    if ARGV[a + 7] ~= "" then redis.call("HSET", jobKey, "timeout", ARGV[a + 7]) end
+    if ARGV[a + 8] ~= "" then redis.call("HSET", jobKey, "trace", ARGV[a + 8]) end
+    if ARGV[a + 10] ~= "" then redis.call("HSET", jobKey, "schedule", ARGV[a + 10]) end
     if ARGV[a + 12] ~= "0" then redis.call("HSET", jobKey, "expires", ARGV[a + 12]) end
     if state == "delayed" then
       redis.call("ZADD", KEYS[3], due, jobId)
@@ -54,7 +59,8 @@ for i = 0, count - 1 do
       if paused then
         redis.call("ZADD", KEYS[4], 0, jobId)
       else
-        dispatch(brokerKeys, ARGV[2], ARGV[3], ARGV[4], jobId, 1, ARGV[a + 5], ARGV[a + 7], ARGV[a + 8])
+        dispatch(brokerKeys, ARGV[2], ARGV[3], ARGV[4], jobId, 1, ARGV[a + 5], ARGV[a + 7], ARGV[a + 8],
+          ARGV[a + 2], ARGV[a + 3])
       end
       emitJob(KEYS[5], maxLen, "waiting", jobKey, jobId)
     end

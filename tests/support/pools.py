@@ -1,32 +1,17 @@
-"""Helpers of the worker-pool tests: bounded waits, process checks, event reads."""
+"""Helpers of the worker-pool tests: process checks, event reads (and the bounded wait)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 
 from coordinator import JobQueueCoordinator
+from tests.support.waiting import wait_until
 
-T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], T], timeout: float = 30.0, what: str = "condition",
-               interval: float = 0.05) -> T:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
+__all__ = ["events", "kill_worker_group", "process_running", "wait_until"]
 
 def kill_worker_group(pid: int) -> None:
     """SIGKILL a worker's whole process group (main process and pool children)."""

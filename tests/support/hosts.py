@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.netns import NetnsHost
+from tests.support.netns import NetnsHost
 
 ROOT = Path(__file__).resolve().parents[2]
 COORDINATOR_CLI = str(Path(sys.executable).with_name("coordinator"))

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 
-import pytest
 
 #: The private range the test hosts get their /24s from.
 SUBNET = "10.231"
@@ -32,12 +32,9 @@ def netns_unavailable() -> str | None:
 
 def require_netns() -> None:
     """Skip without namespaces, except in CI (CI=true), where a missing capability is a failure."""
-    reason = netns_unavailable()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI must run the namespace tests: {reason}")
-    pytest.skip(reason)
+    from tests.support.needs import skip_or_fail
+
+    skip_or_fail(netns_unavailable())
 
 
 def _ip(*args: str, check: bool = True) -> None:
@@ -82,6 +79,12 @@ class NetnsHost:
 
     def restore(self) -> None:
         _ip("link", "set", self.veth_host, "up")
+
+    def reaches(self, port: int, timeout_s: float = 2.0) -> bool:
+        """Whether a TCP connection from inside the namespace to ``host_ip:port`` succeeds."""
+        probe = (f"import socket; socket.create_connection(({self.host_ip!r}, {port}), timeout={timeout_s}).close()")
+        return subprocess.run(["ip", "netns", "exec", self.ns, sys.executable, "-c", probe], capture_output=True,
+                              timeout=timeout_s + 30).returncode == 0
 
     def popen(self, command: Sequence[str], env: dict[str, str], **kwargs: object) -> subprocess.Popen[bytes]:
         """Run ``command`` inside the namespace, under the host's own name, in a new session."""

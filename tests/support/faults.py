@@ -6,8 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from coordinator import JobQueueCoordinator
-
-from tests.servers import RedisServer
+from tests.support.servers import RedisServer
 
 
 def coordinator_on(server: RedisServer, **settings: object) -> JobQueueCoordinator:

@@ -10,7 +10,7 @@ from pathlib import Path
 import redis
 from redis.cluster import RedisCluster
 
-from tests.servers import RedisServer, ServerGroup, free_port
+from tests.support.servers import RedisServer, ServerGroup, free_port
 
 
 class RedisClusterGroup(ServerGroup):
