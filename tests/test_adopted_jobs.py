@@ -15,7 +15,7 @@ from celery import Celery, signature
 
 from coordinator import ConfigurationError, JobQueueCoordinator, JobState, QueueConfig, RateLimit
 from tests import adopted_app
-from tests.conftest import AMQP_URL, FAST_SWEEPS, REDIS_URL
+from tests.support.env import AMQP_URL, FAST_SWEEPS, REDIS_URL, delete_amqp_queues
 from tests.support.waiting import WAIT_S, wait_until
 
 Q = "legacy"
@@ -288,8 +288,6 @@ def test_a_broker_the_workers_cannot_read_is_refused(prefix) -> None:
 
 
 def test_delay_on_rabbitmq_goes_through_the_outbox(prefix) -> None:
-    from tests.conftest import _delete_amqp_queues
-
     with JobQueueCoordinator(REDIS_URL, prefix=prefix, broker_url=AMQP_URL, app=adopted_app.amqp_app,
                              **FAST_SWEEPS) as coord:
         coord.create_queue(Q)
@@ -302,7 +300,7 @@ def test_delay_on_rabbitmq_goes_through_the_outbox(prefix) -> None:
             assert result.get(timeout=WAIT_S) == 42
             assert coord.get_job(Q, result.id).state is JobState.COMPLETED
         finally:
-            _delete_amqp_queues(coord, [Q])
+            delete_amqp_queues(coord, [Q])
 
 
 def test_expires_is_the_start_deadline(adopted, prefix, redis_client) -> None:

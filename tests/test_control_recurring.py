@@ -35,7 +35,7 @@ def overlapping(jobs: list[Job]) -> int:
 
 
 @pytest.fixture
-def worker_and_beat(coord: JobQueueCoordinator, beats):  # noqa: F811
+def worker_and_beat(coord: JobQueueCoordinator, beats):
     def start(processor, key: str, **options):
         coord.create_queue("q")
         coord.register_worker("q", processor, pool="threads", concurrency=4, embed_beat=False)
@@ -88,7 +88,7 @@ def test_overlap_cancel_previous_cancels_the_running_run(coord, worker_and_beat,
     assert len([job for job in jobs if job.state is JobState.ACTIVE]) <= 1
 
 
-def stop_beat_for_a_while(coord: JobQueueCoordinator, beats, key: str, downtime_s: float):  # noqa: F811
+def stop_beat_for_a_while(coord: JobQueueCoordinator, beats, key: str, downtime_s: float):
     """Let the beat fire two runs, stop it for ``downtime_s``, start another; (stopped, restarted) ms."""
     first = beats()
     wait_until(lambda: len(runs(coord, "q", key)) >= 2, WAIT_S)
@@ -110,7 +110,7 @@ def missed_runs(coord: JobQueueCoordinator, key: str, stopped: int, restarted: i
 
 
 @pytest.mark.parametrize("window_ms", [60_000, 2_500])
-def test_misfire_all_runs_each_missed_tick_within_the_window(coord, beats, window_ms) -> None:  # noqa: F811
+def test_misfire_all_runs_each_missed_tick_within_the_window(coord, beats, window_ms) -> None:
     coord.create_queue("q")
     coord.schedule_recurring_job("q", "tick", {}, key="k", every=1000, misfire="all", misfire_window_ms=window_ms)
     stopped, restarted = stop_beat_for_a_while(coord, beats, "k", 6)
@@ -124,7 +124,7 @@ def test_misfire_all_runs_each_missed_tick_within_the_window(coord, beats, windo
         assert all(t > restarted - window_ms for t in missed)
 
 
-def test_misfire_latest_runs_one_job_for_the_missed_ticks(coord, beats) -> None:  # noqa: F811
+def test_misfire_latest_runs_one_job_for_the_missed_ticks(coord, beats) -> None:
     coord.create_queue("q")
     coord.schedule_recurring_job("q", "tick", {}, key="k", every=1000, misfire="latest")
     stopped, restarted = stop_beat_for_a_while(coord, beats, "k", 6)
@@ -135,7 +135,7 @@ def test_misfire_latest_runs_one_job_for_the_missed_ticks(coord, beats) -> None:
     assert not missed_runs(coord, "k", stopped, restarted - 1000)
 
 
-def test_misfire_skip_runs_none_of_the_missed_ticks(coord, beats) -> None:  # noqa: F811
+def test_misfire_skip_runs_none_of_the_missed_ticks(coord, beats) -> None:
     coord.create_queue("q")
     coord.schedule_recurring_job("q", "tick", {}, key="k", every=1000, misfire="skip", misfire_window_ms=500)
     stopped, restarted = stop_beat_for_a_while(coord, beats, "k", 6)
@@ -143,7 +143,7 @@ def test_misfire_skip_runs_none_of_the_missed_ticks(coord, beats) -> None:  # no
     assert missed_runs(coord, "k", stopped, restarted) == []
 
 
-def test_pause_and_resume_with_a_beat(coord: JobQueueCoordinator, beats) -> None:  # noqa: F811
+def test_pause_and_resume_with_a_beat(coord: JobQueueCoordinator, beats) -> None:
     coord.create_queue("q")
     coord.schedule_recurring_job("q", "tick", {}, key="k", every=1000, misfire="all")
     beats()
@@ -161,7 +161,7 @@ def test_pause_and_resume_with_a_beat(coord: JobQueueCoordinator, beats) -> None
     assert not coord.pause_recurring_job("q", "nope")
 
 
-def test_pause_after_consecutive_failures(coord: JobQueueCoordinator, beats) -> None:  # noqa: F811
+def test_pause_after_consecutive_failures(coord: JobQueueCoordinator, beats) -> None:
     coord.create_queue("q")
     coord.register_worker("q", processors.always_fails, pool="threads", concurrency=2, embed_beat=False)
     coord.schedule_recurring_job("q", "tick", {}, key="k", every=1000, max_retries=0, pause_after_failures=2)
@@ -215,7 +215,8 @@ def test_jitter_delays_each_run_below_the_bound(coord: JobQueueCoordinator) -> N
         assert coord._recurring.fire("q", "k", base + n * 1000) == "claimed"
     delays = [job.options.delay for job in runs(coord, "q", "k")]
     assert len(delays) == 8 and all(0 <= d < 1500 for d in delays) and len(set(delays)) > 1
-    assert coord.get_queue_status("q").counts.delayed == sum(1 for d in delays if d > 0)
+    counts = coord.get_queue_status("q").counts  # a short delay may already have been promoted
+    assert counts.delayed + counts.waiting == len(delays) and counts.delayed <= sum(1 for d in delays if d > 0)
 
 
 @pytest.mark.parametrize(("fields", "field"), [

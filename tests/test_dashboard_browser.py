@@ -23,7 +23,7 @@ from coordinator import JobQueueCoordinator, JobState
 from coordinator.dashboard import create_app
 from coordinator.demo.cleanup import delete_prefix_keys
 from tests import dashboard_processors
-from tests.dashboard_support import browser_page, chromium_or_skip, serving
+from tests.support.dashboard import browser_page, chromium_or_skip, serving
 from tests.support.env import FAST_SWEEPS, REDIS_URL
 
 QUEUE = "dash"

@@ -25,7 +25,7 @@ from coordinator.cli import main
 from coordinator.dashboard import create_app
 from coordinator.dashboard.auth import hash_password, parse_users, verify_password
 from coordinator.errors import ConfigurationError
-from tests.dashboard_support import serving
+from tests.support.dashboard import serving
 from tests.support.env import REDIS_URL
 from tests.support.servers import free_port
 
@@ -165,6 +165,21 @@ def test_job_actions_change_the_job(coord: JobQueueCoordinator) -> None:
     assert 'id="retry"' in page and 'id="remove"' in page and 'id="cancel"' not in page
     assert [e.event for e in coord.events("q") if e.job_id == waiting.id] == ["waiting", "cancelled"]
     assert ">cancelled<" in page.split("Timeline", 1)[1]
+
+
+def test_recurring_jobs_pause_resume_and_remove(coord: JobQueueCoordinator) -> None:
+    coord.create_queue("q")
+    coord.schedule_recurring_job("q", "nightly", {}, cron="0 3 * * *", key="nightly")
+    client = _client(coord)
+    headers = {"X-CSRF-Token": _token(client, "/recurring")}
+    assert client.post("/recurring/q/nightly/pause", headers=headers).status_code == 200
+    assert coord.get_recurring_jobs("q")[0].paused
+    assert 'class="state paused"' in client.get("/recurring").text
+    assert client.post("/recurring/q/nightly/resume", headers=headers).status_code == 200
+    assert not coord.get_recurring_jobs("q")[0].paused
+    assert client.post("/recurring/q/other/pause", headers=headers).status_code == 404
+    assert client.post("/recurring/q/nightly/remove", headers=headers).status_code == 200
+    assert coord.get_recurring_jobs("q") == []
 
 
 def test_bulk_counts_then_runs_on_the_filter_only(coord: JobQueueCoordinator) -> None:

@@ -139,8 +139,9 @@ def routes(dash: Dashboard) -> list[Route]:
         method = getattr(coord, f"{verb}_recurring_job", None) if verb in ("pause", "resume") else None
         if method is None:
             return message(request, f"verb: remove, pause or resume (where supported), not {verb!r}", 400)
-        await run_in_threadpool(method, queue, key)
-        return message(request, f"Recurring job {key}: {verb}d.")
+        done = await run_in_threadpool(method, queue, key)
+        return message(request, f"Recurring job {key}: {verb}d." if done else
+                       f"Recurring job {key}: not found.", 200 if done else 404)
 
     return [
         Route("/queues/{queue}/jobs/{job_id}/retry", job_action(
