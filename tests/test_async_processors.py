@@ -12,19 +12,8 @@ import redis
 
 from coordinator import Backoff, JobQueueCoordinator, JobState
 from tests import async_processors, processors
-from tests.test_processing import WAIT_S, record_data, wait_until
-
-
-def max_overlap(jobs: list) -> int:
-    """Most jobs running at one moment, from their recorded start and finish times."""
-    edges = []
-    for job in jobs:
-        edges += [(job.processed_on, 1), (job.finished_on, -1)]
-    running = peak = 0
-    for _, delta in sorted(edges, key=lambda edge: (edge[0], edge[1])):  # a finish before a start at a tie
-        running += delta
-        peak = max(peak, running)
-    return peak
+from tests.support.jobs import max_overlap, record_data
+from tests.support.waiting import WAIT_S, wait_until
 
 
 def test_a_thousand_io_bound_jobs_run_as_coroutines_of_one_process(coord: JobQueueCoordinator) -> None:

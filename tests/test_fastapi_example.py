@@ -12,12 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from test_async_processors import max_overlap
-from test_examples import EXAMPLES, example_env, wait_for
 
 from coordinator import Job
 from coordinator.demo.cleanup import delete_prefix_keys
-from coordinator.demo.redis_server import free_port
+from tests.support.examples import EXAMPLES, example_env
+from tests.support.jobs import max_overlap
+from tests.support.servers import free_port
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -32,8 +33,8 @@ def service(prefix: str, redis_client: redis.Redis, tmp_path: Path):  # type: ig
                            cwd=EXAMPLES, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: "consuming crawl" in worker_log.read_text(), 60, "the worker consumes")
-        wait_for(lambda: _up(base), 30, "uvicorn answers")
+        wait_until(lambda: "consuming crawl" in worker_log.read_text(), 60, "the worker consumes")
+        wait_until(lambda: _up(base), 30, "uvicorn answers")
         yield base
     finally:
         for proc in (api, worker):
@@ -74,8 +75,8 @@ def test_fastapi_service_enqueues_and_awaits_results(service: str) -> None:
     queued = httpx.post(f"{service}/crawl", json={"url": "ftp://nope"}, timeout=10)
     assert queued.status_code == 202 and queued.json()["state"] == "waiting"
     job_id = queued.json()["id"]
-    failed = wait_for(lambda: (j := httpx.get(f"{service}/jobs/{job_id}").json())["state"] == "failed" and j,
-                      30, "the bad url fails")
+    failed = wait_until(lambda: (j := httpx.get(f"{service}/jobs/{job_id}").json())["state"] == "failed" and j,
+                        30, "the bad url fails")
     assert failed["attempts_made"] == 1 and "is not http(s)" in failed["failed_reason"]
     assert httpx.post(f"{service}/crawl", json={"link": "x"}).status_code == 422
     assert httpx.get(f"{service}/jobs/unknown").status_code == 404
