@@ -4,6 +4,9 @@ from coordinator.async_client import AsyncJobQueueCoordinator
 from coordinator.errors import (
     ConfigurationError,
     CoordinatorError,
+    DependencyCycleError,
+    DependencyNotFoundError,
+    FlowError,
     InvalidArgumentError,
     InvalidJobDataError,
     InvalidNameError,
@@ -19,6 +22,8 @@ from coordinator.errors import (
     WorkerStartError,
 )
 from coordinator.facade import JobQueueCoordinator
+from coordinator.flows import BatchStatus, FlowJob, FlowNode
+from coordinator.flows.batch import Batch
 from coordinator.models import (
     AutoscalePolicy,
     Backoff,
@@ -57,11 +62,18 @@ __all__ = [
     "AsyncJobQueueCoordinator",
     "AutoscalePolicy",
     "Backoff",
+    "Batch",
+    "BatchStatus",
     "BulkJob",
     "ConfigurationError",
     "CoordinatorError",
+    "DependencyCycleError",
+    "DependencyNotFoundError",
     "Event",
     "EventName",
+    "FlowError",
+    "FlowJob",
+    "FlowNode",
     "Health",
     "HealthCheck",
     "HealthStatus",

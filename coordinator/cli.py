@@ -30,6 +30,7 @@ from coordinator.errors import (
     WorkerNotFoundError,
 )
 from coordinator.facade import JobQueueCoordinator
+from coordinator.flows.cli import register as register_flow_commands
 from coordinator.heartbeats import queue_list
 from coordinator.models import HealthStatus, JobState, WorkerOptions
 from coordinator.settings import redact_url
@@ -508,6 +509,9 @@ def demo(demo_args: tuple[str, ...]) -> None:
     from coordinator.demo.__main__ import main as demo_main
 
     sys.exit(demo_main(list(demo_args)))
+
+
+register_flow_commands(main, pass_state, _echo_json)
 
 
 def _command_names() -> list[str]:

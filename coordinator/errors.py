@@ -13,6 +13,9 @@
     ├── WaitTimeoutError          `wait_for_job` ran out of time (also a TimeoutError)
     ├── JobTimeoutError           an async processor's job ran past its `timeout` (also a TimeoutError)
     ├── WorkerStartError          a managed worker did not start consuming in time
+    ├── FlowError                 a flow, DAG edge set or batch that cannot be written
+    │   ├── DependencyNotFoundError  depends_on names a job that does not exist (also a NotFoundError)
+    │   └── DependencyCycleError     depends_on would make a cycle
     ├── UnrecoverableError        raised by a processor: fail the job now, no retry
     ├── JobCancelledError         raised in a processor whose job was cancelled (raise_if_cancelled)
     └── JobTimeoutError           an attempt ran past its job's ``timeout``
@@ -90,6 +93,23 @@ class WorkerStartError(CoordinatorError):
 
 class UnrecoverableError(CoordinatorError):
     """Raised inside a processor to fail the job at once, without retries (BullMQ's name)."""
+
+
+class FlowError(CoordinatorError):
+    """A flow, a ``depends_on`` edge set or a batch that cannot be written; nothing was written."""
+
+
+class DependencyNotFoundError(FlowError, NotFoundError):
+    """``depends_on`` names a job that does not exist."""
+
+    def __init__(self, queue: str, job_id: str) -> None:
+        super().__init__(f"depends_on: no job {job_id!r} in queue {queue!r}")
+        self.queue = queue
+        self.job_id = job_id
+
+
+class DependencyCycleError(FlowError):
+    """``depends_on`` would make a cycle (a job depending on itself, directly or through others)."""
 
 
 class JobCancelledError(CoordinatorError):

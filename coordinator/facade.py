@@ -19,19 +19,25 @@ from __future__ import annotations
 import inspect
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-from celery import Celery
+from celery import Celery, Signature
 
 from coordinator.broker import OutboxRelay
 from coordinator.celery_config import build_app
 from coordinator.connection import connect
 from coordinator.errors import InvalidArgumentError
 from coordinator.events import EventListener, iter_events
+from coordinator.flows.batch import Batch, cancel_batch, open_batch, read_batch
+from coordinator.flows.canvas import CanvasRun, CanvasWriter
+from coordinator.flows.handoff import HandOff
+from coordinator.flows.models import BatchStatus, FlowJob, FlowNode
+from coordinator.flows.producer import FlowProducer
 from coordinator.health import HealthChecker, QueueSnapshot
 from coordinator.heartbeats import HeartbeatStore
 from coordinator.keys import CoordinatorKeys
@@ -60,6 +66,7 @@ from coordinator.models import (
 from coordinator.queues import QueueManager
 from coordinator.recurring import RecurringManager
 from coordinator.registry import Registry
+from coordinator.registry.flows import FlowRegistry
 from coordinator.runtime.adopted import AdoptedTasks
 from coordinator.runtime.beat_scheduler import configure_beat
 from coordinator.runtime.locks import LockKeeper
@@ -95,17 +102,20 @@ class JobQueueCoordinator(BuiltFromSettings):
         """The `celery.Celery` app: the one given, or one built from the settings."""
         self._processors: dict[str, Processor] = {}
         self._queues = QueueManager(self._registry, settings, self._heartbeats)
-        self.app.steps["consumer"].add(maintenance_step(WorkerParts(
-            self._registry, settings, self._queues.cached_config, self._heartbeats, self._processors,
-            self._existing_async_runner)))
         if self._registry.outbox:
             self._registry.after_dispatch = OutboxRelay(self.app, self._registry).flush
         self._jobs = JobScheduler(self._registry, self._queues, settings, self.app, self._default_job_name)
+        flow_registry = FlowRegistry(self._registry)
+        self._flows = FlowProducer(self._registry, flow_registry, self._jobs, HandOff(flow_registry))
+        self._registry.on_handoff = self._flows.handoff.apply_written
+        self.app.steps["consumer"].add(maintenance_step(WorkerParts(
+            self._registry, settings, self._queues.cached_config, self._heartbeats, self._processors,
+            self._flows.handoff, self._existing_async_runner)))
         self._workers = WorkerManager(settings, self.app, self._queues, self._registry, self._heartbeats,
                                       self._processors, adopted_app=self._adopted_app)
         self._recurring = RecurringManager(self._redis, self._keys, self._queues, self._jobs, settings)
         configure_beat(self.app, settings, self._recurring.fire)
-        self._runner = JobRunner(self._registry, settings, self._queues.reads, self._lock_keeper())
+        self._runner = JobRunner(self._registry, settings, self._queues.reads, self._lock_keeper(), self._flows)
         self._async_runner: AsyncRunner | None = None
         self._health = HealthChecker(self._registry, self._heartbeats, settings, self._workers.get_all_worker_status)
         self._mutex = threading.Lock()
@@ -241,14 +251,18 @@ class JobQueueCoordinator(BuiltFromSettings):
     # ----------------------------------------------------------------------------- jobs
 
     def enqueue_job(self, queue: str, data: Any, options: JobOptions | None = None, *,
-                    name: str | None = None, **option_fields: Any) -> Job:
+                    name: str | None = None, depends_on: list[Any] | None = None, **option_fields: Any) -> Job:
         """Add one job to ``queue`` and return it (``waiting``, or ``delayed`` with a delay).
 
         ``options`` and/or ``option_fields`` (`JobOptions` fields: priority, max_retries, backoff,
         delay, job_id, timeout, remove_on_complete, remove_on_fail, trace_id); ``name`` labels the
         job (default: the queue's processor's name). An existing ``job_id`` returns that job and
         adds nothing. `InvalidJobDataError` if ``data`` is not plain JSON or too large;
-        `QueueNotFoundError` if the queue was never created."""
+        `QueueNotFoundError` if the queue was never created. With ``depends_on`` (``(queue, job
+        id)`` or ``(queue, job id, policy)`` items) it waits in waiting_children until those jobs
+        are done (docs/flows.md)."""
+        if depends_on is not None:
+            return self._flows.enqueue_with_dependencies(queue, data, options, name, option_fields, depends_on)
         return self._jobs.enqueue_job(queue, data, options, name=name, **option_fields)
 
     def enqueue_bulk(self, queue: str, jobs: Iterable[BulkJob | dict[str, Any]]) -> list[Job]:
@@ -278,14 +292,24 @@ class JobQueueCoordinator(BuiltFromSettings):
 
     def retry_job(self, queue: str, job_id: str) -> bool:
         """Run a failed or cancelled job again with a fresh set of retries; False if its state
-        does not allow it, `JobNotFoundError` for an unknown id."""
-        return self._jobs.retry_job(queue, job_id)
+        does not allow it, `JobNotFoundError` for an unknown id. A parent that failed because of
+        it (or went on without it) waits for it again."""
+        retried = self._jobs.retry_job(queue, job_id)
+        if retried:
+            self._flows.rearm_waiters(queue, job_id)
+        return retried
 
     def cancel_job(self, queue: str, job_id: str, terminate: bool = False, reason: str = "cancelled") -> bool:
-        """Cancel a waiting, delayed or active job; it ends ``cancelled`` with ``reason``. A running
-        attempt is asked to stop (``job.is_cancelled()``) and interrupted after ``cancel_grace_ms``;
-        ``terminate`` ends a prefork process running it at once. False if it had finished."""
-        return self._jobs.cancel_job(queue, job_id, terminate, reason)
+        """Cancel a waiting, delayed or active job, or one in waiting_children; it ends ``cancelled``
+        with ``reason``. A running attempt is asked to stop (``job.is_cancelled()``) and interrupted
+        after ``cancel_grace_ms``; ``terminate`` ends a prefork process running it at once. False if
+        it had finished. Its flow children that have not started (and wait for nothing else) are
+        cancelled too."""
+        was_waiting = self._flows.is_waiting_children(queue, job_id)
+        cancelled = self._jobs.cancel_job(queue, job_id, terminate, reason)
+        if cancelled:
+            self._flows.cancel_below(queue, job_id, was_waiting)
+        return cancelled
 
     def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
         """Change the priority (1 highest .. 10 lowest) of a waiting or delayed job; False if its
@@ -305,6 +329,46 @@ class JobQueueCoordinator(BuiltFromSettings):
         """Block until the job is completed, failed or cancelled and return it; `WaitTimeoutError`
         (a `TimeoutError`) after ``timeout`` s, the job going on."""
         return self._jobs.wait_for_job(queue, job_id, timeout)
+
+    # ----------------------------------------------------------------------------- flows and batches
+
+    def add_flow(self, flow: FlowJob) -> FlowNode:
+        """Write a tree of jobs across queues; each parent waits in waiting_children for its children."""
+        return self._flows.add_flow(flow)
+
+    def get_flow(self, queue: str, job_id: str) -> FlowNode | None:
+        """The flow below a job with current states; None if there is no such job."""
+        self._queues.cached_config(queue)
+        node = self._flows.get_flow(queue, job_id)
+        if node is not None:
+            for each in node.walk():
+                each.job._flows = self._flows
+        return node
+
+    def remove_flow(self, queue: str, job_id: str) -> int:
+        """Remove a job and every job below it (cancelling those not finished); returns the count."""
+        return self._flows.remove_flow(queue, job_id)
+
+    def batch(self, on_complete: FlowJob | None = None, on_success: FlowJob | None = None) -> Batch:
+        """Open a batch (use it in a ``with`` block: sealed on exit); the callbacks run once."""
+        return open_batch(self._flows, str(uuid.uuid4()), on_complete, on_success)
+
+    def get_batch(self, batch_id: str) -> BatchStatus:
+        """A batch's progress: total, pending, succeeded, failed, done."""
+        return read_batch(self._flows, batch_id)
+
+    def cancel_batch(self, batch_id: str) -> int:
+        """Cancel a batch's members that have not started and its callbacks; returns how many."""
+        return cancel_batch(self._flows, batch_id)
+
+    def signature(self, queue: str, data: Any = None, **options: Any) -> Signature:
+        """A Celery signature of the queue's processor with ``data``, for `apply_canvas`."""
+        return self.app.signature(self._keys.task_name(check_queue_name(queue)), args=(data,), **options)
+
+    def apply_canvas(self, canvas: Signature) -> CanvasRun:
+        """Run a Celery ``chain`` / ``group`` / ``chord`` (with ``link`` / ``link_error``) of
+        processor signatures on the flow engine; use it where Celery code calls ``apply_async()``."""
+        return CanvasWriter(self._flows, self._keys, self.app if self._adopted_app else None).write(canvas)
 
     # ----------------------------------------------------------------------------- recurring jobs
 

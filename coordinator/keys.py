@@ -15,7 +15,7 @@ KOMBU_PRIORITY_SEP = "\x06\x16"
 KOMBU_PRIORITY_LEVELS = tuple(range(10))
 
 #: Job states that have an index of their own (a sorted set per queue).
-STATE_INDEXES = ("waiting", "active", "delayed", "completed", "failed", "cancelled")
+STATE_INDEXES = ("waiting", "active", "delayed", "completed", "failed", "cancelled", "waiting_children")
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,79 @@ class QueueKeys:
     def logs(self, job_id: str) -> str:
         return f"{self.base}:logs:{job_id}"
 
+    # Flows (see coordinator/flows): a waiting job's dependencies and their outcomes, a job's
+    # waiters, and the queue's hand-off box. All in the queue's slot, like the job itself.
+    def pending(self, job_id: str) -> str:
+        """Set of the refs (``queue:id``, ``@b:<batch>``) a waiting_children job still waits for."""
+        return f"{self.base}:pending:{job_id}"
+
+    def children(self, job_id: str) -> str:
+        """Set of every dependency ref of a job (its flow children, its ``depends_on``)."""
+        return f"{self.base}:children:{job_id}"
+
+    def child_values(self, job_id: str) -> str:
+        """Hash: dependency ref -> result JSON, of the dependencies that completed."""
+        return f"{self.base}:values:{job_id}"
+
+    def child_failures(self, job_id: str) -> str:
+        """Hash: dependency ref -> reason, of the failed dependencies the job goes on without."""
+        return f"{self.base}:failures:{job_id}"
+
+    def dependents(self, job_id: str) -> str:
+        """Hash: waiter ref (a parent, a dependent job, a batch) -> failure policy."""
+        return f"{self.base}:dependents:{job_id}"
+
+    @property
+    def flowbox(self) -> str:
+        """Hash of hand-offs: a finished job's outcome for its waiters, written in the step that
+        finished it and removed once every waiter applied it (see `coordinator/flows/handoff.py`)."""
+        return f"{self.base}:flowbox"
+
+    def flow_keys(self, job_id: str) -> list[str]:
+        """The flow records of one job, removed with it."""
+        return [self.pending(job_id), self.children(job_id), self.child_values(job_id),
+                self.child_failures(job_id), self.dependents(job_id)]
+
     @property
     def pattern(self) -> str:
         """SCAN pattern of every key of this queue except the broker lists."""
         return f"{self.base}:*"
+
+
+@dataclass(frozen=True)
+class BatchKeys:
+    """Key names of one batch; they share the hash tag ``{b:<id>}`` (one cluster slot)."""
+
+    prefix: str
+    batch_id: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{b:{self.batch_id}}}"
+
+    @property
+    def meta(self) -> str:
+        """Hash: counts, sealed/done flags, callback and parent refs (`flows/records.py`)."""
+        return f"{self.base}:meta"
+
+    @property
+    def pending(self) -> str:
+        """Set of the refs of members not finished yet, and ``@seal`` until the batch is sealed."""
+        return f"{self.base}:pending"
+
+    @property
+    def members(self) -> str:
+        """Set of the refs of every member."""
+        return f"{self.base}:members"
+
+    @property
+    def failures(self) -> str:
+        """Hash: member ref -> reason, of failed members."""
+        return f"{self.base}:failures"
+
+    @property
+    def all(self) -> list[str]:
+        return [self.meta, self.pending, self.members, self.failures]
 
 
 @dataclass(frozen=True)
@@ -129,6 +198,9 @@ class CoordinatorKeys:
 
     def worker_paused(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}:paused"
+
+    def batch(self, batch_id: str) -> BatchKeys:
+        return BatchKeys(self.prefix, batch_id)
 
     def for_queue(self, queue: str) -> QueueKeys:
         return QueueKeys(self.prefix, queue)

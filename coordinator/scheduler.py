@@ -99,9 +99,15 @@ class JobPlans:
         """Ids chosen, data encoded (InvalidJobDataError before anything is written)."""
         now = now_ms()
         default_name = self._default_name(queue) if any(not name for _, name, _ in items) else ""
-        return [NewJob(
+        return [self.new_job(queue, data, name or default_name, opts, now, schedule_key, created_ms)
+                for data, name, opts in items]
+
+    def new_job(self, queue: str, data: Any, name: str | None, opts: JobOptions, now: int,
+                schedule_key: str = "", created_ms: int = 0) -> NewJob:
+        """A job ready to be written: id chosen, data encoded (size checked), name defaulted."""
+        return NewJob(
             id=opts.job_id or str(uuid.uuid4()),
-            name=name or default_name,
+            name=name or self._default_name(queue),
             data_json=encode_json(data, "data", self.settings.max_job_size),
             options=opts,
             due_ms=now + opts.delay if opts.delay else 0,
@@ -110,7 +116,7 @@ class JobPlans:
             # given at enqueue, or made here: 32 hex digits, a valid W3C trace-id
             trace_id=opts.trace_id or uuid.uuid4().hex,
             expires_ms=_deadline_ms(opts.expires, now) if opts.expires is not None else 0,
-        ) for data, name, opts in items]
+        )
 
     def snapshots_op(self, queue: str, items: list[Item], new_jobs: list[NewJob], added: list[bool],
                      created_at: datetime) -> Op[list[Job]]:
@@ -224,6 +230,11 @@ class JobScheduler:
     def resolve_options(self, queue: str, options: JobOptions | None, fields: dict[str, Any]) -> JobOptions:
         """The queue's default options, overlaid by ``options`` and then by ``fields``."""
         return self.plans.resolve_options(queue, self.queues.cached_config(queue), options, fields)
+
+    def new_job(self, queue: str, data: Any, name: str | None, opts: JobOptions, now: int,
+                schedule_key: str = "", created_ms: int = 0) -> NewJob:
+        """A job ready to be written: id chosen, data encoded (size checked), name defaulted."""
+        return self.plans.new_job(queue, data, name, opts, now, schedule_key, created_ms)
 
     def _add(self, queue: str, items: list[Item], schedule_key: str = "", created_ms: int = 0) -> list[Job]:
         new_jobs = self.plans.new_jobs(queue, items, schedule_key, created_ms)

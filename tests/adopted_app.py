@@ -25,6 +25,12 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
+@app.task(name="legacy.total")
+def total(values: list[int], bonus: int = 0) -> int:
+    """A chord body: the header's results as a list."""
+    return sum(values) + bonus
+
+
 @app.task(name="legacy.explode")
 def explode() -> None:
     raise ValueError("legacy failure")

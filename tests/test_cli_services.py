@@ -125,10 +125,10 @@ def test_events_follow_prints_new_events_as_they_happen(coord: JobQueueCoordinat
     reader.start()
     try:
         first = coord.enqueue_job("fq", 1)
-        wait_until(lambda: [e for e in lines if e["job_id"] == first.id], WAIT_S, "the first event")
+        wait_until(lambda: [e for e in lines if e["job_id"] == first.id], 120, "the follower's first line (its start)")
         second = coord.enqueue_job("fq", 2)  # after the follower printed: only a follower sees it
         coord.cancel_job("fq", second.id)
-        wait_until(lambda: len(lines) >= 3, WAIT_S, "events enqueued while following")
+        wait_until(lambda: len(lines) >= 3, 60, "events enqueued while following")
         assert proc.poll() is None  # still following
     finally:
         proc.send_signal(signal.SIGINT)

@@ -13,6 +13,7 @@ API_NAMES = {
     "ManagedWorker", "WorkerStatus", "ScalingResult", "Health", "Event", "CoordinatorError",
     "QueueNotFoundError", "JobNotFoundError", "WorkerNotFoundError", "WorkerStartError", "InvalidJobDataError",
     "ConfigurationError", "UnrecoverableError",
+    "FlowJob", "FlowNode", "BatchStatus",  # Additions: flows and batches
 }
 
 
@@ -26,7 +27,7 @@ def test_all_is_complete_and_sorted() -> None:
 
 def test_every_error_is_a_coordinator_error() -> None:
     classes = [value for value in vars(errors).values() if inspect.isclass(value) and issubclass(value, Exception)]
-    assert len(classes) == 15
+    assert len(classes) == 18
     assert all(issubclass(cls, coordinator.CoordinatorError) for cls in classes)
 
 
@@ -37,6 +38,7 @@ def test_facade_has_every_method_of_the_contract() -> None:
         "retry_job", "cancel_job", "update_job_priority", "promote_job", "wait_for_job", "register_worker",
         "close_worker", "get_worker", "get_workers_by_queue", "get_all_worker_status", "shutdown", "processor",
         "celery_queue", "from_env",
+        "add_flow", "get_flow", "batch", "get_batch",  # Additions: flows and batches
     }
     missing = {m for m in methods if not callable(getattr(coordinator.JobQueueCoordinator, m, None))}
     assert missing == set()

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from coordinator.models.options import JobOptions
 
 if TYPE_CHECKING:
+    from coordinator.flows.batch import Batch
+    from coordinator.flows.producer import FlowProducer
     from coordinator.runtime.control import Attempt
 
 
@@ -27,6 +29,8 @@ class JobState(str, Enum):
     """Where a job is in its life; each state has one index per queue in the registry."""
 
     WAITING = "waiting"
+    WAITING_CHILDREN = "waiting_children"
+    """Waits for its children, its ``depends_on`` jobs or its batch (`coordinator.flows`)."""
     DELAYED = "delayed"
     ACTIVE = "active"
     COMPLETED = "completed"
@@ -56,6 +60,12 @@ class EventName(str, Enum):
     DELAYED = "delayed"
     STALLED = "stalled"
     CANCELLED = "cancelled"
+    WAITING_CHILDREN = "waiting_children"
+    """A job now waits for its children / dependencies / batch (created, or re-armed)."""
+    CHILD_COMPLETED = "child_completed"
+    """On a waiting job: one of its dependencies completed (``data["child"]`` = ``queue:id``)."""
+    CHILD_FAILED = "child_failed"
+    """On a waiting job: a dependency failed or was cancelled (``child``, ``reason``, ``policy``)."""
     PAUSED = "paused"
     RESUMED = "resumed"
     WORKER = "worker"
@@ -106,6 +116,7 @@ class Job(BaseModel):
     _registry: JobWriter | None = PrivateAttr(None)
     _token: int | None = PrivateAttr(None)
     _attempt: Attempt | None = PrivateAttr(None)
+    _flows: FlowProducer | None = PrivateAttr(None)
 
     def update_progress(self, progress: Any) -> Any:
         """Record progress (0..100, or any JSON value) of the running attempt; emits ``progress``.
@@ -136,6 +147,29 @@ class Job(BaseModel):
             from coordinator.errors import JobCancelledError
 
             raise JobCancelledError(self.failed_reason or "cancelled")
+
+    def children_values(self) -> dict[str, Any]:
+        """Results of the children / dependencies that completed: ``{"<queue>:<job id>": result}``."""
+        return self._flow_api().children_values(self.queue, self.id)
+
+    def children_failures(self) -> dict[str, str]:
+        """Reasons of the failed children the job goes on without (policies ignore, continue)."""
+        return self._flow_api().children_failures(self.queue, self.id)
+
+    @property
+    def batch(self) -> Batch | None:
+        """The batch this job belongs to (a running job may add jobs to it), or None."""
+        from coordinator.flows.batch import batch_of
+
+        return batch_of(self._flow_api(), self.queue, self.id)
+
+    def _flow_api(self) -> FlowProducer:
+        if self._flows is None:
+            from coordinator.errors import CoordinatorError
+
+            raise CoordinatorError("children_values(), children_failures() and batch work inside a processor "
+                                   "or on a job of coord.get_flow()")
+        return self._flows
 
     def _bound(self) -> JobWriter:
         if self._registry is None or self._token is None:

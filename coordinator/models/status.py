@@ -34,6 +34,8 @@ class QueueCounts(BaseModel):
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
+    waiting_children: int = 0
+    """Jobs waiting for their children or dependencies (flows, DAGs, batch callbacks)."""
 
 
 class QueueMetrics(BaseModel):

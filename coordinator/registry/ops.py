@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,9 @@ class RegistryOps:
         self.events_max_len = events_max_len
         self.finish_retry_s = finish_retry_s
         self.outbox = outbox
+        #: Called with (queue, flow box field, entry JSON) after a move that wrote a flow
+        #: hand-off (`coordinator.flows.handoff`); a blocking call, from either executor.
+        self.on_handoff: Callable[[str, str, str], object] | None = None
 
     def queue_keys(self, queue: str) -> QueueKeys:
         return self.keys.for_queue(queue)
@@ -88,6 +91,10 @@ class RegistryOps:
     def dispatch_args(self, queue: str) -> list[str]:
         """ARGV the dispatching scripts share: task name, Celery queue, queue name."""
         return [self.keys.task_name(queue), self.queue_keys(queue).celery_queue, queue]
+
+    def _handed_off(self, queue: str, reply: list[Any]) -> None:
+        if self.on_handoff is not None:
+            self.on_handoff(queue, reply[1], reply[2])
 
     def _event(self, stream: str, fields: dict[str, Any]) -> Any:
         return cmd("xadd", stream, fields, maxlen=self.events_max_len, approximate=True)
@@ -177,6 +184,14 @@ class RegistryOps:
     def enqueue_batch(self, queue: str, jobs: list[NewJob]) -> Op[list[bool]]:
         """Add up to BATCH_SIZE jobs in one script call; True per job added, False where a job
         with that id existed and nothing was written."""
+        keys, args = self.enqueue_call(queue, jobs)
+        result = yield Script("enqueue", keys, args)
+        if not isinstance(result, list):
+            interpret_reply("enqueue", result, queue)
+        return [flag == Reply.DONE for flag in result]
+
+    def enqueue_call(self, queue: str, jobs: list[NewJob]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of one `lua/enqueue.lua` call (also queued in a flow's MULTI)."""
         qk = self.queue_keys(queue)
         keys = [qk.meta, qk.index("waiting"), qk.index("delayed"), qk.parked, qk.events, *self.broker_keys(qk)]
         args: list[Any] = [now_ms(), *self.dispatch_args(queue), self.events_max_len]
@@ -192,10 +207,7 @@ class RegistryOps:
                 opts.priority, job.due_ms, "" if opts.timeout is None else opts.timeout,
                 job.trace_id, opts.max_retries, job.schedule_key, job.created_ms, job.expires_ms,
             ]
-        result = yield Script("enqueue", keys, args)
-        if not isinstance(result, list):
-            interpret_reply("enqueue", result, queue)
-        return [flag == Reply.DONE for flag in result]
+        return keys, args
 
     def enqueue(self, queue: str, jobs: list[NewJob]) -> Op[list[bool]]:
         """`enqueue_batch` for each batch of BATCH_SIZE, in order."""
@@ -213,7 +225,8 @@ class RegistryOps:
         reply = yield Script(
             "start",
             [qk.job(job_id), qk.index("waiting"), qk.index("active"), qk.parked, qk.meta,
-             qk.events, qk.lock(job_id), qk.limiter, qk.index("cancelled")],
+             qk.events, qk.lock(job_id), qk.limiter, qk.index("cancelled"), qk.dependents(job_id),
+             qk.flowbox],
             [job_id, token, now_ms(), worker_id, lock_ms, self.events_max_len,
              limiter.max if limiter else 0, limiter.duration if limiter else 0, hostname],
         )
@@ -248,7 +261,8 @@ class RegistryOps:
         qk = self.queue_keys(queue)
         now = now_ms()
         keys = [qk.job(job_id), qk.index("active"), qk.index("completed"), qk.index("failed"),
-                qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id)]
+                qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id),
+                qk.dependents(job_id), qk.flowbox]
         args = [job_id, token, outcome, now, payload, stack, due_ms, "1" if remove else "0",
                 self.events_max_len, minute_of(now), duration_ms, processing_bucket(duration_ms)]
         # A finished attempt outlives a short Redis outage rather than run again; repeating the
@@ -256,11 +270,16 @@ class RegistryOps:
         deadline = time.monotonic() + self.finish_retry_s
         while True:
             try:
-                return interpret_reply("finish", (yield Script("finish", keys, args)), queue, job_id)
+                reply = yield Script("finish", keys, args)
             except RedisUnavailableError:
                 if time.monotonic() >= deadline:
                     raise
                 yield Sleep(FINISH_RETRY_PAUSE_S)
+                continue
+            if isinstance(reply, list):  # a flow hand-off was written: apply it now
+                self._handed_off(queue, reply)
+                return True
+            return interpret_reply("finish", reply, queue, job_id)
 
     def update_progress(self, queue: str, job_id: str, token: int | None, progress: Any) -> Op[bool]:
         qk = self.queue_keys(queue)
@@ -311,9 +330,13 @@ class RegistryOps:
         reply = yield Script(
             "cancel",
             [qk.job(job_id), qk.index("waiting"), qk.index("delayed"), qk.parked,
-             qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id)],
+             qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id),
+             qk.index("waiting_children"), qk.dependents(job_id), qk.flowbox],
             [job_id, now_ms(), "1" if allow_active else "0", self.events_max_len, reason],
         )
+        if isinstance(reply, list):
+            self._handed_off(queue, reply)
+            reply = Reply.DONE
         return interpret_reply("cancel", reply, queue, job_id)
 
     def remove(self, queue: str, job_id: str) -> Op[bool]:
@@ -357,7 +380,8 @@ class RegistryOps:
         return (yield Script(
             "promote",
             [qk.index("delayed"), qk.index("waiting"), qk.parked, qk.meta, qk.events,
-             *self.broker_keys(qk), qk.index("cancelled"), *(qk.job(job_id) for job_id in job_ids)],
+             *self.broker_keys(qk), qk.index("cancelled"), qk.flowbox,
+             *(key for job_id in job_ids for key in (qk.job(job_id), qk.dependents(job_id)))],
             [now_ms(), "1" if force else "0", *self.dispatch_args(queue), self.events_max_len, *job_ids],
         ))
 
@@ -447,7 +471,7 @@ class RegistryOps:
                     break
                 keys = [index]
                 for job_id in victims:
-                    keys += [qk.job(job_id), qk.logs(job_id)]
+                    keys += [qk.job(job_id), qk.logs(job_id), *qk.flow_keys(job_id)]
                 done = yield Script("remove_finished", keys, victims)
                 removed += done
                 if done == 0 or len(victims) < BATCH_SIZE:

@@ -15,13 +15,14 @@ from typing import Any, TypeVar
 
 import redis
 
+from coordinator.clock import now_ms
 from coordinator.models import Job, JobState, QueueConfig, QueueCounts, RateLimit, Retention, WorkerAction
 from coordinator.registry.calls import Call, Op, execute_sync, run_sync
 from coordinator.registry.ops import BATCH_SIZE, NewJob, RegistryOps, StartResult
 from coordinator.registry.scripts import Scripts
 from coordinator.registry.sweep_ops import SweepOps
 
-__all__ = ["BATCH_SIZE", "NewJob", "Registry", "StartResult"]
+__all__ = ["BATCH_SIZE", "NewJob", "Registry", "StartResult", "now_ms"]
 
 T = TypeVar("T")
 
@@ -60,6 +61,23 @@ class Registry:
     @property
     def events_max_len(self) -> int:
         return self.ops.events_max_len
+
+    @property
+    def on_handoff(self) -> Callable[[str, str, str], object] | None:
+        """Called with (queue, flow box field, entry JSON) after a move that wrote a flow
+        hand-off (`coordinator.flows.handoff`); held by the operations, so async runs call it too."""
+        return self.ops.on_handoff
+
+    @on_handoff.setter
+    def on_handoff(self, callback: Callable[[str, str, str], object] | None) -> None:
+        self.ops.on_handoff = callback
+
+    def _dispatch_args(self, queue: str) -> list[str]:
+        return self.ops.dispatch_args(queue)
+
+    def enqueue_call(self, queue: str, jobs: list[NewJob]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of one `lua/enqueue.lua` call (also queued in a flow's MULTI)."""
+        return self.ops.enqueue_call(queue, jobs)
 
     # ----------------------------------------------------------------------------- executor
 

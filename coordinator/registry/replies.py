@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import IntEnum
 
-from coordinator.errors import CoordinatorError, JobNotFoundError, QueueNotFoundError
+from coordinator.errors import CoordinatorError, FlowError, JobNotFoundError, QueueNotFoundError
 
 
 class Reply(IntEnum):
@@ -29,6 +29,10 @@ def _no_queue(queue: str, job_id: str) -> CoordinatorError:
     return QueueNotFoundError(queue)
 
 
+def _no_batch(batch_id: str, _: str) -> CoordinatorError:
+    return FlowError(f"batch {batch_id}: no such batch")
+
+
 #: Script name -> the error its ``-1`` reply means (None: the script never replies -1).
 SCRIPT_REPLIES: dict[str, Callable[[str, str], CoordinatorError] | None] = {
     "enqueue": _no_queue,
@@ -37,6 +41,8 @@ SCRIPT_REPLIES: dict[str, Callable[[str, str], CoordinatorError] | None] = {
     "change_priority": _no_job,
     "finish": None,
     "progress": None,
+    "flow_add_waiter": _no_queue,
+    "flow_batch_add": _no_batch,
 }
 
 #: Replies of `lua/start.lua`: run it, or why this message does not run the job.

@@ -25,6 +25,12 @@ SCRIPT_NAMES = (
     "claim_outbox",
     "take",
     "renew",
+    "flow_add_waiter",
+    "flow_depend",
+    "flow_settle",
+    "flow_rearm",
+    "flow_batch_add",
+    "flow_batch_settle",
 )
 
 
@@ -57,3 +63,9 @@ class Scripts:
     claim_outbox: Script
     take: Script
     renew: Script
+    flow_add_waiter: Script
+    flow_depend: Script
+    flow_settle: Script
+    flow_rearm: Script
+    flow_batch_add: Script
+    flow_batch_settle: Script

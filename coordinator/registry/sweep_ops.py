@@ -54,9 +54,9 @@ class SweepOps:
         for start in range(0, len(stalled), BATCH_SIZE):
             batch = stalled[start : start + BATCH_SIZE]
             keys = [qk.index("active"), qk.index("waiting"), qk.index("failed"), qk.parked, qk.meta,
-                    qk.events, qk.metrics, *ops.broker_keys(qk)]
+                    qk.events, qk.metrics, *ops.broker_keys(qk), qk.flowbox]
             for job_id in batch:
-                keys += [qk.job(job_id), qk.lock(job_id)]
+                keys += [qk.job(job_id), qk.lock(job_id), qk.dependents(job_id)]
             recovered += yield Script(
                 "recover_stalled", keys,
                 [now_ms(), max_stalled_count, *ops.dispatch_args(queue), ops.events_max_len,

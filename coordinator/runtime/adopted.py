@@ -65,6 +65,20 @@ def call_arguments(data: Any) -> tuple[list[Any], dict[str, Any], dict[str, Any]
     return [data], {}, {}
 
 
+def flow_arguments(job: Job, canvas: dict[str, Any]) -> list[Any]:
+    """A canvas on the flow engine (`coordinator.flows.canvas`): the results of the jobs before
+    this one, as Celery passes them: the one result of a chain step, or the list of a chord's
+    header results in header order; [] for a job outside such a canvas."""
+    mode = canvas.get("flow_args")
+    if not mode:
+        return []
+    values = job.children_values()
+    results = [values[ref] for ref in canvas.get("flow_refs") or sorted(values) if ref in values]
+    if mode == "list":
+        return [results]
+    return results[:1]
+
+
 def job_priority(celery_priority: int | None, amqp: bool) -> int | None:
     """Celery's 0..9 as the coordinator's 1 (highest) .. 10: on Redis 0 is Celery's highest, on
     RabbitMQ 9 is; either way the team's most urgent value becomes 1."""
@@ -270,6 +284,7 @@ class AdoptedRunner:
             raise UnrecoverableError(f"job name {job.name!r}: no task of that name in the adopted app "
                                      f"and no processor for queue {job.queue!r}")
         args, kwargs, canvas = call_arguments(job.data)
+        args = flow_arguments(job, canvas) + args
         request = self._request(task, job, args, kwargs, canvas)
         task.push_request(**request)
         run = self._local.run = _Run(task, task.request, args, kwargs)

@@ -25,6 +25,7 @@ from celery import bootsteps
 from celery.worker import state as worker_state
 
 from coordinator.errors import CoordinatorError, QueueNotFoundError
+from coordinator.flows.handoff import HandOff
 from coordinator.heartbeats import HEARTBEAT_INTERVAL_S, PAUSED, RUNNING, HeartbeatStore
 from coordinator.models import QueueConfig
 from coordinator.redis_checks import redis_settings_warnings
@@ -47,17 +48,20 @@ PAUSE_POLL_S = 0.25
 
 class WorkerParts:
     """What the maintenance of a worker uses: the registry, settings, queue configs (cached),
-    the heartbeat store, the processors registered in this process, and this process's event loop
-    for async processors if it has one (`runtime.async_runner`)."""
+    the heartbeat store, the processors registered in this process, the flow hand-off, and this
+    process's event loop for async processors if it has one (`runtime.async_runner`)."""
 
     def __init__(self, registry: Registry, settings: Settings, config_of: Callable[[str], QueueConfig],
                  heartbeats: HeartbeatStore, processors: Mapping[str, Callable[..., Any]],
+                 handoff: HandOff | None = None,
                  async_runner: Callable[[], AsyncRunner | None] = lambda: None) -> None:
         self.registry = registry
         self.settings = settings
         self.config_of = config_of
         self.heartbeats = heartbeats
         self.processors = processors
+        self.handoff = handoff
+        """Applies flow hand-offs a dead process left (`coordinator.flows.handoff`)."""
         self.async_runner = async_runner
 
 
@@ -148,6 +152,8 @@ class Maintenance:
             registry.release_parked(queue, config.limiter)
             if stalled:
                 registry.recover_stalled(queue, settings.max_stalled_count)
+                if self.parts.handoff is not None:
+                    self.parts.handoff.sweep(queue)  # flow hand-offs a dead process left
                 if settings.broker_is_redis:
                     registry.recover_unstarted(queue, settings.lock_duration_ms)
                 elif registry.after_dispatch is not None:

@@ -23,6 +23,7 @@ from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 
 from coordinator.clock import now_ms
 from coordinator.errors import JobTimeoutError, UnrecoverableError
+from coordinator.flows.producer import FlowProducer
 from coordinator.models import Job, QueueConfig
 from coordinator.queues import QueueReads
 from coordinator.registry import Registry
@@ -103,12 +104,15 @@ class Outcome:
 class JobRunner:
     """Runs one dispatch of a job in the worker: claim, handler, outcome, counts (through ``locks``)."""
 
-    def __init__(self, registry: Registry, settings: Settings, configs: QueueReads, locks: LockKeeper) -> None:
+    def __init__(self, registry: Registry, settings: Settings, configs: QueueReads, locks: LockKeeper,
+                 flows: FlowProducer | None = None) -> None:
         self.registry = registry
         self.settings = settings
         self.configs = configs
         """The queue configs, cached (`QueueManager.reads`)."""
         self.locks = locks
+        self.flows = flows
+        """Flows: a running job reads its children's results and its batch through it."""
 
     def execute(self, handler: Processor, queue: str, job_id: str, token: int, worker_id: str) -> Ran | None:
         """Run one dispatch of a job, at most once: a stale or duplicate message does nothing (None).
@@ -179,6 +183,7 @@ class JobRunner:
             log.debug("job %s/%s dispatch %s not run: %s", queue, job_id, token, claim.status)
             return None
         claim.job._token = token
+        claim.job._flows = self.flows
         return claim.job, config
 
     def record_op(self, job: Job, token: int, outcome: Outcome, started: float, verbose: bool = True) -> Op[bool]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.cluster import RedisClusterGroup
 from tests.support.report import Report
 
 REPORT = Report()
@@ -15,6 +16,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/scaleout/" in item.nodeid:
             item.add_marker(pytest.mark.scaleout)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A throwaway three-master Redis Cluster, one per test module."""
+    with RedisClusterGroup() as group:
+        yield group
 
 
 @pytest.fixture

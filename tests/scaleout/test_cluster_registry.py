@@ -24,12 +24,6 @@ PREFIX = "jqc"
 QUEUES = ["alpha", "beta", "gamma", "delta", "epsilon"]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with RedisClusterGroup() as group:
-        yield group
-
-
 @pytest.fixture
 def client(cluster: RedisClusterGroup):
     client = cluster.client()
@@ -158,15 +152,22 @@ def test_no_script_builds_a_key_name() -> None:
     from coordinator.registry.scripts import SCRIPT_NAMES, script_source
 
     call = re.compile(r'redis\.call\("([A-Z]+)",\s*([^,)]+)')
-    from_keys = re.compile(r"^(KEYS\[[^\]]+\]|brokerKeys\[[^\]]+\])$")
+    from_keys = re.compile(r"^(KEYS\[[^\]]+\]|brokerKeys\[[^\]]+\]|q\.\w+)$")  # q: a table of KEYS
     key_locals = re.compile(r"local ([\w, ]+?)\s*=\s*(.+)")
     for name in SCRIPT_NAMES:
         source = script_source(name)
-        allowed = {"jobKey", "lockKey", "eventsKey", "parkedKey", "metaKey"}  # parameters of _lib.lua
+        allowed = {"jobKey", "lockKey", "eventsKey", "parkedKey", "metaKey",  # parameters of _lib.lua
+                   "dependentsKey", "flowboxKey", "indexKey", "cancelledKey", "metricsKey", "waitingKey"}
         for names, values in key_locals.findall(source):
             for var, value in zip((n.strip() for n in names.split(",")), values.split(",")):
                 if var.endswith("Key") and not value.strip().startswith("KEYS["):
                     raise AssertionError(f"{name}.lua: {var} = {value.strip()} is not taken from KEYS")
+        queue_table = re.search(r"local q = \{(.*?)\}\n", source, re.S)  # moveToWaiting's keys
+        if queue_table:
+            for field in ("waiting", "meta", "parked", "events"):
+                value = re.search(rf"\b{field} = ([^,}}]+)", queue_table[1])
+                assert value and value[1].strip().startswith("KEYS["), f"{name}.lua: q.{field} is not taken from KEYS"
         for command, first in call.findall(source):
             first = first.strip()
-            assert from_keys.match(first) or first in allowed, f"{name}.lua: {command} on {first}"
+            assert from_keys.match(first) or first in allowed or re.fullmatch(r"q\.(waiting|meta|parked|events)", first), \
+                f"{name}.lua: {command} on {first}"

@@ -178,12 +178,33 @@ local function sliceKeys(from, count)
   return out
 end
 
+-- Flows: when a finished job has waiters (a parent, a dependent job, a batch), record its outcome
+-- in the queue's flow box in the same step as the move; the waiters' side applies it (the
+-- hand-off, see coordinator/flows/handoff.py and flow_settle.lua). Returns {field, entry} of
+-- the flow box entry written (field <job id>:<token>), or nil when the job has no waiters.
+local function handOff(dependentsKey, flowboxKey, jobId, token, outcome, value, now)
+  local waiters = redis.call("HGETALL", dependentsKey)
+  if #waiters == 0 then return nil end
+  local field = jobId .. ":" .. token
+  local entry = cjson.encode({c = jobId, o = outcome, v = value, t = tonumber(now), w = waiters})
+  redis.call("HSET", flowboxKey, field, entry)
+  return {field, entry}
+end
+
+-- A script's reply after a move that may have handed off: 1, or {1, field, entry}.
+local function doneReply(handed)
+  if handed then return {1, handed[1], handed[2]} end
+  return 1
+end
+
 -- A job past its start deadline (its "expires" field, epoch ms) ends cancelled with reason
 -- "expired" instead of starting. The caller has already taken it out of its state index; the
--- token is bumped so that any message of the job still in the broker is stale.
-local function expire(jobKey, jobId, cancelledKey, eventsKey, maxLen, now, from)
-  redis.call("HINCRBY", jobKey, "token", 1)
+-- token is bumped so that any message of the job still in the broker is stale. A job with flow
+-- waiters hands them its end (applied by the workers' sweep).
+local function expire(jobKey, jobId, cancelledKey, eventsKey, maxLen, now, from, dependentsKey, flowboxKey)
+  local token = redis.call("HINCRBY", jobKey, "token", 1)
   redis.call("HSET", jobKey, "state", "cancelled", "finished", now, "reason", "expired")
   redis.call("ZADD", cancelledKey, now, jobId)
   emitJob(eventsKey, maxLen, "cancelled", jobKey, jobId, "from", from, "reason", "expired")
+  handOff(dependentsKey, flowboxKey, jobId, token, "cancelled", "expired", now)
 end

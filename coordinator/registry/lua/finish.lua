@@ -4,7 +4,7 @@
   that stalled, was cancelled or was re-run changes nothing.
 
   KEYS[1] job  KEYS[2] active  KEYS[3] completed  KEYS[4] failed  KEYS[5] delayed  KEYS[6] events
-  KEYS[7] lock  KEYS[8] metrics  KEYS[9] logs
+  KEYS[7] lock  KEYS[8] metrics  KEYS[9] logs  KEYS[10] dependents  KEYS[11] flow box
 
   ARGV[1] job id  ARGV[2] token  ARGV[3] outcome: completed | failed | retry  ARGV[4] now (ms)
   ARGV[5] result JSON (completed) or reason (failed, retry)  ARGV[6] stack trace (failed, retry)
@@ -16,7 +16,8 @@
   not for retried attempts.
 
   Events: completed | failed | retrying + delayed.
-  Returns: 1 done; 0 stale (this attempt no longer owns the job).
+  Returns: 1 done; {1, field, entry} done, and a flow hand-off was written (field <job id>:<token> of
+  the flow box; the entry is its JSON); 0 stale (this attempt no longer owns the job).
 ]]
 local jobKey, jobId, outcome, now = KEYS[1], ARGV[1], ARGV[3], tonumber(ARGV[4])
 local cur = redis.call("HMGET", jobKey, "state", "token")
@@ -31,13 +32,14 @@ end
 if outcome == "completed" then
   count("c")
   emitJob(KEYS[6], ARGV[9], "completed", jobKey, jobId, "duration_ms", ARGV[11])
+  local handed = handOff(KEYS[10], KEYS[11], jobId, ARGV[2], "completed", ARGV[5], now)
   if ARGV[8] == "1" then
     redis.call("DEL", jobKey, KEYS[9])
-    return 1
+    return doneReply(handed)
   end
   redis.call("HSET", jobKey, "state", "completed", "finished", now, "result", ARGV[5])
   redis.call("ZADD", KEYS[3], now, jobId)
-  return 1
+  return doneReply(handed)
 end
 local stack = cjson.decode(redis.call("HGET", jobKey, "stack") or "[]")
 table.insert(stack, ARGV[6])
@@ -52,10 +54,11 @@ if outcome == "retry" then
 end
 count("f")
 emitJob(KEYS[6], ARGV[9], "failed", jobKey, jobId, "reason", ARGV[5], "duration_ms", ARGV[11])
+local handed = handOff(KEYS[10], KEYS[11], jobId, ARGV[2], "failed", ARGV[5], now)
 if ARGV[8] == "1" then
   redis.call("DEL", jobKey, KEYS[9])
-  return 1
+  return doneReply(handed)
 end
 redis.call("HSET", jobKey, "state", "failed", "finished", now)
 redis.call("ZADD", KEYS[4], now, jobId)
-return 1
+return doneReply(handed)

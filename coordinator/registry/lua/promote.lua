@@ -3,7 +3,8 @@
   (promote_job). Safe with many processes at once: each job moves only if still delayed.
 
   KEYS[1] delayed  KEYS[2] waiting  KEYS[3] parked  KEYS[4] meta  KEYS[5] events
-  KEYS[6..15] broker lists  KEYS[16] cancelled  KEYS[17..] job keys of the candidates, in ARGV order
+  KEYS[6..15] broker lists  KEYS[16] cancelled  KEYS[17] flow box
+  KEYS[18..] per candidate, in ARGV order: job key, dependents key
 
   ARGV[1] now (ms)  ARGV[2] "1" to move even if not due  ARGV[3] task name  ARGV[4] celery queue
   ARGV[5] queue name  ARGV[6] events max length  ARGV[7..] candidate job ids
@@ -17,13 +18,13 @@ local q = {waiting = KEYS[2], meta = KEYS[4], parked = KEYS[3], events = KEYS[5]
   paused = paused, brokerKeys = sliceKeys(6, 10), task = ARGV[3], celeryQueue = ARGV[4], queue = ARGV[5]}
 local moved = 0
 for i = 7, #ARGV do
-  local jobId, jobKey = ARGV[i], KEYS[17 + i - 7]
+  local jobId, jobKey = ARGV[i], KEYS[18 + (i - 7) * 2]
   local due = redis.call("ZSCORE", KEYS[1], jobId)
   local cur = redis.call("HMGET", jobKey, "state", "expires")
   if due and (force or tonumber(due) <= now) and cur[1] == "delayed" then
     redis.call("ZREM", KEYS[1], jobId)
     if cur[2] and tonumber(cur[2]) <= now then
-      expire(jobKey, jobId, KEYS[16], KEYS[5], ARGV[6], now, "delayed")
+      expire(jobKey, jobId, KEYS[16], KEYS[5], ARGV[6], now, "delayed", KEYS[19 + (i - 7) * 2], KEYS[17])
     else
       moveToWaiting(q, jobKey, jobId, now)
     end

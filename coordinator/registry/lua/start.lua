@@ -2,7 +2,7 @@
   A worker received a job's message: make the job active if this dispatch may run now.
 
   KEYS[1] job  KEYS[2] waiting  KEYS[3] active  KEYS[4] parked  KEYS[5] meta  KEYS[6] events
-  KEYS[7] lock  KEYS[8] limiter  KEYS[9] cancelled
+  KEYS[7] lock  KEYS[8] limiter  KEYS[9] cancelled  KEYS[10] dependents  KEYS[11] flow box
 
   ARGV[1] job id  ARGV[2] token of the message  ARGV[3] now (ms)  ARGV[4] worker id
   ARGV[5] lock TTL (ms)  ARGV[6] events max length  ARGV[7] limiter max (0: none)
@@ -22,7 +22,7 @@ if cur[1] ~= "waiting" or cur[2] ~= ARGV[2] then return {"stale"} end
 local jobId, now = ARGV[1], tonumber(ARGV[3])
 if cur[3] and tonumber(cur[3]) <= now then
   redis.call("ZREM", KEYS[2], jobId)
-  expire(jobKey, jobId, KEYS[9], KEYS[6], ARGV[6], now, "waiting")
+  expire(jobKey, jobId, KEYS[9], KEYS[6], ARGV[6], now, "waiting", KEYS[10], KEYS[11])
   return {"expired"}
 end
 if redis.call("HGET", KEYS[5], "paused") == "1" then
