@@ -1,5 +1,6 @@
 """Job Queue Coordinator: one typed API over Celery and Redis for distributed job processing."""
 
+from coordinator.async_client import AsyncJobQueueCoordinator
 from coordinator.errors import (
     ConfigurationError,
     CoordinatorError,
@@ -58,6 +59,7 @@ from coordinator.models import (
 from coordinator.settings import Settings
 
 __all__ = [
+    "AsyncJobQueueCoordinator",
     "AutoscalePolicy",
     "Backoff",
     "Batch",

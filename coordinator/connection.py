@@ -10,6 +10,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
+import redis.asyncio
+import redis.asyncio.client
+import redis.asyncio.retry
+import redis.asyncio.sentinel
 from redis.backoff import ExponentialBackoff
 from redis.client import Pipeline
 from redis.retry import Retry
@@ -38,36 +42,55 @@ def tls_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def connect(settings: Settings, *, client_name: str | None = None, extra_read_s: float = 0.0) -> redis.Redis:
-    """The client for the registry: decoded strings, timeouts, retries, translated errors.
-    ``extra_read_s`` lengthens the read timeout for a connection that blocks (XREAD BLOCK)."""
+def _client_options(settings: Settings, client_name: str | None, extra_read_s: float,
+                    retry: Any) -> dict[str, Any]:
+    """Keywords of a registry client, sync or asyncio (``retry``: that flavour's Retry)."""
     kwargs: dict[str, Any] = dict(
         decode_responses=True, socket_timeout=settings.socket_timeout_s + extra_read_s, client_name=client_name,
         socket_connect_timeout=settings.socket_timeout_s, health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), CONNECTION_RETRIES,
+        retry=retry(ExponentialBackoff(cap=0.5, base=0.05), CONNECTION_RETRIES,
                     supported_errors=(redis.ConnectionError,)),
     )
     if settings.uses_tls and settings.url.startswith("rediss://"):
         kwargs.update(tls_options(settings))
+    return kwargs
+
+
+def connect(settings: Settings, *, client_name: str | None = None, extra_read_s: float = 0.0) -> redis.Redis:
+    """The client for the registry: decoded strings, timeouts, retries, translated errors.
+    ``extra_read_s`` lengthens the read timeout for a connection that blocks (XREAD BLOCK)."""
+    kwargs = _client_options(settings, client_name, extra_read_s, Retry)
     target = settings.sentinel_target(settings.url)
     if target is not None:
-        client = _sentinel_master(settings, target, kwargs)
+        client = _sentinel_master(settings, target, kwargs, Sentinel, CoordinatorRedis)
     else:
         client = CoordinatorRedis.from_url(settings.url, **kwargs)
     client.coordinator_settings = settings
     return client
 
 
-def _sentinel_master(settings: Settings, target: SentinelTarget, kwargs: dict[str, Any]) -> CoordinatorRedis:
+def connect_async(settings: Settings, *, client_name: str | None = None,
+                  extra_read_s: float = 0.0) -> AsyncCoordinatorRedis:
+    """`connect` for asyncio: a redis.asyncio client with the same options and error translation."""
+    kwargs = _client_options(settings, client_name, extra_read_s, redis.asyncio.retry.Retry)
+    target = settings.sentinel_target(settings.url)
+    if target is not None:
+        client = _sentinel_master(settings, target, kwargs, redis.asyncio.sentinel.Sentinel, AsyncCoordinatorRedis)
+    else:
+        client = AsyncCoordinatorRedis.from_url(settings.url, **kwargs)
+    client.coordinator_settings = settings
+    return client
+
+
+def _sentinel_master(settings: Settings, target: SentinelTarget, kwargs: dict[str, Any],
+                     sentinel_class: Any, redis_class: type[Any]) -> Any:
     """A client of the master the sentinels name; after a failover its next connection asks them
     again, so a dropped command is retried (CONNECTION_RETRIES) against the new master."""
     sentinel_kwargs = dict(target.sentinel_kwargs, socket_timeout=settings.socket_timeout_s,
                            socket_connect_timeout=settings.socket_timeout_s)
-    sentinels = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
+    sentinels = sentinel_class(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
     credentials = {"username": target.username, "password": target.password}
-    client = sentinels.master_for(target.master, redis_class=CoordinatorRedis, db=target.db,
-                                  **credentials, **kwargs)
-    return client
+    return sentinels.master_for(target.master, redis_class=redis_class, db=target.db, **credentials, **kwargs)
 
 
 @contextmanager
@@ -111,3 +134,26 @@ class CoordinatorPipeline(Pipeline):
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         with translated(self.coordinator_settings):
             return super().execute(raise_on_error)
+
+
+class AsyncCoordinatorRedis(redis.asyncio.Redis):
+    """redis.asyncio.Redis whose commands and pipelines raise the coordinator's errors."""
+
+    coordinator_settings: Settings
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        with translated(self.coordinator_settings):
+            return await super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> redis.asyncio.client.Pipeline:
+        pipe = AsyncCoordinatorPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.coordinator_settings = self.coordinator_settings
+        return pipe
+
+
+class AsyncCoordinatorPipeline(redis.asyncio.client.Pipeline):
+    coordinator_settings: Settings
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        with translated(self.coordinator_settings):
+            return await super().execute(raise_on_error)

@@ -11,6 +11,7 @@
     │   ├── InvalidJobDataError   data that is not plain JSON or is too large
     │   └── InvalidNameError      a queue name, job id or prefix outside the safe charset
     ├── WaitTimeoutError          `wait_for_job` ran out of time (also a TimeoutError)
+    ├── JobTimeoutError           an async processor's job ran past its `timeout` (also a TimeoutError)
     ├── WorkerStartError          a managed worker did not start consuming in time
     ├── FlowError                 a flow, DAG edge set or batch that cannot be written
     │   ├── DependencyNotFoundError  depends_on names a job that does not exist (also a NotFoundError)

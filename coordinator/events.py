@@ -22,6 +22,8 @@ from coordinator.connection import connect
 from coordinator.errors import InvalidArgumentError, RedisUnavailableError
 from coordinator.models import Event, EventName
 from coordinator.registry import Registry
+from coordinator.registry.calls import Op, Sleep
+from coordinator.registry.ops import RegistryOps
 from coordinator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,36 +69,61 @@ def parse_event(queue: str, entry_id: str, fields: dict[str, str]) -> Event:
     )
 
 
+class EventCursor:
+    """Reads a queue's events batch after batch from a saved position, as sans-IO operations
+    (run `next_op` with `Registry.run` or `AsyncRegistry.run`); shared by `iter_events` and the
+    async client's ``events()``.
+
+    ``since``: None reads from the oldest kept, ``"$"`` only new ones. Without ``follow`` the
+    cursor is `done` once it has caught up; with it, it waits for new events (done after
+    ``idle_timeout_s`` without one, if given). A lost connection is retried for up to
+    ``reconnect_s`` from the last id read, so no event is skipped.
+    """
+
+    def __init__(self, ops: RegistryOps, queue: str, since: str | None = None, *, follow: bool = False,
+                 idle_timeout_s: float | None = None, reconnect_s: float = 30.0) -> None:
+        self.ops = ops
+        self.queue = queue
+        self.last_id = since or "0-0"
+        self.follow = follow
+        self.idle_timeout_s = idle_timeout_s
+        self.reconnect_s = reconnect_s
+        self.done = False
+        self._idle_since = time.monotonic()
+
+    def next_op(self) -> Op[list[Event]]:
+        """The next batch of events (empty while none came within one block)."""
+        if self.last_id == "$":
+            self.last_id = yield from self.ops.last_event_id(self.queue)
+        failing_since: float | None = None
+        while True:
+            try:
+                entries = yield from self.ops.read_events(self.queue, self.last_id,
+                                                          block_ms=BLOCK_MS if self.follow else None)
+                break
+            except RedisUnavailableError:
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since > self.reconnect_s:
+                    raise
+                yield Sleep(min(RETRY_MAX_S, RETRY_MIN_S * 2 ** min(10, int(now - failing_since))))
+        if entries:
+            self.last_id = entries[-1][0]
+            self._idle_since = time.monotonic()
+        else:
+            idle_s = time.monotonic() - self._idle_since
+            self.done = not self.follow or (self.idle_timeout_s is not None and idle_s > self.idle_timeout_s)
+        return [parse_event(self.queue, entry_id, fields) for entry_id, fields in entries]
+
+
 def iter_events(registry: Registry, queue: str, since: str | None = None, *, follow: bool = False,
                 idle_timeout_s: float | None = None, reconnect_s: float = 30.0) -> Iterator[Event]:
-    """Events of ``queue`` after id ``since`` (None: from the oldest kept; ``"$"``: only new ones).
-
-    Without ``follow`` the iterator ends when it has caught up; with it, it waits for new events
-    (ending after ``idle_timeout_s`` without one, if given). A lost connection is retried for up to
-    ``reconnect_s`` from the last id yielded, so no event is skipped.
-    """
+    """Events of ``queue`` after id ``since``; see `EventCursor`."""
     registry.queue_meta(queue)  # QueueNotFoundError for a queue never created
-    last_id = registry.last_event_id(queue) if since == "$" else (since or "0-0")
-    idle_since = time.monotonic()
-    failing_since: float | None = None
-    while True:
-        try:
-            entries = registry.read_events(queue, last_id, block_ms=BLOCK_MS if follow else None)
-            failing_since = None
-        except RedisUnavailableError:
-            now = time.monotonic()
-            failing_since = failing_since or now
-            if now - failing_since > reconnect_s:
-                raise
-            time.sleep(min(RETRY_MAX_S, RETRY_MIN_S * 2 ** min(10, int(now - failing_since))))
-            continue
-        for entry_id, fields in entries:
-            last_id = entry_id
-            yield parse_event(queue, entry_id, fields)
-        if entries:
-            idle_since = time.monotonic()
-        elif not follow or (idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s):
-            return
+    cursor = EventCursor(registry.ops, queue, since, follow=follow, idle_timeout_s=idle_timeout_s,
+                         reconnect_s=reconnect_s)
+    while not cursor.done:
+        yield from registry.run(cursor.next_op())
 
 
 @dataclass(frozen=True)

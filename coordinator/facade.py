@@ -16,13 +16,15 @@ Celery app); none of them imports this module (tests/test_architecture.py checks
 
 from __future__ import annotations
 
+import inspect
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery, Signature
 
@@ -71,36 +73,20 @@ from coordinator.runtime.locks import LockKeeper
 from coordinator.runtime.maintenance import WorkerParts, maintenance_step
 from coordinator.runtime.task import JobRunner, Processor, register_processor_task
 from coordinator.scheduler import JobScheduler
-from coordinator.settings import Settings, settings_from_env
+from coordinator.settings import BuiltFromSettings, Settings
 from coordinator.validation import check_queue_name
 from coordinator.workers import WorkerManager
 
+if TYPE_CHECKING:
+    from coordinator.runtime.async_runner import AsyncRunner
 
-class JobQueueCoordinator:
+
+class JobQueueCoordinator(BuiltFromSettings):
     """One typed API over Celery and Redis: queues, jobs, workers, recurring jobs.
 
     Building one has no side effects beyond creating objects: no connection is opened until the
     first call, and the Celery app is not made the current app.
     """
-
-    def __init__(self, url: str, *, broker_url: str | None = None, app: Celery | None = None,
-                 prefix: str = "jqc", max_job_size: int | None = None, **settings: Any) -> None:
-        if max_job_size is not None:
-            settings["max_job_size"] = max_job_size
-        self._init(Settings(url=url, broker_url=broker_url, prefix=prefix, **settings), app)
-
-    @classmethod
-    def from_env(cls, app: Celery | None = None, **overrides: Any) -> JobQueueCoordinator:
-        """Settings from REDIS_URL (or REDIS_HOST/PORT/PASSWORD/DB/TLS), LOG_LEVEL,
-        WORKER_CONCURRENCY, MAX_JOB_RETRIES, JQC_PREFIX and BROKER_URL."""
-        return cls.from_settings(settings_from_env(**overrides), app=app)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, app: Celery | None = None) -> JobQueueCoordinator:
-        """A coordinator from a `Settings` object (``app``: adopt that Celery app)."""
-        coord = cls.__new__(cls)
-        coord._init(settings, app)
-        return coord
 
     def _init(self, settings: Settings, app: Celery | None) -> None:
         self.settings = settings
@@ -124,13 +110,13 @@ class JobQueueCoordinator:
         self._registry.on_handoff = self._flows.handoff.apply_written
         self.app.steps["consumer"].add(maintenance_step(WorkerParts(
             self._registry, settings, self._queues.cached_config, self._heartbeats, self._processors,
-            self._flows.handoff)))
+            self._flows.handoff, self._existing_async_runner)))
         self._workers = WorkerManager(settings, self.app, self._queues, self._registry, self._heartbeats,
                                       self._processors, adopted_app=self._adopted_app)
         self._recurring = RecurringManager(self._redis, self._keys, self._queues, self._jobs, settings)
         configure_beat(self.app, settings, self._recurring.fire)
-        self._runner = JobRunner(self._registry, settings, self._queues.cached_config,
-                                 self._lock_keeper(), self._flows)
+        self._runner = JobRunner(self._registry, settings, self._queues.reads, self._lock_keeper(), self._flows)
+        self._async_runner: AsyncRunner | None = None
         self._health = HealthChecker(self._registry, self._heartbeats, settings, self._workers.get_all_worker_status)
         self._mutex = threading.Lock()
         self._adopted: AdoptedTasks | None = None
@@ -138,7 +124,7 @@ class JobQueueCoordinator:
             self._adopted = AdoptedTasks(
                 self.app, self._keys, not settings.broker_is_redis, self.enqueue_job,
                 lambda queue, handler: register_processor_task(
-                    self.app, self._keys.task_name(queue), self._runner, handler),
+                    self.app, self._keys.task_name(queue), self._runner, handler, self.async_runner),
                 self.processors,
             )
             self._adopted.install()
@@ -167,13 +153,29 @@ class JobQueueCoordinator:
                 raise InvalidArgumentError(f"processor: queue {queue!r} already has processor {existing.__name__}")
             if existing is None:
                 self._processors[queue] = handler
-                if self._adopted is not None:  # the queue may also receive the adopted app's tasks
+                if self._adopted is not None and not inspect.iscoroutinefunction(handler):  # adopted tasks too
                     self._adopted.serve(queue, handler)
                 else:
-                    register_processor_task(self.app, self._keys.task_name(queue), self._runner, handler)
+                    register_processor_task(self.app, self._keys.task_name(queue), self._runner, handler,
+                                            self.async_runner)
             return handler
 
         return register
+
+    def async_runner(self, concurrency: int | None = None) -> AsyncRunner:
+        """This process's event loop for ``async def`` processors, made on first use (per process)
+        with ``concurrency`` job slots (default WORKER_CONCURRENCY); a worker process sets it."""
+        from coordinator.runtime.async_runner import AsyncRunner
+
+        with self._mutex:
+            if self._async_runner is None or self._async_runner.pid != os.getpid():
+                self._async_runner = AsyncRunner(self._runner, self.settings,
+                                                 concurrency or self.settings.worker_concurrency)
+            return self._async_runner
+
+    def _existing_async_runner(self) -> AsyncRunner | None:
+        runner = self._async_runner
+        return runner if runner is not None and runner.pid == os.getpid() else None
 
     @property
     def processors(self) -> Mapping[str, Processor]:

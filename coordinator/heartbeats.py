@@ -21,12 +21,16 @@ by itself; a worker is *live* while its last beat is newer than `WORKER_LIVE_MS`
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import redis
 
 from coordinator.clock import now_ms
 from coordinator.keys import CoordinatorKeys
+from coordinator.registry.calls import Batch, Op, cmd, execute_sync, run_sync
+
+T = TypeVar("T")
 
 #: How often a worker beats.
 HEARTBEAT_INTERVAL_S = 2.0
@@ -38,12 +42,43 @@ RUNNING = "running"
 PAUSED = "paused"
 
 
+class HeartbeatOps:
+    """The heartbeat reads and writes that async code runs too, as sans-IO operations
+    (`registry.calls`): run them with `Registry.run` / `AsyncRegistry.run` or `HeartbeatStore`."""
+
+    def __init__(self, keys: CoordinatorKeys) -> None:
+        self.keys = keys
+
+    def count_outcome(self, node: str, processed: int, failed: int) -> Op[None]:
+        """Add finished attempts (and the failures among them) to the worker's counts."""
+        key = self.keys.worker(node)
+        yield Batch([
+            cmd("hincrby", key, "processed", processed),
+            *([cmd("hincrby", key, "failed", failed)] if failed else []),
+            cmd("pexpire", key, HEARTBEAT_TTL_MS),
+        ], transaction=True)
+
+    def live_by_queue(self, nodes: list[str] | None = None) -> Op[dict[str, int]]:
+        """How many live workers consume each queue (``nodes``: the live nodes, if already read)."""
+        if nodes is None:
+            nodes = yield cmd("zrangebyscore", self.keys.workers, now_ms() - WORKER_LIVE_MS, "+inf")
+        if not nodes:
+            return {}
+        replies = yield Batch([cmd("hget", self.keys.worker(node), "queues") for node in nodes])
+        live: dict[str, int] = {}
+        for queues in replies:
+            for queue in queue_list(queues):
+                live[queue] = live.get(queue, 0) + 1
+        return live
+
+
 class HeartbeatStore:
     """Reads and writes of the worker heartbeat records of one prefix."""
 
     def __init__(self, client: redis.Redis, keys: CoordinatorKeys) -> None:
         self.client = client
         self.keys = keys
+        self.ops = HeartbeatOps(keys)
 
     # ----------------------------------------------------------------------------- worker side
 
@@ -72,13 +107,10 @@ class HeartbeatStore:
 
     def count_outcome(self, node: str, processed: int, failed: int) -> None:
         """Add finished attempts (and the failures among them) to the worker's counts."""
-        key = self.keys.worker(node)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hincrby(key, "processed", processed)
-        if failed:
-            pipe.hincrby(key, "failed", failed)
-        pipe.pexpire(key, HEARTBEAT_TTL_MS)
-        pipe.execute()
+        self._run(self.ops.count_outcome(node, processed, failed))
+
+    def _run(self, op: Op[T]) -> T:
+        return run_sync(partial(execute_sync, self.client, None), op)
 
     def remove(self, node: str) -> None:
         """Remove the worker's record (it is stopping, or it died and cannot)."""
@@ -139,17 +171,7 @@ class HeartbeatStore:
 
     def live_by_queue(self, nodes: list[str] | None = None) -> dict[str, int]:
         """How many live workers consume each queue (``nodes``: the live nodes, if already read)."""
-        nodes = self.live_nodes() if nodes is None else nodes
-        if not nodes:
-            return {}
-        pipe = self.client.pipeline(transaction=False)
-        for node in nodes:
-            pipe.hget(self.keys.worker(node), "queues")
-        live: dict[str, int] = {}
-        for queues in pipe.execute():
-            for queue in queue_list(queues):
-                live[queue] = live.get(queue, 0) + 1
-        return live
+        return self._run(self.ops.live_by_queue(nodes))
 
     def live_records(self) -> list[dict[str, str]]:
         """The hashes of every live worker (node first), skipping ones that expired meanwhile."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from coordinator.heartbeats import HeartbeatStore
+from coordinator.heartbeats import HeartbeatOps, HeartbeatStore
 from coordinator.metrics import METRICS_WINDOW_MIN, series, window_fields, window_metrics
 from coordinator.models import (
     HealthStatus,
@@ -19,8 +19,84 @@ from coordinator.models import (
     QueueStatus,
 )
 from coordinator.registry import Registry
+from coordinator.registry.calls import Op
 from coordinator.registry.codec import from_ms
+from coordinator.registry.ops import RegistryOps
 from coordinator.settings import Settings
+
+
+def queue_config(config: QueueConfig | str, fields: dict[str, Any]) -> QueueConfig:
+    """The config `create_queue` saves: built from a name and fields, or ``config`` with ``fields`` over it."""
+    if isinstance(config, str):
+        return QueueConfig(name=config, **fields)
+    if fields:
+        return config.model_copy(update=QueueConfig(name=config.name, **fields).model_dump(exclude_unset=True))
+    return config
+
+
+class QueueReads:
+    """The queue reads the sync and async clients share, as sans-IO operations (run them with
+    `Registry.run` or `AsyncRegistry.run`), with one client's cache of queue configs."""
+
+    def __init__(self, ops: RegistryOps, heartbeats: HeartbeatOps, settings: Settings) -> None:
+        self.ops = ops
+        self.heartbeats = heartbeats
+        self.settings = settings
+        self._configs: dict[str, tuple[float, QueueConfig, str | None]] = {}
+
+    def fresh(self, name: str) -> tuple[float, QueueConfig, str | None] | None:
+        """The cached (when read, config, processor name) if read less than `config_cache_s` ago."""
+        cached = self._configs.get(name)
+        if cached and time.monotonic() - cached[0] < self.settings.config_cache_s:
+            return cached
+        return None
+
+    def cached_op(self, name: str) -> Op[tuple[float, QueueConfig, str | None]]:
+        """(when read, config, processor name), read at most `config_cache_s` ago."""
+        cached = self.fresh(name)
+        if cached is not None:
+            return cached
+        meta = yield from self.ops.queue_meta(name)
+        cached = (time.monotonic(), QueueConfig.model_validate_json(meta["config"]), meta.get("processor"))
+        self._configs[name] = cached
+        return cached
+
+    def cached_processor(self, name: str) -> str | None:
+        """The processor name of the cached config of ``name``, without any read (None if not cached)."""
+        cached = self._configs.get(name)
+        return cached[2] if cached else None
+
+    def forget(self, name: str) -> None:
+        """Drop the cached config of ``name`` (it was saved or deleted)."""
+        self._configs.pop(name, None)
+
+    def info_op(self, name: str) -> Op[QueueInfo]:
+        meta = yield from self.ops.queue_meta(name)
+        return QueueInfo(
+            name=name, celery_queue=self.ops.queue_keys(name).celery_queue,
+            config=QueueConfig.model_validate_json(meta["config"]),
+            paused=meta.get("paused") == "1", created_at=from_ms(meta["created"]),
+        )
+
+    def save_op(self, config: QueueConfig) -> Op[QueueInfo]:
+        """Save the config (no epoch check: `Registry.save_queue` does that) and read it back."""
+        yield from self.ops.save_queue(config)
+        self.forget(config.name)
+        return (yield from self.info_op(config.name))
+
+    def status_op(self, name: str) -> Op[QueueStatus]:
+        meta = yield from self.ops.queue_meta(name)
+        counts = yield from self.ops.counts(name)
+        metrics = yield from self.metrics_op(name)
+        workers = (yield from self.heartbeats.live_by_queue()).get(name, 0)
+        paused = meta.get("paused") == "1"
+        return QueueStatus(name=name, paused=paused, counts=counts,
+                           health=queue_health(counts, metrics, workers, paused=paused), workers=workers)
+
+    def metrics_op(self, name: str, window_min: int = METRICS_WINDOW_MIN) -> Op[QueueMetrics]:
+        fields = window_fields(window_min)
+        values = yield from self.ops.hash_fields(self.ops.queue_keys(name).metrics, fields)
+        return window_metrics(fields, values, window_min)[0]
 
 
 class QueueManager:
@@ -30,45 +106,28 @@ class QueueManager:
         self.registry = registry
         self.settings = settings
         self.heartbeats = heartbeats
-        self._configs: dict[str, tuple[float, QueueConfig, str | None]] = {}
+        self.reads = QueueReads(registry.ops, heartbeats.ops, settings)
 
     def create_queue(self, config: QueueConfig | str, **fields: Any) -> QueueInfo:
         """Create a queue, or update its config; idempotent for the same config."""
-        if isinstance(config, str):
-            config = QueueConfig(name=config, **fields)
-        elif fields:
-            config = config.model_copy(update=QueueConfig(name=config.name, **fields).model_dump(exclude_unset=True))
+        config = queue_config(config, fields)
         self.registry.save_queue(config)
-        self._configs.pop(config.name, None)
+        self.reads.forget(config.name)
         return self.get_queue(config.name)
 
     def get_queue(self, name: str) -> QueueInfo:
-        meta = self.registry.queue_meta(name)
-        config = QueueConfig.model_validate_json(meta["config"])
-        return QueueInfo(
-            name=name, celery_queue=self.registry.queue_keys(name).celery_queue, config=config,
-            paused=meta.get("paused") == "1", created_at=from_ms(meta["created"]),
-        )
+        return self.registry.run(self.reads.info_op(name))
 
     def get_queue_names(self) -> list[str]:
         return self.registry.queue_names()
 
     def cached_config(self, name: str) -> QueueConfig:
         """The queue's config as read at most `config_cache_s` ago (hot paths use this)."""
-        return self._cached(name)[1]
+        return (self.reads.fresh(name) or self.registry.run(self.reads.cached_op(name)))[1]
 
     def processor_name(self, name: str) -> str | None:
         """The name of the queue's processor, as its workers recorded it (cached like the config)."""
-        return self._cached(name)[2]
-
-    def _cached(self, name: str) -> tuple[float, QueueConfig, str | None]:
-        cached = self._configs.get(name)
-        if cached and time.monotonic() - cached[0] < self.settings.config_cache_s:
-            return cached
-        meta = self.registry.queue_meta(name)
-        cached = (time.monotonic(), QueueConfig.model_validate_json(meta["config"]), meta.get("processor"))
-        self._configs[name] = cached
-        return cached
+        return (self.reads.fresh(name) or self.registry.run(self.reads.cached_op(name)))[2]
 
     def pause_queue(self, name: str) -> None:
         """No worker, present or future, starts a new job of the queue until `resume_queue`."""
@@ -85,23 +144,14 @@ class QueueManager:
         """Remove the queue with its jobs, events, metrics and keys."""
         self.registry.queue_meta(name)
         self.registry.delete_queue(name)
-        self._configs.pop(name, None)
+        self.reads.forget(name)
 
     def get_queue_status(self, name: str) -> QueueStatus:
-        meta = self.registry.queue_meta(name)
-        counts = self.registry.counts(name)
-        metrics = self.metrics(name)
-        workers = self.live_worker_count(name)
-        return QueueStatus(
-            name=name, paused=meta.get("paused") == "1", counts=counts,
-            health=queue_health(counts, metrics, workers, paused=meta.get("paused") == "1"), workers=workers,
-        )
+        return self.registry.run(self.reads.status_op(name))
 
     def metrics(self, name: str, window_min: int = METRICS_WINDOW_MIN) -> QueueMetrics:
         """Throughput, error rate and mean processing time over the last ``window_min`` minutes."""
-        fields = window_fields(window_min)
-        values = self.registry.client.hmget(self.registry.queue_keys(name).metrics, fields)
-        return window_metrics(fields, values, window_min)[0]
+        return self.registry.run(self.reads.metrics_op(name, window_min))
 
     def metrics_series(self, name: str, minutes: int = 60) -> list[MetricsPoint]:
         """The last ``minutes`` minutes of per-minute metrics, oldest first, the current minute last."""

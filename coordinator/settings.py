@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -11,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from coordinator.errors import ConfigurationError
 from coordinator.sentinel import SentinelTarget, is_sentinel_url, parse_sentinel_url
 from coordinator.validation import DEFAULT_MAX_JOB_SIZE, check_prefix
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 class Settings(BaseModel):
@@ -184,3 +188,33 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return urlunsplit((parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, parts.fragment))
+
+
+_Built = TypeVar("_Built", bound="BuiltFromSettings")
+
+
+class BuiltFromSettings:
+    """The constructors the sync and async coordinators share: keywords, the environment, or
+    validated `Settings`; each subclass builds itself in ``_init`` (no connection opened there)."""
+
+    def __init__(self, url: str, *, broker_url: str | None = None, app: Celery | None = None,
+                 prefix: str = "jqc", max_job_size: int | None = None, **settings: Any) -> None:
+        if max_job_size is not None:
+            settings["max_job_size"] = max_job_size
+        self._init(Settings(url=url, broker_url=broker_url, prefix=prefix, **settings), app)
+
+    @classmethod
+    def from_env(cls: type[_Built], app: Celery | None = None, **overrides: Any) -> _Built:
+        """Settings from REDIS_URL (or REDIS_HOST/PORT/PASSWORD/DB/TLS), LOG_LEVEL,
+        WORKER_CONCURRENCY, MAX_JOB_RETRIES, JQC_PREFIX and BROKER_URL."""
+        return cls.from_settings(settings_from_env(**overrides), app=app)
+
+    @classmethod
+    def from_settings(cls: type[_Built], settings: Settings, app: Celery | None = None) -> _Built:
+        """Built from already validated `Settings`."""
+        built = cls.__new__(cls)
+        built._init(settings, app)
+        return built
+
+    def _init(self, settings: Settings, app: Celery | None) -> None:
+        raise NotImplementedError

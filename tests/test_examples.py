@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,15 +16,9 @@ import redis
 from coordinator.demo.cleanup import delete_prefix_keys
 from coordinator.demo.images import make_corrupt_upload, make_photo
 from coordinator.redis_server import free_port
-from tests.support.env import REDIS_URL
+from tests.support.examples import EXAMPLES, example_env
 from tests.support.processes import wait_until_gone
 from tests.support.waiting import wait_until
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def example_env(prefix: str, **extra: str) -> dict[str, str]:
-    return {**os.environ, "REDIS_URL": REDIS_URL, "JQC_PREFIX": prefix, "PYTHONUNBUFFERED": "1", **extra}
 
 
 def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:

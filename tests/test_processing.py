@@ -10,12 +10,8 @@ import pytest
 
 from coordinator import Backoff, JobQueueCoordinator, JobState
 from tests import processors
-from tests.support.env import REDIS_URL
+from tests.support.jobs import record_data
 from tests.support.waiting import WAIT_S, wait_until
-
-
-def record_data(prefix: str, **extra) -> dict:
-    return {"url": REDIS_URL, "key": f"{prefix}:test:runs", **extra}
 
 
 def test_job_enqueued_before_the_worker_exists_runs(any_coord: JobQueueCoordinator) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -13,8 +13,16 @@ from coordinator.models.options import JobOptions
 if TYPE_CHECKING:
     from coordinator.flows.batch import Batch
     from coordinator.flows.producer import FlowProducer
-    from coordinator.registry import Registry
     from coordinator.runtime.control import Attempt
+
+
+class JobWriter(Protocol):
+    """What a running job writes through: the registry (sync processors) or, for an ``async def``
+    processor, a writer whose calls return awaitables (`runtime.async_runner.AsyncJobWriter`)."""
+
+    def update_progress(self, queue: str, job_id: str, token: int | None, progress: Any) -> Any: ...
+
+    def add_log(self, queue: str, job_id: str, line: str) -> Any: ...
 
 
 class JobState(str, Enum):
@@ -105,20 +113,23 @@ class Job(BaseModel):
     """The Celery task id of the job's current dispatch (``<id>.<token>``; an adopted task's
     own id): Flower shows the task under it."""
 
-    _registry: Registry | None = PrivateAttr(None)
+    _registry: JobWriter | None = PrivateAttr(None)
     _token: int | None = PrivateAttr(None)
     _attempt: Attempt | None = PrivateAttr(None)
     _flows: FlowProducer | None = PrivateAttr(None)
 
-    def update_progress(self, progress: Any) -> None:
-        """Record progress (0..100, or any JSON value) of the running attempt; emits ``progress``."""
-        self._bound().update_progress(self.queue, self.id, self._token, progress)
+    def update_progress(self, progress: Any) -> Any:
+        """Record progress (0..100, or any JSON value) of the running attempt; emits ``progress``.
+        In an ``async def`` processor it returns an awaitable of the write (``await`` it, or not)."""
+        written = self._bound().update_progress(self.queue, self.id, self._token, progress)
         self.progress = progress
+        return None if isinstance(written, bool) else written
 
-    def log(self, line: str) -> None:
-        """Append a line to the job's log."""
-        self._bound().add_log(self.queue, self.id, line)
+    def log(self, line: str) -> Any:
+        """Append a line to the job's log (awaitable in an ``async def`` processor, as `update_progress`)."""
+        written = self._bound().add_log(self.queue, self.id, line)
         self.logs.append(line)
+        return written
 
     def is_cancelled(self) -> bool:
         """Inside a processor: True once the running attempt was asked to stop (its job was
@@ -160,7 +171,7 @@ class Job(BaseModel):
                                    "or on a job of coord.get_flow()")
         return self._flows
 
-    def _bound(self) -> Registry:
+    def _bound(self) -> JobWriter:
         if self._registry is None or self._token is None:
             from coordinator.errors import CoordinatorError
 

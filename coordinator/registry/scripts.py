@@ -6,6 +6,7 @@ from functools import cache
 from importlib import resources
 
 import redis
+import redis.asyncio
 from redis.commands.core import Script
 
 SCRIPT_NAMES = (
@@ -22,6 +23,7 @@ SCRIPT_NAMES = (
     "progress",
     "remove_finished",
     "claim_outbox",
+    "take",
     "renew",
     "flow_add_waiter",
     "flow_depend",
@@ -40,9 +42,9 @@ def script_source(name: str) -> str:
 
 
 class Scripts:
-    """The registry's scripts bound to one Redis client (EVALSHA, loaded on first use)."""
+    """The registry's scripts bound to one Redis client, sync or asyncio (EVALSHA, loaded on first use)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | redis.asyncio.Redis) -> None:
         for name in SCRIPT_NAMES:
             setattr(self, name, client.register_script(script_source(name)))
 
@@ -59,6 +61,7 @@ class Scripts:
     progress: Script
     remove_finished: Script
     claim_outbox: Script
+    take: Script
     renew: Script
     flow_add_waiter: Script
     flow_depend: Script

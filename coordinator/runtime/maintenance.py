@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 from celery import bootsteps
@@ -31,6 +31,9 @@ from coordinator.models import QueueConfig
 from coordinator.redis_checks import redis_settings_warnings
 from coordinator.registry import Registry
 from coordinator.settings import Settings
+
+if TYPE_CHECKING:
+    from coordinator.runtime.async_runner import AsyncRunner
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +48,13 @@ PAUSE_POLL_S = 0.25
 
 class WorkerParts:
     """What the maintenance of a worker uses: the registry, settings, queue configs (cached),
-    the heartbeat store, the processors registered in this process and the flow hand-off."""
+    the heartbeat store, the processors registered in this process, the flow hand-off, and this
+    process's event loop for async processors if it has one (`runtime.async_runner`)."""
 
     def __init__(self, registry: Registry, settings: Settings, config_of: Callable[[str], QueueConfig],
                  heartbeats: HeartbeatStore, processors: Mapping[str, Callable[..., Any]],
-                 handoff: HandOff | None = None) -> None:
+                 handoff: HandOff | None = None,
+                 async_runner: Callable[[], AsyncRunner | None] = lambda: None) -> None:
         self.registry = registry
         self.settings = settings
         self.config_of = config_of
@@ -57,6 +62,7 @@ class WorkerParts:
         self.processors = processors
         self.handoff = handoff
         """Applies flow hand-offs a dead process left (`coordinator.flows.handoff`)."""
+        self.async_runner = async_runner
 
 
 class Maintenance:
@@ -181,7 +187,10 @@ class Maintenance:
 
     def _apply_pause(self, paused: bool) -> None:
         """Runs in the consumer's thread; the heartbeat says ``paused`` only once this ran."""
+        runner = self.parts.async_runner()
         for queue in self.queues:
+            if runner is not None and queue in runner.own_queues:
+                continue  # the event loop's own consumer reads the pause flag itself
             celery_queue = self.registry.queue_keys(queue).celery_queue
             if paused:
                 self.consumer.cancel_task_queue(celery_queue)
@@ -201,6 +210,9 @@ class Maintenance:
             "pid": os.getpid(), "host": socket.gethostname(), "queues": ",".join(self.queues),
             "state": self._state, "active": len(worker_state.active_requests), **self._pool_fields(),
         }
+        runner = self.parts.async_runner()
+        if runner is not None and runner.own_queues:  # its jobs run as coroutines of this process
+            record.update(active=runner.active, concurrency=runner.concurrency)
         if first or self._due("rss", RSS_INTERVAL_S):
             self._rss = _tree_rss()
         if self._rss is not None:

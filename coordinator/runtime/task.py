@@ -1,7 +1,14 @@
-"""The Celery task behind each processor: claim the job, run the handler, record the outcome."""
+"""The Celery task behind each processor: claim the job, run the handler, record the outcome.
+
+An attempt runs in three steps shared by sync and ``async def`` processors (`runtime.async_runner`):
+`JobRunner.claim_op`, the handler, and `JobRunner.record_op` with the outcome that `completed` or
+`failed` made of the handler's return or error. Both kinds register an `Attempt` with the lock
+keeper, which renews its lock, flags it when cancelled and watches its timeout.
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import socket
 import time
@@ -9,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery, Task
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
@@ -18,11 +25,16 @@ from coordinator.clock import now_ms
 from coordinator.errors import JobTimeoutError, UnrecoverableError
 from coordinator.flows.producer import FlowProducer
 from coordinator.models import Job, QueueConfig
+from coordinator.queues import QueueReads
 from coordinator.registry import Registry
+from coordinator.registry.calls import Op
 from coordinator.runtime.control import Attempt
 from coordinator.runtime.locks import LockKeeper
 from coordinator.settings import Settings
 from coordinator.validation import MAX_RESULT_SIZE, encode_json
+
+if TYPE_CHECKING:
+    from coordinator.runtime.async_runner import AsyncRunner
 
 log = logging.getLogger("coordinator.job")
 
@@ -34,12 +46,17 @@ def is_unrecoverable(exc: BaseException) -> bool:
     return isinstance(exc, UnrecoverableError) or str(exc).startswith("FATAL:")
 
 
-def register_processor_task(app: Celery, task_name: str, runner: JobRunner, handler: Processor) -> Task:
-    """Register ``handler`` as the Celery task ``task_name`` that runs every job of one queue."""
-
-    def run(task: Task, queue: str, job_id: str, token: int) -> Any:
-        return celery_outcome(runner.execute(handler, queue, job_id, token,
-                                             task.request.hostname or socket.gethostname()))
+def register_processor_task(app: Celery, task_name: str, runner: JobRunner, handler: Processor,
+                            async_runner: Callable[[], AsyncRunner]) -> Task:
+    """Register ``handler`` as the Celery task ``task_name`` that runs every job of one queue; an
+    ``async def`` handler's jobs go to this process's event loop (``async_runner()``)."""
+    if inspect.iscoroutinefunction(handler):
+        def run(task: Task, queue: str, job_id: str, token: int) -> Any:
+            async_runner().submit(handler, queue, job_id, token, task.request.hostname or socket.gethostname())
+    else:
+        def run(task: Task, queue: str, job_id: str, token: int) -> Any:
+            return celery_outcome(runner.execute(handler, queue, job_id, token,
+                                                 task.request.hostname or socket.gethostname()))
 
     run.__doc__ = handler.__doc__
     return app.task(
@@ -72,15 +89,27 @@ def celery_outcome(ran: Ran | None) -> Any:
     raise exc
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended: ``completed`` (payload: the result's JSON), ``retry`` or ``failed``
+    (payload: the reason), as `RegistryOps.finish` records it."""
+
+    kind: str
+    payload: str
+    stack: str = ""
+    due_ms: int = 0
+    remove: bool = False
+
+
 class JobRunner:
     """Runs one dispatch of a job in the worker: claim, handler, outcome, counts (through ``locks``)."""
 
-    def __init__(self, registry: Registry, settings: Settings, config_of: Callable[[str], QueueConfig],
-                 locks: LockKeeper, flows: FlowProducer | None = None) -> None:
+    def __init__(self, registry: Registry, settings: Settings, configs: QueueReads, locks: LockKeeper,
+                 flows: FlowProducer | None = None) -> None:
         self.registry = registry
         self.settings = settings
-        self.config_of = config_of
-        """The queue's config, cached (`QueueManager.cached_config`)."""
+        self.configs = configs
+        """The queue configs, cached (`QueueManager.reads`)."""
         self.locks = locks
         self.flows = flows
         """Flows: a running job reads its children's results and its batch through it."""
@@ -91,14 +120,11 @@ class JobRunner:
         A handler with a ``finished(job, outcome, value)`` method (the adopted-task runner) is told
         the outcome once the registry recorded it."""
         registry = self.registry
-        config = self.config_of(queue)
-        claim = registry.start(queue, job_id, token, worker_id, socket.gethostname(),
-                               self.settings.lock_duration_ms, config.limiter)
-        if claim.job is None:
-            log.debug("job %s/%s dispatch %s not run: %s", queue, job_id, token, claim.status)
+        claimed = registry.run(self.claim_op(queue, job_id, token, worker_id))
+        if claimed is None:
             return None
-        job = claim.job
-        job._flows = self.flows
+        job, config = claimed
+        job._registry = registry
         finished = getattr(handler, "finished", None)
         locks = self.locks
         started = time.monotonic()
@@ -109,80 +135,109 @@ class JobRunner:
         locks.add(attempt)
         verbose = log.isEnabledFor(logging.INFO)  # per-job lines cost nothing when nobody reads INFO
         if verbose:
-            log.info("job started", extra=_log_fields(job, started))
+            log.info("job started", extra=log_fields(job, started))
         try:
             try:
                 try:
                     value = handler(job)
                 finally:
                     attempt.leave_handler()
-                payload = encode_json(value, "result", MAX_RESULT_SIZE)
+                outcome = completed(job, value)
             except BaseException as exc:
                 if not isinstance(exc, Exception):
                     raise  # SystemExit, KeyboardInterrupt: the worker is going down; the lock expires
                 if not attempt.claim_outcome() or attempt.is_cancelled():
-                    _discarded(job, attempt, started)
+                    discarded(job, attempt, started)
                     return None
                 if isinstance(exc, SoftTimeLimitExceeded):  # prefork's own limit: the same meaning
                     exc = _timeout_error(attempt)
-                due = self._record_failure(job, token, exc, started)
-                if due is None:
+                failure = failed(job, exc, self.settings.default_max_retries)
+                if not registry.run(self.record_op(job, token, failure, started)):
                     return None
                 locks.count(worker_id, failed=True)
-                ran = Ran("retry" if due else "failed", exc, due)
+                ran = Ran(failure.kind, exc, failure.due_ms)
                 if finished is not None:
                     finished(job, ran.outcome, exc)
                 return ran
             if not attempt.claim_outcome():
-                _discarded(job, attempt, started)
+                discarded(job, attempt, started)
                 return None
-            owned = registry.finish(queue, job_id, token, "completed", payload=payload,
-                                    remove=job.options.remove_on_complete is True, duration_ms=_ms_since(started))
-            if not owned:  # fenced off: the job was recovered or cancelled while this attempt ran
-                log.warning("job result discarded: attempt %s no longer owns the job", token,
-                            extra=_log_fields(job, started))
+            if not registry.run(self.record_op(job, token, outcome, started, verbose)):
                 return None
-            if verbose:
-                log.info("job completed", extra=_log_fields(job, started))
             locks.count(worker_id, failed=False)
             if finished is not None:
                 finished(job, "completed", value)
-            keep = job.options.remove_on_complete
-            if keep is not True and keep is not False:
-                registry.trim(queue, config.retention, keep_completed=keep)
+            registry.run(self.trim_op(job, config))
             return Ran("completed", value)
         finally:
             locks.remove(attempt)
 
+    def claim_op(self, queue: str, job_id: str, token: int, worker_id: str) -> Op[tuple[Job, QueueConfig] | None]:
+        """Start one dispatch of a job (its lock taken): the job and its queue's config, or None
+        for a stale, duplicate, paused, rate-limited or expired message, which does nothing. The
+        caller registers the attempt with the lock keeper."""
+        config = (yield from self.configs.cached_op(queue))[1]
+        claim = yield from self.registry.ops.start(queue, job_id, token, worker_id, socket.gethostname(),
+                                                   self.settings.lock_duration_ms, config.limiter)
+        if claim.job is None:
+            log.debug("job %s/%s dispatch %s not run: %s", queue, job_id, token, claim.status)
+            return None
+        claim.job._token = token
+        claim.job._flows = self.flows
+        return claim.job, config
+
+    def record_op(self, job: Job, token: int, outcome: Outcome, started: float, verbose: bool = True) -> Op[bool]:
+        """Record the outcome (fenced by the token); False if this attempt no longer owns the job."""
+        owned = yield from self.registry.ops.finish(
+            job.queue, job.id, token, outcome.kind, payload=outcome.payload, stack=outcome.stack,
+            due_ms=outcome.due_ms, remove=outcome.remove, duration_ms=_ms_since(started))
+        if outcome.kind == "retry":
+            log.warning("job failed, will retry: %s", outcome.payload, extra=log_fields(job, started))
+        elif outcome.kind == "failed":
+            log.error("job failed: %s", outcome.payload, extra=log_fields(job, started))
+        elif not owned:  # fenced off: the job was recovered or cancelled while this attempt ran
+            log.warning("job result discarded: attempt %s no longer owns the job", token,
+                        extra=log_fields(job, started))
+        elif verbose:
+            log.info("job completed", extra=log_fields(job, started))
+        return bool(owned)
+
+    def trim_op(self, job: Job, config: QueueConfig) -> Op[None]:
+        """After a completion: trim the queue's completed jobs when the job's ``remove_on_complete``
+        is a count."""
+        keep = job.options.remove_on_complete
+        if keep is not True and keep is not False:
+            yield from self.registry.ops.trim(job.queue, config.retention, keep_completed=keep)
+
     def _timed_out(self, job: Job, attempt: Attempt, started: float) -> None:
         """The keeper's call past the timeout: record the failed attempt unless its outcome is in."""
-        if attempt.claim_outcome() and self._record_failure(
-                job, attempt.token, _timeout_error(attempt), started) is not None:
-            self.locks.count(attempt.worker, failed=True)
+        if attempt.claim_outcome():
+            failure = failed(job, _timeout_error(attempt), self.settings.default_max_retries)
+            if self.registry.run(self.record_op(job, attempt.token, failure, started)):
+                self.locks.count(attempt.worker, failed=True)
 
-    def _record_failure(self, job: Job, token: int, exc: Exception, started: float) -> int | None:
-        """Record a failed attempt: retry after its back-off (or when a Celery ``Retry`` says), or
-        failed for good. Returns the retry's due time (ms), 0 if failed, None if fenced off."""
-        options = job.options
-        max_retries = options.max_retries if options.max_retries is not None else self.settings.default_max_retries
-        cause = exc.exc if isinstance(exc, Retry) and isinstance(exc.exc, BaseException) else exc
-        reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
-        stack = "".join(traceback.format_exception(cause))
-        if isinstance(exc, Retry):  # self.retry() of a Celery task: Celery counted its max_retries
-            due = _retry_due(exc.when, options.backoff.delay_ms(job.attempts_made))
-        elif job.attempts_made <= max_retries and not is_unrecoverable(exc):
-            due = now_ms() + options.backoff.delay_ms(job.attempts_made)
-        else:
-            due = 0
-        if due:
-            owned = self.registry.finish(job.queue, job.id, token, "retry", payload=reason, stack=stack,
-                                         due_ms=due, duration_ms=_ms_since(started))
-            log.warning("job failed, will retry: %s", reason, extra=_log_fields(job, started))
-            return due if owned else None
-        owned = self.registry.finish(job.queue, job.id, token, "failed", payload=reason, stack=stack,
-                                     remove=options.remove_on_fail is True, duration_ms=_ms_since(started))
-        log.error("job failed: %s", reason, extra=_log_fields(job, started))
-        return 0 if owned else None
+
+def completed(job: Job, value: Any) -> Outcome:
+    """The outcome of a handler that returned ``value`` (InvalidJobDataError if it is no JSON)."""
+    return Outcome("completed", encode_json(value, "result", MAX_RESULT_SIZE),
+                   remove=job.options.remove_on_complete is True)
+
+
+def failed(job: Job, exc: Exception, default_max_retries: int) -> Outcome:
+    """A failed attempt: retried after its back-off (or when a Celery ``Retry`` says) while
+    retries are left, else failed for good."""
+    options = job.options
+    max_retries = options.max_retries if options.max_retries is not None else default_max_retries
+    cause = exc.exc if isinstance(exc, Retry) and isinstance(exc.exc, BaseException) else exc
+    reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+    stack = "".join(traceback.format_exception(cause))
+    if isinstance(exc, Retry):  # self.retry() of a Celery task: Celery counted its max_retries
+        due = _retry_due(exc.when, options.backoff.delay_ms(job.attempts_made))
+    elif job.attempts_made <= max_retries and not is_unrecoverable(exc):
+        due = now_ms() + options.backoff.delay_ms(job.attempts_made)
+    else:
+        return Outcome("failed", reason, stack, remove=options.remove_on_fail is True)
+    return Outcome("retry", reason, stack, due_ms=due)
 
 
 def _retry_due(when: Any, backoff_ms: int) -> int:
@@ -198,16 +253,17 @@ def _timeout_error(attempt: Attempt) -> JobTimeoutError:
     return JobTimeoutError(f"ran past its timeout of {attempt.timeout_s:g} s")
 
 
-def _discarded(job: Job, attempt: Attempt, started: float) -> None:
+def discarded(job: Job, attempt: Attempt, started: float) -> None:
     """The attempt's own outcome is not recorded: it was cancelled, timed out or lost its job."""
     log.warning("job attempt %s stopped, outcome discarded: %s", attempt.token,
-                attempt.cancel_reason or "its outcome was already recorded", extra=_log_fields(job, started))
+                attempt.cancel_reason or "its outcome was already recorded", extra=log_fields(job, started))
 
 
 def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _log_fields(job: Job, started: float) -> dict[str, Any]:
+def log_fields(job: Job, started: float) -> dict[str, Any]:
+    """The structured fields of a job's log lines."""
     return {"queue": job.queue, "job_id": job.id, "job_name": job.name, "attempt": job.attempts_made,
             "duration_ms": _ms_since(started), "trace_id": job.trace_id, "worker": job.worker_id}

@@ -118,7 +118,7 @@ def test_every_script_runs_on_the_cluster(client: RedisCluster, queue: str) -> N
     # a stranded waiting job is re-dispatched by recover_orphans (called directly: no kombu here)
     moved = registry.scripts.recover_orphans(
         keys=[qk.parked, qk.meta, qk.events, *qk.broker_lists, qk.job("c")],
-        args=[now_ms(), *registry._dispatch_args(queue), registry.events_max_len,
+        args=[now_ms(), *registry.ops.dispatch_args(queue), registry.events_max_len,
               "c", token(client, registry, queue, "c")],
     )
     assert moved == ["c"]

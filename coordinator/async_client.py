@@ -1,0 +1,206 @@
+"""AsyncJobQueueCoordinator: the producer and read side of the coordinator for asyncio services.
+
+It runs the same sans-IO operations as `JobQueueCoordinator` (`registry.ops`, `queues.QueueReads`,
+`scheduler.JobPlans`) over redis.asyncio: the same Lua scripts, the same models, the same
+validation errors, and no call that waits on a socket outside the event loop. Workers, recurring
+jobs and health stay on the sync coordinator (they run in worker processes or admin tools).
+Where Celery itself must be called (stopping a running sync job, publishing an outbox to a
+non-Redis broker) the call runs in a worker thread (`asyncio.to_thread`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from types import TracebackType
+from typing import Any
+
+from celery import Celery
+
+from coordinator.broker import OutboxRelay
+from coordinator.celery_config import build_app
+from coordinator.connection import connect, connect_async
+from coordinator.events import EventCursor
+from coordinator.heartbeats import HeartbeatOps
+from coordinator.models import (
+    BulkJob,
+    Event,
+    Job,
+    JobOptions,
+    JobState,
+    QueueConfig,
+    QueueInfo,
+    QueueStatus,
+    ScheduleOptions,
+)
+from coordinator.queues import QueueReads, queue_config
+from coordinator.registry import Registry
+from coordinator.registry.aio import AsyncRegistry
+from coordinator.registry.ops import RegistryOps
+from coordinator.scheduler import WAIT_BLOCK_MS, Item, JobPlans
+from coordinator.settings import BuiltFromSettings, Settings
+
+
+class AsyncJobQueueCoordinator(BuiltFromSettings):
+    """The coordinator's queue and job methods as coroutines; use ``async with`` (or `close`).
+
+    Takes the same keywords as `JobQueueCoordinator`; no connection is opened until the first call.
+    """
+
+    def _init(self, settings: Settings, app: Celery | None) -> None:
+        self.settings = settings
+        ops = RegistryOps(settings.prefix, settings.events_max_len, outbox=not settings.broker_is_redis)
+        # a blocking read (XREAD BLOCK of wait_for_job and events) must not hit the read timeout
+        self._redis = connect_async(settings, extra_read_s=WAIT_BLOCK_MS / 1000)
+        self._registry = AsyncRegistry(self._redis, ops)
+        self._reads = QueueReads(ops, HeartbeatOps(ops.keys), settings)
+        self._plans = JobPlans(ops, self._reads, settings, self._default_job_name)
+        self._given_app = app
+        self._app: Celery | None = None
+        self._relay: OutboxRelay | None = None
+
+    def _default_job_name(self, queue: str) -> str:
+        """The queue's processor name as its workers recorded it (read with the config), else the queue's."""
+        return self._reads.cached_processor(queue) or queue
+
+    @property
+    def app(self) -> Celery:
+        """The Celery app (built on first use): only calls that must reach Celery use it."""
+        if self._app is None:
+            self._app = build_app(self.settings, self._given_app)
+        return self._app
+
+    async def _run(self, op: Any) -> Any:
+        return await self._registry.run(op)
+
+    async def _after_dispatch(self, queue: str) -> None:
+        """With a non-Redis broker, publish the messages the scripts left in the outbox."""
+        if self._registry.ops.outbox:
+            if self._relay is None:
+                sync_registry = Registry(connect(self.settings), self.settings.prefix, self.settings.events_max_len,
+                                         outbox=True)
+                self._relay = OutboxRelay(self.app, sync_registry)
+            await asyncio.to_thread(self._relay.flush, queue)
+
+    # ----------------------------------------------------------------------------- queues
+
+    async def create_queue(self, config: QueueConfig | str, **fields: Any) -> QueueInfo:
+        """Create a queue, or update its config; idempotent for the same config."""
+        info: QueueInfo = await self._run(self._reads.save_op(queue_config(config, fields)))
+        return info
+
+    async def get_queue(self, name: str) -> QueueInfo:
+        """The queue's config and state; `QueueNotFoundError` if unknown."""
+        info: QueueInfo = await self._run(self._reads.info_op(name))
+        return info
+
+    async def get_queue_names(self) -> list[str]:
+        """Names of every queue of this prefix, sorted."""
+        names: list[str] = await self._run(self._registry.ops.queue_names())
+        return names
+
+    async def get_queue_status(self, name: str) -> QueueStatus:
+        """Counts per state, metrics, health and live workers of the queue."""
+        status: QueueStatus = await self._run(self._reads.status_op(name))
+        return status
+
+    async def pause_queue(self, name: str) -> None:
+        """No worker starts a new job of the queue until `resume_queue`."""
+        await self._run(self._registry.ops.set_paused(name, True))
+
+    async def resume_queue(self, name: str) -> None:
+        """Let the queue's jobs run again; the jobs held while paused are dispatched now."""
+        await self._run(self._registry.ops.set_paused(name, False))
+        limiter = (await self._run(self._plans.config_op(name))).limiter
+        while await self._run(self._registry.sweeps.release_parked(name, limiter)) and limiter is None:
+            pass
+        await self._after_dispatch(name)
+
+    # ----------------------------------------------------------------------------- jobs
+
+    async def enqueue_job(self, queue: str, data: Any, options: JobOptions | None = None, *,
+                          name: str | None = None, **option_fields: Any) -> Job:
+        """Add one job; with ``job_id`` of an existing job, return that job and write nothing."""
+        config = await self._run(self._plans.config_op(queue))
+        return (await self._add(queue, [(data, name, self._plans.resolve_options(queue, config, options,
+                                                                                 option_fields))]))[0]
+
+    async def enqueue_bulk(self, queue: str, jobs: Iterable[BulkJob | dict[str, Any]]) -> list[Job]:
+        """Add many jobs, 500 per round trip; all are validated before any is written."""
+        config = await self._run(self._plans.config_op(queue))
+        return await self._add(queue, self._plans.bulk_items(queue, config, jobs))
+
+    async def schedule_job(self, queue: str, job_name: str, data: Any, options: ScheduleOptions | None = None,
+                           **fields: Any) -> Job:
+        """Add a job that starts after ``delay`` ms or at ``run_at``."""
+        job_fields = self._plans.schedule_fields(options, fields)
+        config = await self._run(self._plans.config_op(queue))
+        return (await self._add(queue, [(data, job_name, self._plans.resolve_options(queue, config, None,
+                                                                                     job_fields))]))[0]
+
+    async def _add(self, queue: str, items: list[Item]) -> list[Job]:
+        jobs: list[Job] = await self._run(self._plans.add_op(queue, items))
+        await self._after_dispatch(queue)
+        return jobs
+
+    async def get_job(self, queue: str, job_id: str) -> Job | None:
+        """The job as it is now, or None."""
+        job: Job | None = await self._run(self._plans.get_job_op(queue, job_id))
+        return job
+
+    async def get_jobs(self, queue: str, states: Iterable[JobState | str] | JobState | str, start: int = 0,
+                       end: int = -1, asc: bool = False) -> list[Job]:
+        """Jobs in the given states, newest first; ``start``/``end`` inclusive as in Redis."""
+        jobs: list[Job] = await self._run(self._plans.get_jobs_op(queue, states, start, end, asc))
+        return jobs
+
+    async def get_failed_jobs(self, queue: str, start: int = 0, end: int = -1) -> list[Job]:
+        """The queue's failed jobs, newest first."""
+        return await self.get_jobs(queue, [JobState.FAILED], start, end)
+
+    async def retry_job(self, queue: str, job_id: str) -> bool:
+        """Run a failed or cancelled job again with a fresh set of retries."""
+        retried: bool = await self._run(self._plans.retry_op(queue, job_id))
+        if retried:
+            await self._after_dispatch(queue)
+        return retried
+
+    async def cancel_job(self, queue: str, job_id: str, terminate: bool = False, reason: str = "cancelled") -> bool:
+        """Cancel a waiting, delayed or active job, as `JobQueueCoordinator.cancel_job`: a running
+        attempt is asked to stop (an async processor's coroutine is cancelled); ``terminate``
+        also ends a prefork process running it now."""
+        cancelled, running_task = await self._run(self._plans.cancel_op(queue, job_id, terminate, reason))
+        if running_task is not None:
+            await asyncio.to_thread(self.app.control.revoke, running_task, terminate=True, signal="SIGTERM")
+        return bool(cancelled)
+
+    async def wait_for_job(self, queue: str, job_id: str, timeout: float) -> Job:
+        """The job once completed, failed or cancelled, woken by its events (no polling);
+        `TimeoutError` after ``timeout`` s."""
+        job: Job = await self._run(self._plans.wait_op(queue, job_id, timeout))
+        return job
+
+    async def events(self, queue: str, since: str | None = None, *, follow: bool = False,
+                     idle_timeout_s: float | None = None) -> AsyncIterator[Event]:
+        """``async for`` over the queue's events after id ``since`` (None: the oldest kept, ``"$"``:
+        new ones only); with ``follow``, keep waiting for more (see `events.EventCursor`)."""
+        await self.get_queue(queue)
+        cursor = EventCursor(self._registry.ops, queue, since, follow=follow, idle_timeout_s=idle_timeout_s)
+        while not cursor.done:
+            for event in await self._run(cursor.next_op()):
+                yield event
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    async def close(self) -> None:
+        """Close the connections."""
+        await self._redis.aclose()
+        if self._relay is not None:
+            self._relay.registry.client.close()
+
+    async def __aenter__(self) -> AsyncJobQueueCoordinator:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
