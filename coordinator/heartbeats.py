@@ -11,6 +11,7 @@ managing process, the health check, the CLI and the exporter read it. Fields:
     heartbeat, started  last beat and first beat of this process (ms)
     state               ``running`` or ``paused`` (as applied by its consumer)
     active              requests it is running
+    held                messages it holds, prefetched or running
     concurrency         pool size; with --autoscale also autoscale_max, autoscale_min
     rss                 resident memory of its process tree (bytes)
     processed, failed   finished attempts and failed ones since this process started

@@ -208,7 +208,8 @@ class Maintenance:
         """Write this worker's status hash; the first beat of a process starts it afresh."""
         record: dict[str, Any] = {
             "pid": os.getpid(), "host": socket.gethostname(), "queues": ",".join(self.queues),
-            "state": self._state, "active": len(worker_state.active_requests), **self._pool_fields(),
+            "state": self._state, "active": len(worker_state.active_requests),
+            "held": len(worker_state.reserved_requests), **self._pool_fields(),
         }
         runner = self.parts.async_runner()
         if runner is not None and runner.own_queues:  # its jobs run as coroutines of this process

@@ -8,7 +8,8 @@ crashed until it is closed or scaled away. A worker that finished a job, or ran 
 seconds, has its count of deaths in a row reset. A live process whose heartbeat stopped (hung
 main loop) is killed and restarted the same way, and so is one that beats but makes no progress:
 idle for ``STUCK_AFTER_S`` while messages wait in its queue's broker lists (the consumer that
-silently stopped consuming after lost connections, seen with Celery on Redis). Jobs the dead
+silently stopped consuming after lost connections, seen with Celery on Redis) or in its own
+prefetch (a frozen pool). Jobs the dead
 worker held come back through stalled-job recovery.
 """
 
@@ -95,13 +96,15 @@ class Supervisor:
         self._on_death(managed, reason=reason)
 
     def _stuck(self, managed: ManagedProcess, heartbeat: dict[str, str]) -> bool:
-        """Alive and beating, but idle for ``stuck_after_s`` while its queue's broker lists hold
-        messages and it finished nothing (a consumer that lost its connection, a frozen pool)."""
+        """Alive and beating, but idle for ``stuck_after_s`` while messages wait for it and it
+        finished nothing: in its queue's broker lists (a consumer that lost its connection) or
+        prefetched by it and never started (a frozen pool holding up to its prefetch limit)."""
         now = time.monotonic()
         processed = int(heartbeat.get("processed") or 0)
         marked_at, marked = managed.progress_mark
         idle = heartbeat.get("state") == "running" and not int(heartbeat.get("active") or 0)
-        if not idle or processed != marked or not self._backlog(managed.spec.queue):
+        waiting = int(heartbeat.get("held") or 0) > 0 or self._backlog(managed.spec.queue)
+        if not idle or processed != marked or not waiting:
             managed.progress_mark = (now, processed)
             return False
         return now - max(marked_at, managed.running_since) > self.stuck_after_s
