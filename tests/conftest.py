@@ -19,7 +19,8 @@ from tests.support.env import (
     require_rabbitmq,
 )
 
-pytest_plugins = ["coordinator.testing", "pytester", "tests.support.tls", "tests.support.beats"]
+pytest_plugins = ["coordinator.testing", "pytester", "tests.support.tls", "tests.support.beats",
+                  "tests.support.adopted"]
 
 
 @pytest.fixture(scope="session")

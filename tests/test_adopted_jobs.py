@@ -6,7 +6,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import psutil
@@ -15,29 +14,11 @@ from celery import Celery, signature
 
 from coordinator import ConfigurationError, JobQueueCoordinator, JobState, QueueConfig, RateLimit
 from tests import adopted_app
+from tests.support.adopted import ADOPTED_QUEUE
 from tests.support.env import AMQP_URL, FAST_SWEEPS, REDIS_URL, delete_amqp_queues
 from tests.support.waiting import WAIT_S, wait_until
 
-Q = "legacy"
-
-
-@pytest.fixture
-def adopted(prefix: str) -> Iterator[JobQueueCoordinator]:
-    """The test app adopted by a coordinator with a 2 s lock and 1 s sweeps, queue ``legacy``."""
-    coordinator = JobQueueCoordinator(REDIS_URL, prefix=prefix, app=adopted_app.app, **FAST_SWEEPS)
-    coordinator.create_queue(Q)
-    adopted_app.app.conf.task_routes = {"legacy.*": {"queue": coordinator.celery_queue(Q)}}
-    _reroute(adopted_app.app)
-    yield coordinator
-    adopted_app.app.conf.task_routes = None
-    _reroute(adopted_app.app)
-    coordinator.shutdown(timeout=10)
-
-
-def _reroute(app: Celery) -> None:
-    """Celery builds its router once: make it read the changed task_routes."""
-    app.amqp.flush_routes()
-    app.amqp.__dict__.pop("router", None)
+Q = ADOPTED_QUEUE
 
 
 def _log_of(coord: JobQueueCoordinator, worker_id: str) -> str:

@@ -4,32 +4,14 @@ passes them; real `celery worker` processes run the jobs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from celery import chain, chord
 
 from coordinator import JobQueueCoordinator, JobState
 from tests import adopted_app
-from tests.support.env import FAST_SWEEPS, REDIS_URL
+from tests.support.adopted import ADOPTED_QUEUE
 from tests.support.waiting import WAIT_S
 
-Q = "legacy"
-
-
-@pytest.fixture
-def adopted(prefix: str) -> Iterator[JobQueueCoordinator]:
-    """The test app adopted by a coordinator, its tasks routed to queue ``legacy``."""
-    coordinator = JobQueueCoordinator(REDIS_URL, prefix=prefix, app=adopted_app.app, **FAST_SWEEPS)
-    coordinator.create_queue(Q)
-    adopted_app.app.conf.task_routes = {"legacy.*": {"queue": coordinator.celery_queue(Q)}}
-    adopted_app.app.amqp.flush_routes()
-    adopted_app.app.amqp.__dict__.pop("router", None)
-    yield coordinator
-    adopted_app.app.conf.task_routes = None
-    adopted_app.app.amqp.flush_routes()
-    adopted_app.app.amqp.__dict__.pop("router", None)
-    coordinator.shutdown(timeout=10)
+Q = ADOPTED_QUEUE
 
 
 def test_a_chord_of_adopted_tasks_fires_its_body_once(adopted: JobQueueCoordinator) -> None:

@@ -144,10 +144,6 @@ def test_cancel_terminate_stops_an_active_job(coord: JobQueueCoordinator, env) -
     job = coord.enqueue_job("cq", {"seconds": 60}, max_retries=0)
     wait_until(lambda: coord.get_job("cq", job.id).state is JobState.ACTIVE, WAIT_S, "the job runs")
 
-    refused = cli(env, "cancel", "cq", job.id)
-    assert refused.returncode == 1 and "active" in refused.stderr
-    assert coord.get_job("cq", job.id).state is JobState.ACTIVE
-
     done = cli(env, "cancel", "cq", job.id, "--terminate")
     assert done.returncode == 0 and f"job {job.id} cancelled" in done.stdout
     assert coord.get_job("cq", job.id).state is JobState.CANCELLED
