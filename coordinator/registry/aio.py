@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio
 
-from coordinator.registry.calls import Batch, Call, Command, Op, Script, step
+from coordinator.registry.calls import UNLINK_BATCH, Batch, Call, Command, Op, Script, UnlinkMatching, step
 from coordinator.registry.ops import RegistryOps
 from coordinator.registry.scripts import Scripts
 from coordinator.registry.sweep_ops import SweepOps
@@ -51,5 +51,13 @@ class AsyncRegistry:
                 else:
                     getattr(pipe, command.name)(*command.args, **command.kwargs)
             return await pipe.execute()
+        if isinstance(call, UnlinkMatching):
+            count, batch = 0, []
+            async for key in self.client.scan_iter(match=call.pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= UNLINK_BATCH:
+                    count += await self.client.unlink(*batch)
+                    batch.clear()
+            return count + (await self.client.unlink(*batch) if batch else 0)
         await asyncio.sleep(call.seconds)
         return None

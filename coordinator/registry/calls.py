@@ -45,13 +45,23 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class UnlinkMatching:
+    """UNLINK every key matching ``pattern``, found with SCAN in batches (the client's own
+    `scan_iter`, which also walks every node of a Redis Cluster); the reply is how many."""
+
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True)
 class Sleep:
     """Wait before the next request (time.sleep or asyncio.sleep); the reply is None."""
 
     seconds: float
 
 
-Call = Script | Command | Batch | Sleep
+Call = Script | Command | Batch | UnlinkMatching | Sleep
+#: Keys unlinked per command by `UnlinkMatching`.
+UNLINK_BATCH = 500
 #: A registry operation returning ``T``.
 Op = Generator[Call, Any, T]
 
@@ -100,5 +110,13 @@ def execute_sync(client: Any, scripts: Any, call: Call) -> Any:
         pipe = client.pipeline(transaction=call.transaction)
         queue_batch(pipe, scripts, call)
         return pipe.execute()
+    if isinstance(call, UnlinkMatching):
+        count, batch = 0, []
+        for key in client.scan_iter(match=call.pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= UNLINK_BATCH:
+                count += client.unlink(*batch)
+                batch.clear()
+        return count + (client.unlink(*batch) if batch else 0)
     time.sleep(call.seconds)
     return None

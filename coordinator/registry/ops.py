@@ -30,7 +30,7 @@ from coordinator.models import (
     Retention,
     WorkerAction,
 )
-from coordinator.registry.calls import Batch, Command, Op, Script, Sleep, cmd
+from coordinator.registry.calls import Batch, Command, Op, Script, Sleep, UnlinkMatching, cmd
 from coordinator.registry.codec import job_from_hash
 from coordinator.registry.replies import Reply, interpret_reply
 from coordinator.validation import MAX_LOG_LINE, MAX_LOG_LINES, MAX_PROGRESS_SIZE, encode_json
@@ -170,13 +170,7 @@ class RegistryOps:
         qk = self.queue_keys(queue)
         yield cmd("srem", self.keys.queues, queue)
         yield cmd("delete", qk.meta)  # first: nothing new can be enqueued
-        cursor: int | str = 0
-        while True:
-            cursor, batch = yield cmd("scan", cursor, match=qk.pattern, count=1000)
-            if batch:
-                yield cmd("unlink", *batch)
-            if int(cursor) == 0:
-                break
+        yield UnlinkMatching(qk.pattern)
         yield cmd("unlink", *self.broker_keys(qk))
 
     # ----------------------------------------------------------------------------- jobs in
