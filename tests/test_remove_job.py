@@ -14,7 +14,7 @@ def test_remove_a_waiting_job_cancels_it_then_deletes_it(coord: JobQueueCoordina
     assert coord.remove_job("q", job.id) is True
     assert coord.get_job("q", job.id) is None
     assert coord.get_queue_status("q").counts.model_dump() == dict.fromkeys(
-        ("waiting", "active", "delayed", "completed", "failed", "cancelled"), 0)
+        ("waiting", "waiting_children", "active", "delayed", "completed", "failed", "cancelled"), 0)
     assert [e.event for e in coord.events("q") if e.job_id == job.id] == ["waiting", "cancelled"]
     assert not redis_client.exists(coord.keys.for_queue("q").job(job.id))
     with pytest.raises(JobNotFoundError):
