@@ -19,10 +19,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery, Task
-from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 
 from coordinator.clock import now_ms
-from coordinator.errors import JobTimeoutError, UnrecoverableError
+from coordinator.errors import JobTimeoutError, RedisUnavailableError, UnrecoverableError
 from coordinator.flows.producer import FlowProducer
 from coordinator.models import Job, QueueConfig
 from coordinator.queues import QueueReads
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("coordinator.job")
 
 Processor = Callable[[Job], Any]
+#: How long a worker repeats a claim while Redis does not answer before it puts the message back.
+CLAIM_PATIENCE_S = 60.0
+CLAIM_RETRY_S = 0.2
 
 
 def is_unrecoverable(exc: BaseException) -> bool:
@@ -120,7 +123,7 @@ class JobRunner:
         A handler with a ``finished(job, outcome, value)`` method (the adopted-task runner) is told
         the outcome once the registry recorded it."""
         registry = self.registry
-        claimed = registry.run(self.claim_op(queue, job_id, token, worker_id))
+        claimed = self.claim(queue, job_id, token, worker_id)
         if claimed is None:
             return None
         job, config = claimed
@@ -171,6 +174,22 @@ class JobRunner:
             return Ran("completed", value)
         finally:
             locks.remove(attempt)
+
+    def claim(self, queue: str, job_id: str, token: int, worker_id: str) -> tuple[Job, QueueConfig] | None:
+        """`claim_op`, repeated while Redis does not answer (paused, restarting, a dropped
+        connection): the message is acked whatever the task raises, so a claim given up on would
+        lose the job. After `CLAIM_PATIENCE_S` the message is put back (Celery's ``Reject``). A
+        claim that ran but whose reply was lost answers "stale" when repeated; its job's lock
+        then lapses and the stalled-job sweep sends it back to waiting."""
+        deadline = time.monotonic() + CLAIM_PATIENCE_S
+        while True:
+            try:
+                return self.registry.run(self.claim_op(queue, job_id, token, worker_id))
+            except RedisUnavailableError as exc:
+                if time.monotonic() > deadline:
+                    raise Reject(exc, requeue=True) from exc
+                log.warning("claim of job %s/%s dispatch %s repeated: %s", queue, job_id, token, exc)
+                time.sleep(CLAIM_RETRY_S)
 
     def claim_op(self, queue: str, job_id: str, token: int, worker_id: str) -> Op[tuple[Job, QueueConfig] | None]:
         """Start one dispatch of a job (its lock taken): the job and its queue's config, or None
