@@ -25,7 +25,8 @@ from coordinator.validation import MAX_LOG_LINE, encode_json
 #: Keys of an `enqueue_bulk` item that the fast path takes without building a `BulkJob`.
 _PLAIN_BULK_KEYS = frozenset({"data", "name"})
 _FINAL_STATES = {JobState.COMPLETED.value, JobState.FAILED.value, JobState.CANCELLED.value}
-#: Longest single XREAD BLOCK of `wait_for_job`; the job is read again after each.
+#: Longest single XREAD BLOCK of `wait_for_job` (and at most half the socket timeout, so the
+#: socket never times out first); the job is read again after each.
 WAIT_BLOCK_MS = 1000
 #: One job to write: its data, name (None: the processor's) and resolved options.
 Item = tuple[Any, "str | None", JobOptions]
@@ -181,7 +182,8 @@ class JobPlans:
                 left_ms = int((deadline - time.monotonic()) * 1000)
                 if left_ms <= 0:
                     raise WaitTimeoutError(f"job {job_id!r} of queue {queue!r} not finished after {timeout} s")
-                events = yield from self.ops.read_events(queue, last_id, block_ms=min(left_ms, WAIT_BLOCK_MS))
+                block_ms = max(1, min(left_ms, WAIT_BLOCK_MS, int(self.settings.socket_timeout_s * 500)))
+                events = yield from self.ops.read_events(queue, last_id, block_ms=block_ms)
                 if not events:
                     break  # re-read the job now and then, in case the stream was trimmed
                 last_id = events[-1][0]
