@@ -114,7 +114,7 @@ def _run(options: Options, coord: JobQueueCoordinator, server: RedisServer, hist
 
     capacity = options.capacity or probe(workload, coord, queues)
     rate = capacity * options.load
-    injector = Injector(coord, server, history, rng, beat, cut_link=hosts.cut if hosts else None,
+    injector = Injector(coord, server, history, random.Random(options.seed * 7919 + 1), beat, cut_link=hosts.cut if hosts else None,
                         unavailable=unavailable)
     injector.start()
     pace(workload, rate, options.minutes * 60, lambda: False)
