@@ -276,8 +276,9 @@ def check_waiters(history: History, verdict: Verdict) -> None:
 
 
 def check_dedup(history: History, truth: Truth, verdict: Verdict) -> None:
-    """A dedup key stands for one job: a call answered with a new job only once the key's job
-    finished (``until_finished``) or the key's window passed (``ttl``, ``debounce``)."""
+    """A dedup key stands for one job: a call is answered with a new job only once the key's job
+    finished (``until_finished``), its window passed (``ttl``: ``ttl_ms`` from the call that took
+    the key) or it started (``debounce``). docs/deduplication.md."""
     by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for call in history.calls:
         if call.get("ok") and call.get("dedup") and call.get("id"):
@@ -285,22 +286,24 @@ def check_dedup(history: History, truth: Truth, verdict: Verdict) -> None:
     for key, calls in by_key.items():
         calls.sort(key=lambda c: c["t0"])
         standing = calls[0]
-        window_from = standing["t0"]
         for call in calls[1:]:
-            mode, ttl_s = call["dedup"].get("mode", "until_finished"), (call["dedup"].get("ttl_ms") or 0) / 1000
             if call["id"] == standing["id"]:
-                if mode == "debounce":
-                    window_from = call["t0"]
                 continue
+            mode, ttl_s = call["dedup"].get("mode", "until_finished"), (call["dedup"].get("ttl_ms") or 0) / 1000
             if mode == "until_finished":
                 finished = (truth.jobs.get(standing["id"]) or JobTruth("", "")).finished_at
                 if finished is None or finished > call["t1"]:
                     verdict.add("dedup", key, f"{call['id']} accepted at {call['t1']:.3f} while {standing['id']} "
                                 "had not finished")
-            elif call["t1"] < window_from + ttl_s:
-                verdict.add("dedup", key, f"{call['id']} accepted {call['t1'] - window_from:.3f} s into the "
+            elif mode == "ttl" and call["t1"] < standing["t0"] + ttl_s:
+                verdict.add("dedup", key, f"{call['id']} accepted {call['t1'] - standing['t0']:.3f} s into the "
                             f"{ttl_s} s window of {standing['id']}")
-            standing, window_from = call, call["t0"]
+            elif mode == "debounce":
+                runs = history.by_job.get(standing["id"], [])
+                if not runs or runs[0].claimed > call["t1"]:
+                    verdict.add("dedup", key, f"{call['id']} accepted at {call['t1']:.3f} before {standing['id']} "
+                                "started")
+            standing = call
 
 
 def check_limits(history: History, verdict: Verdict) -> None:

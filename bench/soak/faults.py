@@ -58,7 +58,7 @@ class Beat:
 
 @dataclass
 class Injector:
-    """Picks a fault every few seconds (seeded), causes it, gives the system back, records it."""
+    """Causes a fault every few seconds (seeded), gives the system back, records it."""
 
     coord: JobQueueCoordinator
     server: RedisServer
@@ -68,7 +68,7 @@ class Injector:
     cut_link: Callable[[random.Random], dict[str, Any]] | None = None
     """Cuts a worker host's link for a while and restores it (run.py, when namespaces work)."""
     unavailable: dict[str, str] = field(default_factory=dict)
-    gap_s: tuple[float, float] = (2.0, 6.0)
+    gap_s: tuple[float, float] = (1.5, 4.0)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     errors: list[str] = field(default_factory=list)
@@ -86,8 +86,14 @@ class Injector:
             self._thread.join(120)
 
     def _loop(self) -> None:
+        """Rounds in which every kind comes once, in a seeded random order, a few seconds apart
+        (so even a short run sees each kind)."""
+        round_: list[str] = []
         while not self._stop.wait(self.rng.uniform(*self.gap_s)):
-            kind = self.rng.choice(self.kinds())
+            if not round_:
+                round_ = self.kinds()
+                self.rng.shuffle(round_)
+            kind = round_.pop()
             t0 = time.time()
             try:
                 detail = getattr(self, kind)()

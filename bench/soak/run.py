@@ -18,6 +18,7 @@ from pathlib import Path
 from bench.soak import tasks
 from bench.soak.checker import Verdict, check
 from bench.soak.faults import Beat, Injector
+from bench.soak.features import plug_features
 from bench.soak.history import HISTORY_ENV, History, read_history
 from bench.soak.netlink import LinkHosts, netns_unavailable
 from bench.soak.truth import memory_without_streams, quiet, read_truth, trim_all
@@ -106,6 +107,7 @@ def _run(options: Options, coord: JobQueueCoordinator, server: RedisServer, hist
     coord.register_worker(workload.adopted, None, WORKER)
     if hosts:
         hosts.start_workers(server.port, PREFIX, workload.main, "bench.soak.tasks:run", workdir)
+    features = plug_features(workload)
     beat.start()
     workload.call("schedule_recurring", lambda: coord.schedule_recurring_job(
         workload.main, "tick", {"do": "ok", "ms": 20}, every=TICK_EVERY_MS, key="tick"), lambda _: {})
@@ -114,8 +116,8 @@ def _run(options: Options, coord: JobQueueCoordinator, server: RedisServer, hist
 
     capacity = options.capacity or probe(workload, coord, queues)
     rate = capacity * options.load
-    injector = Injector(coord, server, history, random.Random(options.seed * 7919 + 1), beat, cut_link=hosts.cut if hosts else None,
-                        unavailable=unavailable)
+    injector = Injector(coord, server, history, random.Random(options.seed * 7919 + 1), beat,
+                        cut_link=hosts.cut if hosts else None, unavailable=unavailable)
     injector.start()
     pace(workload, rate, options.minutes * 60, lambda: False)
     injector.stop()
@@ -132,7 +134,7 @@ def _run(options: Options, coord: JobQueueCoordinator, server: RedisServer, hist
     (workdir / "truth.json").write_text(json.dumps(dataclasses.asdict(truth), default=str))
     truth.memory_baseline, truth.memory_final = baseline, memory_without_streams(coord, server.client(), queues)
     verdict = check(read_history(history_path), truth)
-    notes = [f"fault injector: {error}" for error in injector.errors]
+    notes = features + [f"fault injector: {error}" for error in injector.errors]
     return Result(verdict, capacity, rate, len(truth.jobs), history_path, notes, unavailable,
                   (truth.memory_baseline, truth.memory_final), settle_s)
 

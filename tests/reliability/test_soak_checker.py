@@ -62,15 +62,22 @@ def clean() -> tuple[Lines, Truth]:
         call("enqueue", 1, {"t1": "completed"}, id="t1", dedup={"key": "w", "mode": "ttl", "ttl_ms": 1000}),
         call("enqueue", 2.5, {"t2": "completed"}, id="t2", dedup={"key": "w", "mode": "ttl", "ttl_ms": 1000}),
         *run("t1", "xt1", 1.2, 1.3), *run("t2", "xt2", 2.7, 2.8),
+        call("enqueue", 1, {"b1": "completed"}, id="b1", dedup={"key": "v", "mode": "debounce", "ttl_ms": 500}),
+        call("enqueue", 1.3, {"b1": "completed"}, id="b1", dedup={"key": "v", "mode": "debounce", "ttl_ms": 500}),
+        *run("b1", "xb1", 1.8, 1.9),
+        call("enqueue", 1.85, {"b2": "completed"}, id="b2", dedup={"key": "v", "mode": "debounce", "ttl_ms": 500}),
+        *run("b2", "xb2", 2.4, 2.5),
         *run("rep:tick:2000", "xtick1", 2, 2.1), *run("rep:tick:4000", "xtick2", 4, 4.1),
     ]
     jobs = {"a": done("xa"), "p": done("xp"), "c1": done("xc1"), "c2": done("xc2"), "q": done(state="failed"),
             "f1": done(state="failed"), "k": done(state="cancelled"), "r": done("xr2"), "s": done("xs2"),
             "d1": done("xd1", finished=2.0), "d2": done("xd2", finished=3.4), "t1": done("xt1"),
-            "t2": done("xt2"), "rep:tick:2000": done("xtick1"), "rep:tick:4000": done("xtick2")}
+            "t2": done("xt2"), "b1": done("xb1"), "b2": done("xb2"), "rep:tick:2000": done("xtick1"),
+            "rep:tick:4000": done("xtick2")}
     states = Counter(job.state for job in jobs.values())
     truth = Truth(jobs=jobs, counts={"main": {"waiting": 0, "active": 0, **states}},
-                  schedules=[ScheduleTruth("main", "tick", 2000, 2, [("rep:tick:2000", 2000), ("rep:tick:4000", 4000)])],
+                  schedules=[ScheduleTruth("main", "tick", 2000, 2,
+                                           [("rep:tick:2000", 2000), ("rep:tick:4000", 4000)])],
                   memory_baseline=2 << 20, memory_final=(2 << 20) + 100_000)
     return lines, truth
 
@@ -81,7 +88,7 @@ def test_a_clean_history_has_no_violation() -> None:
     assert verdict.violations == []
     assert verdict.reruns == {"worker_sigkill": 1}  # s ran again after its worker was killed
     assert (verdict.cancels, verdict.cancels_in_flight) == (1, 1)
-    assert verdict.outcomes == {"completed": 12, "failed": 2, "cancelled": 1}
+    assert verdict.outcomes == {"completed": 14, "failed": 2, "cancelled": 1}
 
 
 def _state(job: str, state: str) -> Callable[[Lines, Truth], None]:
@@ -128,6 +135,12 @@ def _dedup_ttl(lines: Lines, truth: Truth) -> None:
             line["t0"], line["t1"] = 1.5, 1.6  # inside t1's 1 s window
 
 
+def _dedup_debounce(lines: Lines, truth: Truth) -> None:
+    for line in lines:
+        if line.get("id") == "b2":
+            line["t0"], line["t1"] = 1.6, 1.7  # b1 had not started (it started at 1.8)
+
+
 def _limit(lines: Lines, truth: Truth) -> None:
     lines[0]["max"] = 1  # c1 and c2 held api:x together
 
@@ -166,6 +179,7 @@ PLANTED = {
     "flow_order/fail_policy": _parent_ran_after_failure,
     "dedup": _dedup_until_finished,
     "dedup/ttl": _dedup_ttl,
+    "dedup/debounce": _dedup_debounce,
     "limit": _limit,
     "recurring": _recurring_tick_twice,
     "recurring/run_count": _recurring_count,
