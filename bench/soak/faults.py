@@ -28,7 +28,7 @@ KINDS = ("worker_sigkill", "worker_sigterm", "child_sigkill", "child_sigterm", "
 
 
 class Beat:
-    """The soak's own `coordinator beat` process (workers run without an embedded one)."""
+    """The soak's own beat process (`bench.soak.beat`; workers run without an embedded one)."""
 
     def __init__(self, env: dict[str, str], log_path: str) -> None:
         self.env, self.log_path = env, log_path
@@ -36,7 +36,7 @@ class Beat:
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "coordinator.beat"], env=self.env,
+            self.process = subprocess.Popen([sys.executable, "-m", "bench.soak.beat"], env=self.env,
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
 

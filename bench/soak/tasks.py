@@ -38,7 +38,8 @@ SETTINGS: dict[str, Any] = dict(lock_duration_ms=3000, stalled_interval_ms=1000,
 
 def host_coordinator() -> JobQueueCoordinator:
     """The coordinator of a worker host (`coordinator --app bench.soak.tasks:host_coordinator
-    worker ...` in a network namespace; REDIS_URL and JQC_PREFIX from its environment)."""
+    worker ...` in a network namespace) and of the soak's beat; REDIS_URL and JQC_PREFIX from the
+    environment, the settings from `SETTINGS`."""
     return JobQueueCoordinator.from_env(**SETTINGS)
 
 
