@@ -34,6 +34,8 @@ FINAL_STATES = ("completed", "failed", "cancelled")
 #: its finish was lost). A beat kill is not one: it stops ticks, not jobs.
 RERUN_FAULTS = frozenset({"worker_sigkill", "worker_sigterm", "child_sigkill", "child_sigterm", "client_kill",
                           "client_pause", "redis_restart", "link_cut"})
+#: Faults that cut the driver's own connection (a cancel answered then may be a repeat's answer).
+CONNECTION_FAULTS = frozenset({"client_kill", "redis_restart"})
 #: Seconds of slack around a fault's window when it explains a re-run (a lock lapses after the
 #: fault that stopped its renewals, so the re-run comes later; the cut-off attempt began before).
 EXPLAIN_SLACK_S = 1.0
@@ -114,6 +116,9 @@ class Verdict:
     """Executions beyond one (not retries), by the fault kind that explains them."""
     cancels_in_flight: int = 0
     cancels: int = 0
+    doubtful_cancels: int = 0
+    """Cancels answered False while the driver's connection was cut (the answer may be that of
+    redis-py's repeat of a cancel that did happen): their jobs may end either way."""
     executions: int = 0
 
     def add(self, rule: str, job: str, detail: str) -> None:
@@ -155,9 +160,19 @@ class History:
                 for job_id, expect in (call.get("jobs") or {}).items():
                     promised.setdefault(job_id, expect)
         for call in self.calls:
-            if call.get("op") == "cancel" and call.get("ok") and call.get("returned") is True:
+            if call.get("op") != "cancel" or not call.get("ok"):
+                continue
+            if call.get("returned") is True:
                 promised[call["job"]] = "cancelled"
+            elif self.connection_cut(call) and promised.get(call["job"]) != "cancelled":
+                promised[call["job"]] = None  # its answer may be a repeat's (see doubtful_cancels)
         return promised
+
+    def connection_cut(self, call: dict[str, Any]) -> bool:
+        """Whether the driver's connection may have been cut during ``call``: redis-py repeats a
+        command whose reply was lost, and the repeat's answer is the one returned."""
+        return any(fault["kind"] in CONNECTION_FAULTS and fault["t0"] <= call["t1"] and fault["t1"] >= call["t0"]
+                   for fault in self.faults)
 
 
 def check(lines: Iterable[dict[str, Any]], truth: Truth) -> Verdict:
@@ -241,6 +256,8 @@ def check_executions(history: History, truth: Truth, verdict: Verdict) -> None:
 def check_cancels(history: History, verdict: Verdict) -> None:
     """Nothing claimed after a cancel returned True; runs claimed before it count as in flight."""
     for call in history.calls:
+        if call.get("op") == "cancel" and call.get("ok") and call.get("returned") is False:
+            verdict.doubtful_cancels += history.connection_cut(call)
         if call.get("op") != "cancel" or not call.get("ok") or call.get("returned") is not True:
             continue
         verdict.cancels += 1

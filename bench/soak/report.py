@@ -30,7 +30,8 @@ def render(result: Result, options: Options) -> str:
         *(f"  fault kind {kind} not run: {why}" for kind, why in result.unavailable.items()),
         f"  executions: {verdict.executions}; re-runs beyond one (not retries): {sum(verdict.reruns.values())}"
         + (" (" + _counts(verdict.reruns) + ")" if verdict.reruns else ""),
-        f"  cancels answered True: {verdict.cancels} ({verdict.cancels_in_flight} of them with a run in flight)",
+        f"  cancels answered True: {verdict.cancels} ({verdict.cancels_in_flight} of them with a run in flight); "
+        f"answered False during a connection cut: {verdict.doubtful_cancels}",
         f"  Redis memory without event streams: baseline {result.memory[0] / 2**20:.1f} MiB, "
         f"after retention {result.memory[1] / 2**20:.1f} MiB; quiet {result.quiet_s:.0f} s after the workload",
         *(f"  note: {note}" for note in result.notes),

@@ -219,6 +219,19 @@ def test_a_run_again_explained_by_a_fault_is_counted_not_flagged() -> None:
     assert verdict.reruns == {"worker_sigkill": 1, "redis_restart": 1}
 
 
+def test_a_cancel_answered_false_during_a_connection_cut_promises_nothing() -> None:
+    """redis-py repeats a script whose reply was lost: the repeat of a cancel that happened answers
+    False. Such a job may end cancelled; out of a cut, False still means it must not."""
+    lines, truth = clean()
+    lines += [call("enqueue", 8, {"m": "completed"}), call("cancel", 8.5, job="m", returned=False)]
+    truth.jobs["m"] = done(state="cancelled")
+    truth.counts["main"]["cancelled"] += 1
+    assert [v.rule for v in check(lines, truth).violations] == ["outcome"]
+    lines.append({"k": "fault", "kind": "client_kill", "t0": 8.4, "t1": 9.0, "detail": {}})
+    verdict = check(lines, truth)
+    assert verdict.violations == [] and verdict.doubtful_cancels == 1
+
+
 def test_a_beat_kill_explains_no_rerun() -> None:
     lines, truth = clean()
     lines += [{"k": "fault", "kind": "beat_kill", "t0": 2.2, "t1": 3.0, "detail": {}},
