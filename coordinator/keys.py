@@ -88,6 +88,11 @@ class QueueKeys:
     def job(self, job_id: str) -> str:
         return f"{self.base}:job:{job_id}"
 
+    # Deduplication (see coordinator/dedup.py): per queue, so a key is scoped to its queue.
+    def dedup(self, key: str) -> str:
+        """String: the id of the job that stands for a dedup key (a TTL in mode ``ttl``)."""
+        return f"{self.base}:dedup:{key}"
+
     def lock(self, job_id: str) -> str:
         """String with a TTL, renewed by the worker running the job; gone means stalled."""
         return f"{self.base}:lock:{job_id}"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordinator.clock import minute_of, now_ms
+from coordinator.dedup import DedupEntry
 from coordinator.dispatch import parse_delivery_tag
 from coordinator.errors import JobNotFoundError, QueueNotFoundError, RedisUnavailableError
 from coordinator.keys import STATE_INDEXES, CoordinatorKeys, QueueKeys
@@ -32,7 +33,7 @@ from coordinator.models import (
 )
 from coordinator.registry.calls import Batch, Command, Op, Script, Sleep, UnlinkMatching, cmd
 from coordinator.registry.codec import job_from_hash
-from coordinator.registry.replies import Reply, interpret_reply
+from coordinator.registry.replies import Added, Reply, enqueue_outcome, interpret_reply
 from coordinator.validation import MAX_LOG_LINE, MAX_LOG_LINES, MAX_PROGRESS_SIZE, encode_json
 
 #: Jobs per script call in `enqueue` (bulk) and in the workers' sweeps.
@@ -56,6 +57,8 @@ class NewJob:
     trace_id: str = ""
     expires_ms: int = 0
     """Start deadline (epoch ms); 0: none."""
+    dedup: DedupEntry | None = None
+    """Its dedup key and mode, resolved (`coordinator.dedup`); None: not deduplicated."""
 
 
 @dataclass(frozen=True)
@@ -175,14 +178,14 @@ class RegistryOps:
 
     # ----------------------------------------------------------------------------- jobs in
 
-    def enqueue_batch(self, queue: str, jobs: list[NewJob]) -> Op[list[bool]]:
-        """Add up to BATCH_SIZE jobs in one script call; True per job added, False where a job
-        with that id existed and nothing was written."""
+    def enqueue_batch(self, queue: str, jobs: list[NewJob]) -> Op[list[Added]]:
+        """Add up to BATCH_SIZE jobs in one script call; per job, `Added` (True: added; False: a
+        job with that id existed; a str: the id of the job that stands for its dedup key)."""
         keys, args = self.enqueue_call(queue, jobs)
         result = yield Script("enqueue", keys, args)
         if not isinstance(result, list):
             interpret_reply("enqueue", result, queue)
-        return [flag == Reply.DONE for flag in result]
+        return [enqueue_outcome(flag) for flag in result]
 
     def enqueue_call(self, queue: str, jobs: list[NewJob]) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of one `lua/enqueue.lua` call (also queued in a flow's MULTI)."""
@@ -201,11 +204,24 @@ class RegistryOps:
                 opts.priority, job.due_ms, "" if opts.timeout is None else opts.timeout,
                 job.trace_id, opts.max_retries, job.schedule_key, job.created_ms, job.expires_ms,
             ]
+        self._dedup_tail(qk, jobs, keys, args)
         return keys, args
 
-    def enqueue(self, queue: str, jobs: list[NewJob]) -> Op[list[bool]]:
+    @staticmethod
+    def _dedup_tail(qk: QueueKeys, jobs: list[NewJob], keys: list[str], args: list[Any]) -> None:
+        """The dedup entries of an `enqueue_call` (see the header of ``lua/enqueue.lua``)."""
+        entries = [(position, job.dedup) for position, job in enumerate(jobs) if job.dedup is not None]
+        if entries:
+            keys.append(qk.metrics)
+            args.append(qk.job(""))
+            for position, entry in entries:
+                keys.append(qk.dedup(entry.key))
+                args += entry.args(position)
+        args.append(len(entries))
+
+    def enqueue(self, queue: str, jobs: list[NewJob]) -> Op[list[Added]]:
         """`enqueue_batch` for each batch of BATCH_SIZE, in order."""
-        added: list[bool] = []
+        added: list[Added] = []
         for start in range(0, len(jobs), BATCH_SIZE):
             added += yield from self.enqueue_batch(queue, jobs[start : start + BATCH_SIZE])
         return added
