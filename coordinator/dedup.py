@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordinator.errors import InvalidArgumentError
-from coordinator.models import Dedup
+from coordinator.models import Dedup, JobOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +65,10 @@ def dedup_entry(dedup: Dedup, data: Any) -> DedupEntry:
     """The resolved key and mode of a job's `Dedup` option (errors before anything is written)."""
     key = dedup.key if dedup.key is not None else derived_key(dedup.fields or [], data)
     return DedupEntry(key, dedup.mode, dedup.ttl_ms or 0, dedup.keep)
+
+
+def refuse_in_flow(options: JobOptions, where: str) -> None:
+    """InvalidArgumentError for a `dedup` option on a job of a flow, a DAG or a batch: such a job
+    is waited for by others, so it must be written, never replaced by a job that stands."""
+    if options.dedup is not None:
+        raise InvalidArgumentError(f"dedup: not supported on {where} jobs (others wait for the job itself)")

@@ -15,9 +15,10 @@ and since the queue began:
     all:d                       enqueues that added nothing because their dedup key was held
                                 (they returned the job that stands; `coordinator.dedup`)
 
-Scripts write the hash through ``countOutcome`` / ``countDuration`` / ``countDeduplicated`` in ``registry/lua/_lib.lua``;
-Python writes it through `outcome_fields` (a poison message). A failed job always adds to both
-``<minute>:f`` and ``all:f``, so the error rate and ``jqc_jobs_failed_total`` agree.
+Scripts write the hash through ``countOutcome`` / ``countDuration`` / ``countDeduplicated`` in
+``registry/lua/_lib.lua``; Python writes it through `outcome_fields` (a poison message). A failed
+job always adds to both ``<minute>:f`` and ``all:f``, so the error rate and
+``jqc_jobs_failed_total`` agree.
 """
 
 from __future__ import annotations
