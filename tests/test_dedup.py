@@ -107,6 +107,19 @@ def test_cancel_and_remove_on_complete_release_the_key(coord: JobQueueCoordinato
     assert not redis_client.exists(coord._registry.queue_keys("q").dedup("k"))  # released, not left behind
 
 
+def test_an_expired_job_releases_the_key(coord: JobQueueCoordinator, prefix, redis_client) -> None:
+    coord.create_queue("q")
+    record = coord._registry.queue_keys("q").dedup("k")
+    job = coord.schedule_job("q", "late", {"n": 1}, delay=60_000, expires=100, dedup=Dedup(key="k"))
+    assert redis_client.get(record) == job.id
+    time.sleep(0.2)
+    assert coord.promote_job("q", job.id)  # due now, past its deadline: expired, not run
+    assert coord.get_job("q", job.id).state is JobState.CANCELLED
+    assert not redis_client.exists(record)
+    fresh = coord.enqueue_job("q", {"n": 2}, dedup=Dedup(key="k"))
+    assert fresh.id != job.id and not fresh.deduplicated and redis_client.get(record) == fresh.id
+
+
 def test_keys_derived_from_fields_and_scoped_per_queue(coord: JobQueueCoordinator) -> None:
     coord.create_queue("a")
     coord.create_queue("b")

@@ -213,7 +213,7 @@ class RegistryOps:
         entries = [(position, job.dedup) for position, job in enumerate(jobs) if job.dedup is not None]
         if entries:
             keys.append(qk.metrics)
-            args.append(qk.job(""))
+            args.append(qk.job_key_prefix)
             for position, entry in entries:
                 keys.append(qk.dedup(entry.key))
                 args += entry.args(position)
