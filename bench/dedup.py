@@ -2,7 +2,8 @@
 
 One dedicated `redis-server` (see `bench.server`), one coordinator, no worker. Each round runs,
 one after the other, N sequential `enqueue_job` calls of each kind, so load on a shared machine
-hits every kind alike; figures are medians over the rounds, and ratios are against ``plain``:
+hits every kind alike; figures (jobs/s, Redis commands and redis-server CPU per call) are medians
+over the rounds, and ratios are against ``plain``:
 
     plain        enqueue_job(q, data)
     dedup-new    dedup=Dedup(key=<unique>): every call takes a new key (the check + the write)
@@ -53,6 +54,7 @@ def _kinds(plain_only: bool) -> dict[str, Callable[[JobQueueCoordinator, str, in
 def measure(jobs: int, rounds: int, plain_only: bool) -> dict[str, Any]:
     """Jobs/s and Redis commands per call of each kind (medians over ``rounds``)."""
     rates: dict[str, list[float]] = {}
+    cpu_us: dict[str, list[float]] = {}
     commands: dict[str, float] = {}
     with DedicatedRedis() as server:
         client = server.client()
@@ -67,14 +69,19 @@ def measure(jobs: int, rounds: int, plain_only: bool) -> dict[str, Any]:
                     for i in range(jobs):
                         call(coord, queue, i)
                     elapsed = time.perf_counter() - started
-                    delta = Counters.read(client).since(before)
+                    after = Counters.read(client)
+                    delta = after.since(before)
                     rates.setdefault(kind, []).append(jobs / elapsed)
+                    cpu_us.setdefault(kind, []).append((after.cpu_s - before.cpu_s) * 1e6 / jobs)
                     commands[kind] = round(sum(delta.commands.values()) / jobs, 2)
                     coord.delete_queue(queue)
     medians = {kind: round(statistics.median(values), 1) for kind, values in rates.items()}
+    redis_us = {kind: round(statistics.median(values), 1) for kind, values in cpu_us.items()}
     return {
         "jobs": jobs, "rounds": rounds, "jobs_per_s": medians, "commands_per_call": commands,
+        "redis_cpu_us_per_call": redis_us,
         "ratio_to_plain": {kind: round(rate / medians["plain"], 3) for kind, rate in medians.items()},
+        "redis_cpu_ratio_to_plain": {kind: round(us / redis_us["plain"], 3) for kind, us in redis_us.items()},
     }
 
 
