@@ -255,10 +255,12 @@ class JobQueueCoordinator(BuiltFromSettings):
         """Add one job to ``queue`` and return it (``waiting``, or ``delayed`` with a delay).
 
         ``options`` and/or ``option_fields`` (`JobOptions` fields: priority, max_retries, backoff,
-        delay, job_id, timeout, remove_on_complete, remove_on_fail, trace_id); ``name`` labels the
-        job (default: the queue's processor's name). An existing ``job_id`` returns that job and
-        adds nothing. `InvalidJobDataError` if ``data`` is not plain JSON or too large;
-        `QueueNotFoundError` if the queue was never created. With ``depends_on`` (``(queue, job
+        delay, job_id, timeout, remove_on_complete, remove_on_fail, trace_id, expires, dedup);
+        ``name`` labels the job (default: the queue's processor's name). An existing ``job_id``
+        returns that job and adds nothing; so does a ``dedup`` key another job holds (the returned
+        job, the one that stands, has ``deduplicated`` set; docs/deduplication.md).
+        `InvalidJobDataError` if ``data`` is not plain JSON or too large; `QueueNotFoundError` if
+        the queue was never created. With ``depends_on`` (``(queue, job
         id)`` or ``(queue, job id, policy)`` items) it waits in waiting_children until those jobs
         are done (docs/flows.md)."""
         if depends_on is not None:

@@ -107,6 +107,17 @@ def test_cancel_and_remove_on_complete_release_the_key(coord: JobQueueCoordinato
     assert not redis_client.exists(coord._registry.queue_keys("q").dedup("k"))  # released, not left behind
 
 
+def test_until_finished_with_a_ttl_lapses(coord: JobQueueCoordinator) -> None:
+    coord.create_queue("q")
+    capped = Dedup(key="k", ttl_ms=300)
+    first = coord.enqueue_job("q", {"n": 1}, dedup=capped)
+    assert coord.enqueue_job("q", {"n": 2}, dedup=capped).id == first.id
+    time.sleep(0.4)
+    later = coord.enqueue_job("q", {"n": 3}, dedup=capped)  # the first still waits: the key lapsed
+    assert later.id != first.id and not later.deduplicated
+    assert coord.get_job("q", first.id).state is JobState.WAITING
+
+
 def test_an_expired_job_releases_the_key(coord: JobQueueCoordinator, prefix, redis_client) -> None:
     coord.create_queue("q")
     record = coord._registry.queue_keys("q").dedup("k")
