@@ -22,7 +22,9 @@
   trace, schedule, expires, dedup when set (`stalled` appears with the first stall).
 
   Deduplication: a job whose key another job holds is not written (dedupCheck); a debounce
-  call pushes the standing job's start back (and replaces its data with keep "last").
+  call pushes the standing job's start back (and replaces its data with keep "last"). The
+  standing job's hash is read through the job key prefix, not KEYS: it shares the queue's hash
+  tag, so it is on this node of a Redis Cluster (tests/scaleout/test_cluster_dedup.py).
   Events: waiting or delayed, per job added; deduplicated (on the standing job) per job not added
   for its key, and delayed for a waiting job a debounce sends back.
   Returns: -1 if the queue does not exist; else a list with 1 for each job added, 0 for each
