@@ -129,11 +129,15 @@ class JobPlans:
                      created_at: datetime) -> Op[list[Job]]:
         """The `Job` of each item just enqueued; where one existed already, that job as it is;
         where its dedup key was held, the job that stands, marked ``deduplicated``."""
+        # the jobs that were there already, read in one round trip
+        there = [(was_added if isinstance(was_added, str) else new.id)
+                 for was_added, new in zip(added, new_jobs) if was_added is not True]
+        existing_jobs = iter((yield from self.ops.get_jobs_by_id(queue, there)))
         jobs = []
         for was_added, (data, _, opts), new in zip(added, items, new_jobs):
             standing = was_added if isinstance(was_added, str) else None
             if was_added is not True:
-                existing = yield from self.ops.get_job(queue, standing or new.id)
+                existing = next(existing_jobs)
                 if existing is not None:
                     existing.deduplicated = standing is not None
                     jobs.append(existing)

@@ -415,6 +415,16 @@ class RegistryOps:
             return None, last_id
         return job_from_hash(queue, job_id, fields, logs), last_id
 
+    def get_jobs_by_id(self, queue: str, job_ids: list[str]) -> Op[list[Job | None]]:
+        """The jobs of the given ids (None where there is none), in one round trip."""
+        if not job_ids:
+            return []
+        qk = self.queue_keys(queue)
+        replies = yield Batch([c for job_id in job_ids
+                               for c in (cmd("hgetall", qk.job(job_id)), cmd("lrange", qk.logs(job_id), 0, -1))])
+        return [job_from_hash(queue, job_id, fields, logs) if fields else None
+                for job_id, fields, logs in zip(job_ids, replies[0::2], replies[1::2])]
+
     def get_jobs(self, queue: str, states: Iterable[JobState | str], start: int = 0, end: int = -1,
                  asc: bool = False) -> Op[list[Job]]:
         """Jobs in the given states, newest first (or oldest first), sliced like a Redis range."""
@@ -428,15 +438,8 @@ class RegistryOps:
             scored.sort(key=lambda pair: pair[1], reverse=not asc)
             ordered = [job_id for job_id, _ in scored]
             ids = ordered[start:] if end == -1 else ordered[start : end + 1]
-        if not ids:
-            return []
-        replies = yield Batch([c for job_id in ids
-                               for c in (cmd("hgetall", qk.job(job_id)), cmd("lrange", qk.logs(job_id), 0, -1))])
-        jobs = []
-        for job_id, fields, logs in zip(ids, replies[0::2], replies[1::2]):
-            if fields:  # removed between the two reads
-                jobs.append(job_from_hash(queue, job_id, fields, logs))
-        return jobs
+        # a job removed between the two reads is left out
+        return [job for job in (yield from self.get_jobs_by_id(queue, ids)) if job is not None]
 
     def counts(self, queue: str) -> Op[QueueCounts]:
         """Jobs per state: one ZCARD each, in one round trip; O(1) whatever the queue's size."""

@@ -9,8 +9,8 @@
   itself from the registry when it starts it.
   expire(): ends a job whose start deadline (`expires`) passed before it could start.
   dedupEntries() / dedupCheck() / dedupTake() / dedupRelease(): deduplication keys.
-  countOutcome() / countDuration() / countDeduplicated(): the only writers of a queue's metrics hash in Lua; its
-  fields are described (and read) in coordinator/metrics.py.
+  countOutcome() / countDuration() / countDeduplicated(): the only writers of a queue's metrics
+  hash in Lua; its fields are described (and read) in coordinator/metrics.py.
 ]]
 local function emit(eventsKey, maxLen, event, jobId, ...)
   redis.call("XADD", eventsKey, "MAXLEN", "~", maxLen, "*", "event", event, "job_id", jobId, ...)
