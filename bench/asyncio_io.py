@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+
 from bench import arq_side_paths, io_jobs
 from bench.server import Counters, DedicatedRedis
 from bench.subjects import default_log_dir, tree_cpu

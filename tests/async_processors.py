@@ -44,3 +44,9 @@ async def recorded(job: Job) -> str:
         return job.id
     finally:
         await client.aclose()
+
+
+async def part(job: Job) -> int:
+    """A flow child: wait a little, return its number."""
+    await asyncio.sleep(0.01)
+    return int(job.data["i"])

@@ -10,8 +10,9 @@ import time
 import psutil
 import redis
 
-from coordinator import Backoff, JobQueueCoordinator, JobState
-from tests import async_processors, processors
+from coordinator import Backoff, FlowJob, JobQueueCoordinator, JobState
+from tests import async_processors, flow_processors, processors
+from tests.support.env import FAST_SWEEPS, REDIS_URL
 from tests.support.jobs import max_overlap, record_data
 from tests.support.waiting import WAIT_S, wait_until
 
@@ -29,6 +30,9 @@ def test_a_thousand_io_bound_jobs_run_as_coroutines_of_one_process(coord: JobQue
     assert {j.id for j in done} == {j.id for j in jobs}
     peak = max_overlap(done)
     assert 10 < peak <= 100, peak  # many at once, never more than the concurrency
+    # the finished-job counts reach the worker's status from the lock keeper's thread, not the loop
+    wait_until(lambda: coord.get_worker(worker.id).processed == 1000)
+    assert coord.get_worker(worker.id).failed == 0
 
 
 def test_sync_and_async_queues_in_one_deployment(any_coord: JobQueueCoordinator) -> None:
@@ -129,3 +133,23 @@ def test_a_paused_async_worker_takes_no_job_until_resumed(coord: JobQueueCoordin
     assert coord.get_job("io", job.id).state is JobState.WAITING
     coord.resume_worker(worker.id)
     assert coord.wait_for_job("io", job.id, timeout=WAIT_S).state is JobState.COMPLETED
+
+
+def test_async_children_hand_their_results_to_the_parent_at_once(prefix: str, redis_client: redis.Redis) -> None:
+    """The hand-off an async finish writes is applied by the worker (off its loop) right away: with
+    the flow sweep pushed out to 10 minutes, nothing else could settle the parent."""
+    coord = JobQueueCoordinator(REDIS_URL, prefix=prefix, **{**FAST_SWEEPS, "stalled_interval_ms": 600_000})
+    try:
+        coord.create_queue("aparts")
+        coord.create_queue("sum")
+        coord.register_worker("aparts", async_processors.part, concurrency=10)
+        coord.register_worker("sum", flow_processors.total, pool="solo")
+        runs_key = f"{prefix}:test:runs"
+        node = coord.add_flow(FlowJob(queue="sum", data={"url": REDIS_URL, "key": runs_key}, children=[
+            FlowJob(queue="aparts", data={"i": i}) for i in range(6)]))
+        parent = coord.wait_for_job("sum", node.job.id, timeout=WAIT_S)
+        assert parent.state is JobState.COMPLETED, parent.failed_reason
+        assert parent.result == {"count": 6, "sum": 15}
+        assert redis_client.lrange(runs_key, 0, -1) == [node.job.id]
+    finally:
+        coord.shutdown(timeout=10)

@@ -13,7 +13,6 @@ import asyncio
 from typing import Any, TypeVar
 
 import redis.asyncio
-
 from redis.exceptions import NoScriptError
 
 from coordinator.connection import translated
@@ -34,6 +33,7 @@ class AsyncRegistry:
         self.sweeps = SweepOps(ops)
         self.scripts = Scripts(client)
         self._queued: list[tuple[Script | Command, asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def run(self, op: Op[T], first: Call | None = None) -> T:
         """Drive a sans-IO operation to its result (see `calls`); ``first``: its first request,
@@ -68,7 +68,9 @@ class AsyncRegistry:
         future = loop.create_future()
         self._queued.append((call, future))
         if len(self._queued) == 1:  # the first of this turn: send them all once the turn is over
-            loop.create_task(self._send_queued())
+            task = loop.create_task(self._send_queued())
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
         return future
 
     async def _send_queued(self) -> None:

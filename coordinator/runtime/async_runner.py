@@ -16,9 +16,11 @@ Each coroutine records its outcome with the same `task.record_op` as a sync job,
 redis.asyncio. Claims and finishes go through `AsyncRegistry.run_batched`: those issued in one turn
 of the loop share one pipeline, so a busy worker pays a round trip per batch, not per job. Nothing
 on the loop waits on a socket: the finished-job counts are written by the lock keeper's thread, and
-a flow hand-off a finish wrote is applied by a thread of its own (`handoff_thread`). Each job is an `Attempt` registered with the lock keeper, as a sync job is: the
-keeper renews its lock and flags it when its job was cancelled (or recovered as stalled); the
-attempt's cancel callback then cancels the job's coroutine at once (no grace period: a coroutine
+a flow hand-off a finish wrote is applied by a thread of its own (`_apply_off_loop`).
+
+Each job is an `Attempt` registered with the lock keeper, as a sync job is: the keeper renews
+its lock and flags it when its job was cancelled (or recovered as stalled); the attempt's cancel
+callback then cancels the job's coroutine at once (no grace period: a coroutine
 stops at its next ``await``), and its outcome is discarded. ``job.is_cancelled()`` works as in a
 sync processor. A job's ``timeout`` is enforced on the loop itself (`within`).
 When the process dies the locks expire and the stalled sweep sends the jobs back to waiting; a
