@@ -166,6 +166,17 @@ class JobPlans:
         running = cancelled and terminate and state == JobState.ACTIVE.value
         return cancelled, task_id(job_id, int(token or 0)) if running else None
 
+    def remove_op(self, queue: str, job_id: str) -> Op[bool]:
+        """Delete a job that is not running: a waiting or delayed one is cancelled first (emits
+        ``cancelled``), then the record and its logs go. An active job is left alone (False)."""
+        yield from self.config_op(queue)
+        state, _ = yield from self.ops.job_state_token(queue, job_id)
+        if state is None:
+            raise JobNotFoundError(queue, job_id)
+        if state in (JobState.WAITING.value, JobState.DELAYED.value):
+            yield from self.ops.cancel(queue, job_id)
+        return (yield from self.ops.remove(queue, job_id))
+
     def wait_op(self, queue: str, job_id: str, timeout: float) -> Op[Job]:
         """Until the job is completed, failed or cancelled, woken by the queue's events (XREAD
         BLOCK); TimeoutError after ``timeout`` s."""
@@ -287,13 +298,7 @@ class JobScheduler:
     def remove_job(self, queue: str, job_id: str) -> bool:
         """Delete a job that is not running: a waiting or delayed one is cancelled first (emits
         ``cancelled``), then the record and its logs go. An active job is left alone (False)."""
-        self.queues.cached_config(queue)
-        job = self.registry.get_job(queue, job_id)
-        if job is None:
-            raise JobNotFoundError(queue, job_id)
-        if job.state in (JobState.WAITING, JobState.DELAYED):
-            self.registry.cancel(queue, job_id)
-        return self.registry.remove(queue, job_id)
+        return self.registry.run(self.plans.remove_op(queue, job_id))
 
     def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
         """Change the priority of a waiting or delayed job (1 highest .. 10 lowest)."""
