@@ -50,3 +50,9 @@ async def part(job: Job) -> int:
     """A flow child: wait a little, return its number."""
     await asyncio.sleep(0.01)
     return int(job.data["i"])
+
+
+async def echo(job: Job) -> dict:
+    """Return the job's name and data."""
+    await asyncio.sleep(0)
+    return {"name": job.name, "data": job.data}

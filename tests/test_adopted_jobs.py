@@ -12,8 +12,8 @@ import psutil
 import pytest
 from celery import Celery, signature
 
-from coordinator import ConfigurationError, JobQueueCoordinator, JobState, QueueConfig, RateLimit
-from tests import adopted_app
+from coordinator import ConfigurationError, InvalidArgumentError, JobQueueCoordinator, JobState, QueueConfig, RateLimit
+from tests import adopted_app, async_processors
 from tests.support.adopted import ADOPTED_QUEUE
 from tests.support.env import AMQP_URL, FAST_SWEEPS, REDIS_URL, delete_amqp_queues
 from tests.support.waiting import WAIT_S, wait_until
@@ -310,3 +310,21 @@ def test_a_chain_of_adopted_tasks_runs_step_after_step_as_jobs(adopted) -> None:
     last = adopted.get_job(Q, result.id)
     assert last.state is JobState.COMPLETED and last.data["args"] == [3, 10]
     assert last.data["celery"]["parent_id"] == first.id
+
+
+def test_an_async_processor_never_serves_adopted_tasks(adopted) -> None:
+    """A Celery task is sync code: an async def processor is refused on a queue the app routes
+    tasks to, and elsewhere a job naming an adopted task (an explicit ``queue=``) fails for good
+    instead of reaching the coroutine."""
+    with pytest.raises(InvalidArgumentError, match=r"processor: queue 'legacy' receives the adopted Celery task"):
+        adopted.processor(Q)(async_processors.echo)
+    assert Q not in adopted.processors
+    adopted.create_queue("aq")
+    adopted.register_worker("aq", async_processors.echo, concurrency=5)
+    plain = adopted.enqueue_job("aq", {"n": 1}, name="resize")
+    sent = adopted_app.add.apply_async((1, 2), queue=adopted.celery_queue("aq"))
+    assert adopted.wait_for_job("aq", plain.id, WAIT_S).result == {"name": "resize", "data": {"n": 1}}
+    failed = adopted.wait_for_job("aq", sent.id, WAIT_S)
+    assert failed.state is JobState.FAILED and failed.attempts_made == 1
+    assert failed.failed_reason == ("UnrecoverableError: job name 'legacy.add': a task of the adopted Celery app, "
+                                    "which the async def processor of queue 'aq' cannot run")

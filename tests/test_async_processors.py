@@ -112,7 +112,8 @@ def test_jobs_of_a_sigkilled_async_worker_are_recovered(coord: JobQueueCoordinat
 def test_closing_an_async_worker_lets_its_running_jobs_finish(coord: JobQueueCoordinator, prefix: str) -> None:
     coord.create_queue("q")
     worker = coord.register_worker("q", async_processors.recorded, concurrency=4)
-    jobs = [coord.enqueue_job("q", record_data(prefix, seconds=2)) for _ in range(3)]
+    # one bulk write and 5 s each: all three are running together even on a loaded machine
+    jobs = coord.enqueue_bulk("q", [{"data": record_data(prefix, seconds=5)} for _ in range(3)])
     wait_until(lambda: all(coord.get_job("q", j.id).state is JobState.ACTIVE for j in jobs))
     wait_until(lambda: coord.get_worker(worker.id).active_jobs == 3)  # the heartbeat counts coroutines
     assert coord.get_worker(worker.id).concurrency == 4
