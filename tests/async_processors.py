@@ -7,7 +7,7 @@ import os
 
 import redis.asyncio
 
-from coordinator import Job
+from coordinator import Job, UnrecoverableError
 
 
 async def io_sleep(job: Job) -> dict:
@@ -56,3 +56,9 @@ async def echo(job: Job) -> dict:
     """Return the job's name and data."""
     await asyncio.sleep(0)
     return {"name": job.name, "data": job.data}
+
+
+async def fatal(job: Job) -> None:
+    """Fail for good (no retry)."""
+    await asyncio.sleep(0)
+    raise UnrecoverableError("cannot process this")

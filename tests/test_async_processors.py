@@ -8,11 +8,13 @@ import signal
 import time
 
 import psutil
+import pytest
 import redis
 
 from coordinator import Backoff, FlowJob, JobQueueCoordinator, JobState
 from tests import async_processors, flow_processors, processors
-from tests.support.env import FAST_SWEEPS, REDIS_URL
+from tests.support.celery_events import CeleryEventLog
+from tests.support.env import AMQP_URL, FAST_SWEEPS, REDIS_URL, delete_amqp_queues, require_rabbitmq
 from tests.support.jobs import max_overlap, record_data
 from tests.support.waiting import WAIT_S, wait_until
 
@@ -154,3 +156,44 @@ def test_async_children_hand_their_results_to_the_parent_at_once(prefix: str, re
         assert redis_client.lrange(runs_key, 0, -1) == [node.job.id]
     finally:
         coord.shutdown(timeout=10)
+
+
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_celery_events_carry_an_async_jobs_real_outcome(broker: str, prefix: str) -> None:
+    """Flower reads Celery's task events: an async job that failed is task-failed, never
+    task-succeeded, whether the loop took its message (Redis) or Celery's consumer handed it
+    over (RabbitMQ)."""
+    broker_url = None
+    if broker == "amqp":
+        require_rabbitmq()
+        broker_url = AMQP_URL
+    coord = JobQueueCoordinator(REDIS_URL, broker_url=broker_url, prefix=prefix, task_events=True, **FAST_SWEEPS)
+    try:
+        coord.create_queue("ok")
+        coord.create_queue("bad")
+        coord.register_worker("ok", async_processors.echo, concurrency=5)
+        coord.register_worker("bad", async_processors.fatal, concurrency=5)
+        with CeleryEventLog(coord.app) as log:
+            good = coord.enqueue_job("ok", {"x": 1}, name="resize")
+            bad = coord.enqueue_job("bad", {"y": 2})
+            assert coord.wait_for_job("ok", good.id, WAIT_S).state is JobState.COMPLETED
+            assert coord.wait_for_job("bad", bad.id, WAIT_S).state is JobState.FAILED
+            good_id, bad_id = f"{good.id}.1", f"{bad.id}.1"
+            wait_until(lambda: "task-succeeded" in [e["type"] for e in log.of(good_id)])
+            wait_until(lambda: "task-failed" in [e["type"] for e in log.of(bad_id)])
+            time.sleep(0.5)  # any late event would have arrived
+        good_events = {e["type"]: e for e in log.of(good_id)}
+        bad_events = {e["type"]: e for e in log.of(bad_id)}
+        assert {"task-received", "task-started", "task-succeeded"} <= set(good_events)
+        assert good_events["task-received"]["name"] == "resize"
+        assert good_events["task-received"]["args"] == '{"x":1}'
+        assert "'name': 'resize'" in good_events["task-succeeded"]["result"]
+        assert {"task-received", "task-started", "task-failed"} <= set(bad_events)
+        assert "task-succeeded" not in bad_events
+        assert "cannot process this" in bad_events["task-failed"]["exception"]
+        assert "UnrecoverableError" in bad_events["task-failed"]["traceback"]
+    finally:
+        queues = coord.get_queue_names()
+        coord.shutdown(timeout=10)
+        if broker_url:
+            delete_amqp_queues(coord, queues)

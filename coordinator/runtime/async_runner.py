@@ -49,6 +49,7 @@ from coordinator.registry.aio import AsyncRegistry
 from coordinator.registry.calls import step
 from coordinator.runtime.control import Attempt
 from coordinator.runtime.task import JobRunner, completed, discarded, failed, log, log_fields
+from coordinator.runtime.task_events import TaskEvents
 from coordinator.settings import Settings
 
 AsyncProcessor = Callable[[Job], Awaitable[Any]]
@@ -134,13 +135,16 @@ class AsyncRunner:
         self._stopping = False
         self._consumers: list[concurrent.futures.Future[None]] = []
         self._registry = AsyncRegistry(connect_async(settings), runner.registry.ops)
-        self._handoffs = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jqc-async-handoff")
+        self._off_loop = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jqc-async-off-loop")
+        """Runs what the loop must not wait for: flow hand-offs, Celery task events."""
+        self.events = TaskEvents(self._off_loop)
         self._apply_off_loop(runner.registry.ops)
         self.pid = os.getpid()
         self._thread = threading.Thread(target=self._serve, name="jqc-async-jobs", daemon=True)
         self._thread.start()
         # a warm shutdown lets the running jobs end, as Celery does for its own tasks
         signals.worker_shutdown.connect(self._drain_on_shutdown, weak=False)
+        signals.worker_ready.connect(self._on_worker_ready, weak=False)
 
     def _apply_off_loop(self, ops: Any) -> None:
         """A flow hand-off written by a call made on the loop is applied by the hand-off thread
@@ -152,7 +156,7 @@ class AsyncRunner:
 
         def on_handoff(queue: str, field: str, entry: str) -> None:
             if threading.current_thread() is self._thread:
-                self._handoffs.submit(apply, queue, field, entry)
+                self._off_loop.submit(apply, queue, field, entry)
             else:
                 apply(queue, field, entry)
 
@@ -163,8 +167,12 @@ class AsyncRunner:
         if self._active:
             log.info("waiting for %d running async jobs", self._active)
         self.drain(timeout=None)
-        self._handoffs.shutdown(wait=True)
+        self._off_loop.submit(self.events.close)
+        self._off_loop.shutdown(wait=True)
         self.runner.locks.flush_counts()
+
+    def _on_worker_ready(self, sender: Any = None, **_: Any) -> None:
+        self.events.attach(sender)
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -270,6 +278,7 @@ class AsyncRunner:
             _log.warning("could not ack %d taken messages", len(taken), exc_info=True)
         for (_, job_id, token), claimed in zip(taken, claims):
             if isinstance(claimed, tuple):
+                self.events.received(claimed[0], token)  # no Celery request had this message
                 self._loop.create_task(self._start(handler, claimed, token, worker_id))
                 continue
             if isinstance(claimed, BaseException):
@@ -304,12 +313,14 @@ class AsyncRunner:
                 if not attempt.is_cancelled():
                     raise  # the loop is going down; the lock expires
                 discarded(job, attempt, started)
+                self.events.revoked(job, token)
                 return
             except Exception as exc:
                 if not attempt.claim_outcome() or attempt.is_cancelled():
                     discarded(job, attempt, started)
                     return
                 outcome = failed(job, exc, self.settings.default_max_retries)
+                value = exc
             else:
                 if not attempt.claim_outcome():
                     discarded(job, attempt, started)
@@ -320,7 +331,10 @@ class AsyncRunner:
                 return
             self.runner.locks.note(worker_id, failed=outcome.kind != "completed")
             if outcome.kind == "completed":
+                self.events.succeeded(job, token, value, time.monotonic() - started)
                 await self._registry.run_batched(self.runner.trim_op(job, config))
+            else:
+                self.events.failed(job, token, value, outcome.stack, retry=outcome.kind == "retry")
         finally:
             self._running.pop(key, None)
             self.runner.locks.remove(attempt)
