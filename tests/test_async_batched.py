@@ -15,16 +15,15 @@ from coordinator.registry.ops import RegistryOps
 from tests.support.servers import RedisServer
 
 QUEUE = "batched"
-PREFIX = "jqc-batched"
 
 
 def reads(client: redis.Redis) -> int:
     return int(client.info("stats")["total_reads_processed"])
 
 
-def test_claims_of_one_turn_share_a_round_trip_and_keep_their_own_replies() -> None:
+def test_claims_of_one_turn_share_a_round_trip_and_keep_their_own_replies(prefix: str) -> None:
     with RedisServer() as server:
-        coord = JobQueueCoordinator(server.url, prefix=PREFIX)
+        coord = JobQueueCoordinator(server.url, prefix=prefix)
         try:
             coord.create_queue(QUEUE)
             jobs = coord.enqueue_bulk(QUEUE, [{"data": i} for i in range(20)])
@@ -38,7 +37,7 @@ def test_claims_of_one_turn_share_a_round_trip_and_keep_their_own_replies() -> N
 
 
 async def claim_all(coord: JobQueueCoordinator, client: redis.Redis, ids: list[str]) -> None:
-    ops = RegistryOps(PREFIX)
+    ops = RegistryOps(coord.settings.prefix)
     registry = AsyncRegistry(connect_async(coord.settings), ops)
     try:
         tokens = [int((await registry.run(ops.job_state_token(QUEUE, job_id)))[1]) for job_id in ids]
@@ -64,9 +63,9 @@ async def claim_all(coord: JobQueueCoordinator, client: redis.Redis, ids: list[s
         await registry.client.aclose()
 
 
-def test_a_cancelled_caller_leaves_the_others_their_replies() -> None:
+def test_a_cancelled_caller_leaves_the_others_their_replies(prefix: str) -> None:
     with RedisServer() as server:
-        coord = JobQueueCoordinator(server.url, prefix=PREFIX)
+        coord = JobQueueCoordinator(server.url, prefix=prefix)
         try:
             coord.create_queue(QUEUE)
             asyncio.run(cancel_one(coord))
@@ -75,7 +74,7 @@ def test_a_cancelled_caller_leaves_the_others_their_replies() -> None:
 
 
 async def cancel_one(coord: JobQueueCoordinator) -> None:
-    ops = RegistryOps(PREFIX)
+    ops = RegistryOps(coord.settings.prefix)
     registry = AsyncRegistry(connect_async(coord.settings), ops)
     try:
         names = [asyncio.ensure_future(registry.run_batched(ops.queue_names())) for _ in range(3)]
@@ -88,13 +87,13 @@ async def cancel_one(coord: JobQueueCoordinator) -> None:
         await registry.client.aclose()
 
 
-def test_redis_away_fails_every_queued_request_with_the_coordinators_error() -> None:
+def test_redis_away_fails_every_queued_request_with_the_coordinators_error(prefix: str) -> None:
     server = RedisServer().start()
-    coord = JobQueueCoordinator(server.url, prefix=PREFIX, socket_timeout_s=1)
+    coord = JobQueueCoordinator(server.url, prefix=prefix, socket_timeout_s=1)
     server.stop()
 
     async def run() -> list[object]:
-        registry = AsyncRegistry(connect_async(coord.settings), RegistryOps(PREFIX))
+        registry = AsyncRegistry(connect_async(coord.settings), RegistryOps(prefix))
         try:
             return await asyncio.gather(*(registry.run_batched(registry.ops.queue_names()) for _ in range(3)),
                                         return_exceptions=True)
