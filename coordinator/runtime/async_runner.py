@@ -147,7 +147,7 @@ class AsyncRunner:
         signals.worker_ready.connect(self._on_worker_ready, weak=False)
 
     def _apply_off_loop(self, ops: Any) -> None:
-        """A flow hand-off written by a call made on the loop is applied by the hand-off thread
+        """A flow hand-off written by a call made on the loop is applied by the off-loop thread
         (blocking calls, possibly many); elsewhere, at once as before. It is in Redis already:
         if this process dies first, the flow sweep applies it (`flows.handoff`)."""
         apply = ops.on_handoff
