@@ -22,6 +22,8 @@ from coordinator.broker import OutboxRelay
 from coordinator.celery_config import build_app
 from coordinator.connection import connect, connect_async
 from coordinator.events import AsyncEventListener, EventCursor
+from coordinator.flows.handoff import HandOff
+from coordinator.flows.producer import FlowProducer
 from coordinator.health import HealthChecker
 from coordinator.heartbeats import HeartbeatOps, HeartbeatStore
 from coordinator.models import (
@@ -44,6 +46,7 @@ from coordinator.queues import QueueManager, QueueReads, queue_config
 from coordinator.recurring import RecurringManager
 from coordinator.registry import Registry
 from coordinator.registry.aio import AsyncRegistry
+from coordinator.registry.flows import FlowRegistry
 from coordinator.registry.ops import RegistryOps
 from coordinator.scheduler import WAIT_BLOCK_MS, Item, JobPlans, JobScheduler
 from coordinator.settings import BuiltFromSettings, Settings
@@ -62,6 +65,10 @@ class _SyncParts:
         heartbeats = HeartbeatStore(client, self.registry.keys)
         queues = QueueManager(self.registry, settings, heartbeats)
         jobs = JobScheduler(self.registry, queues, settings, app, default_job_name)
+        flow_registry = FlowRegistry(self.registry)
+        self.flows = FlowProducer(self.registry, flow_registry, jobs, HandOff(flow_registry))
+        """A cancel's or retry's follow-ups in flows (cascade, re-arm, hand-off), as the sync client's."""
+        self.registry.on_handoff = self.flows.handoff.apply_written
         self.recurring = RecurringManager(client, self.registry.keys, queues, jobs, settings)
         # a service's own process manages no workers: the queue checks see the live ones
         self.health = HealthChecker(self.registry, heartbeats, settings, lambda: [])
@@ -82,6 +89,8 @@ class AsyncJobQueueCoordinator(BuiltFromSettings):
         # a blocking read (XREAD BLOCK of wait_for_job and events) must not hit the read timeout
         self._redis = connect_async(settings, extra_read_s=WAIT_BLOCK_MS / 1000)
         self._registry = AsyncRegistry(self._redis, ops)
+        ops.on_handoff = self._apply_handoff
+        self._handoffs: set[asyncio.Future[None]] = set()
         self._reads = QueueReads(ops, HeartbeatOps(ops.keys), settings)
         self._plans = JobPlans(ops, self._reads, settings, self._default_job_name)
         self._given_app = app
@@ -102,6 +111,14 @@ class AsyncJobQueueCoordinator(BuiltFromSettings):
 
     async def _run(self, op: Any) -> Any:
         return await self._registry.run(op)
+
+    def _apply_handoff(self, queue: str, field: str, entry: str) -> None:
+        """A cancel wrote a flow hand-off (a parent waits for the job): applied now by a worker
+        thread, not on the loop (the workers' flow sweep would apply it later)."""
+        handoff = self._sync_parts().flows.handoff
+        applied = asyncio.get_running_loop().run_in_executor(None, handoff.apply_written, queue, field, entry)
+        self._handoffs.add(applied)
+        applied.add_done_callback(self._handoffs.discard)
 
     def _sync_parts(self) -> _SyncParts:
         if self._sync is None:
@@ -196,15 +213,21 @@ class AsyncJobQueueCoordinator(BuiltFromSettings):
         retried: bool = await self._run(self._plans.retry_op(queue, job_id))
         if retried:
             await self._after_dispatch(queue)
+            await asyncio.to_thread(self._sync_parts().flows.rearm_waiters, queue, job_id)
         return retried
 
     async def cancel_job(self, queue: str, job_id: str, terminate: bool = False, reason: str = "cancelled") -> bool:
         """Cancel a waiting, delayed or active job, as `JobQueueCoordinator.cancel_job`: a running
         attempt is asked to stop (an async processor's coroutine is cancelled); ``terminate``
         also ends a prefork process running it now."""
-        cancelled, running_task = await self._run(self._plans.cancel_op(queue, job_id, terminate, reason))
+        cancelled, running_task, state = await self._run(self._plans.cancel_op(queue, job_id, terminate, reason))
         if running_task is not None:
             await asyncio.to_thread(self.app.control.revoke, running_task, terminate=True, signal="SIGTERM")
+        if cancelled:  # its flow children that have not started, as the sync client does
+            await asyncio.to_thread(self._sync_parts().flows.cancel_below, queue, job_id,
+                                    state == JobState.WAITING_CHILDREN.value)
+        if self._handoffs:
+            await asyncio.gather(*self._handoffs)
         return bool(cancelled)
 
     async def remove_job(self, queue: str, job_id: str) -> bool:
@@ -266,6 +289,8 @@ class AsyncJobQueueCoordinator(BuiltFromSettings):
     async def close(self) -> None:
         """Stop the event handlers' task and close the connections."""
         await self._listener.close()
+        if self._handoffs:
+            await asyncio.gather(*self._handoffs, return_exceptions=True)
         await self._redis.aclose()
         if self._sync is not None:
             self._sync.close()

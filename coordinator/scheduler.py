@@ -157,14 +157,15 @@ class JobPlans:
         yield from self.config_op(queue)
         return (yield from self.ops.retry(queue, job_id))
 
-    def cancel_op(self, queue: str, job_id: str, terminate: bool, reason: str) -> Op[tuple[bool, str | None]]:
+    def cancel_op(self, queue: str, job_id: str, terminate: bool, reason: str
+                  ) -> Op[tuple[bool, str | None, str | None]]:
         """Cancel (a running job too); (cancelled, the Celery task id to stop now when the job
-        was running and ``terminate`` asks for it)."""
+        was running and ``terminate`` asks for it, the job's state before)."""
         yield from self.config_op(queue)
         state, token = yield from self.ops.job_state_token(queue, job_id)
         cancelled = yield from self.ops.cancel(queue, job_id, allow_active=True, reason=str(reason)[:MAX_LOG_LINE])
         running = cancelled and terminate and state == JobState.ACTIVE.value
-        return cancelled, task_id(job_id, int(token or 0)) if running else None
+        return cancelled, task_id(job_id, int(token or 0)) if running else None, state
 
     def remove_op(self, queue: str, job_id: str) -> Op[bool]:
         """Delete a job that is not running: a waiting or delayed one is cancelled first (emits
@@ -290,7 +291,7 @@ class JobScheduler:
         A running attempt is asked to stop (``job.is_cancelled()``), within a second on any host,
         and interrupted after the worker's ``cancel_grace_ms``; with ``terminate`` a prefork
         process running it is ended now. False if the job had already finished."""
-        cancelled, running_task = self.registry.run(self.plans.cancel_op(queue, job_id, terminate, reason))
+        cancelled, running_task, _ = self.registry.run(self.plans.cancel_op(queue, job_id, terminate, reason))
         if running_task is not None:
             self.app.control.revoke(running_task, terminate=True, signal="SIGTERM")
         return cancelled

@@ -17,6 +17,7 @@ from coordinator import (
     AsyncJobQueueCoordinator,
     Event,
     EventName,
+    FlowJob,
     InvalidArgumentError,
     InvalidJobDataError,
     JobNotFoundError,
@@ -247,3 +248,24 @@ async def wait_async(condition: Callable[[], bool], timeout: float = 10) -> None
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+@pytest.mark.asyncio
+async def test_cancel_and_retry_carry_through_flows_as_the_sync_client(coord: JobQueueCoordinator,
+                                                                      acoord: AsyncJobQueueCoordinator,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """No worker runs here, so no flow sweep either: what moves the parents is the client's own
+    follow-up (the hand-off a cancel wrote, the cascade below a parent, the re-arm on retry)."""
+    for queue in ("parents", "children"):
+        coord.create_queue(queue)
+    node = coord.add_flow(FlowJob(queue="parents", children=[FlowJob(queue="children", data=i) for i in range(2)]))
+    first, second = (child.job.id for child in node.children)
+    async with LoopWatch(caplog):
+        assert await acoord.cancel_job("children", first)
+        parent = await acoord.get_job("parents", node.job.id)
+        assert parent is not None and parent.state is JobState.FAILED  # policy fail: at once
+        assert parent.failed_reason is not None and first in parent.failed_reason
+        assert await acoord.retry_job("children", first)
+        assert coord.get_job("parents", node.job.id).state is JobState.WAITING_CHILDREN  # re-armed
+        assert await acoord.cancel_job("parents", node.job.id)
+    assert {coord.get_job("children", job_id).state for job_id in (first, second)} == {JobState.CANCELLED}
