@@ -149,15 +149,18 @@ class JobQueueCoordinator(BuiltFromSettings):
 
         def register(handler: Processor) -> Processor:
             existing = self._processors.get(queue)
-            if existing is not None and existing is not handler:
+            if existing is not None and getattr(existing, "__wrapped__", existing) is not handler:
                 raise InvalidArgumentError(f"processor: queue {queue!r} already has processor {existing.__name__}")
             if existing is None:
-                self._processors[queue] = handler
-                if self._adopted is not None and not inspect.iscoroutinefunction(handler):  # adopted tasks too
+                runs = handler
+                if self._adopted is not None and inspect.iscoroutinefunction(handler):
+                    runs = self._adopted.async_processor(queue, handler)  # adopted tasks refused
+                elif self._adopted is not None:  # adopted tasks too
                     self._adopted.serve(queue, handler)
-                else:
-                    register_processor_task(self.app, self._keys.task_name(queue), self._runner, handler,
+                if self._adopted is None or runs is not handler:
+                    register_processor_task(self.app, self._keys.task_name(queue), self._runner, runs,
                                             self.async_runner)
+                self._processors[queue] = runs
             return handler
 
         return register

@@ -173,14 +173,26 @@ class JobPlans:
         yield from self.config_op(queue)
         return (yield from self.ops.retry(queue, job_id))
 
-    def cancel_op(self, queue: str, job_id: str, terminate: bool, reason: str) -> Op[tuple[bool, str | None]]:
+    def cancel_op(self, queue: str, job_id: str, terminate: bool, reason: str
+                  ) -> Op[tuple[bool, str | None, str | None]]:
         """Cancel (a running job too); (cancelled, the Celery task id to stop now when the job
-        was running and ``terminate`` asks for it)."""
+        was running and ``terminate`` asks for it, the job's state before)."""
         yield from self.config_op(queue)
         state, token = yield from self.ops.job_state_token(queue, job_id)
         cancelled = yield from self.ops.cancel(queue, job_id, allow_active=True, reason=str(reason)[:MAX_LOG_LINE])
         running = cancelled and terminate and state == JobState.ACTIVE.value
-        return cancelled, task_id(job_id, int(token or 0)) if running else None
+        return cancelled, task_id(job_id, int(token or 0)) if running else None, state
+
+    def remove_op(self, queue: str, job_id: str) -> Op[bool]:
+        """Delete a job that is not running: a waiting or delayed one is cancelled first (emits
+        ``cancelled``), then the record and its logs go. An active job is left alone (False)."""
+        yield from self.config_op(queue)
+        state, _ = yield from self.ops.job_state_token(queue, job_id)
+        if state is None:
+            raise JobNotFoundError(queue, job_id)
+        if state in (JobState.WAITING.value, JobState.DELAYED.value):
+            yield from self.ops.cancel(queue, job_id)
+        return (yield from self.ops.remove(queue, job_id))
 
     def wait_op(self, queue: str, job_id: str, timeout: float) -> Op[Job]:
         """Until the job is completed, failed or cancelled, woken by the queue's events (XREAD
@@ -295,7 +307,7 @@ class JobScheduler:
         A running attempt is asked to stop (``job.is_cancelled()``), within a second on any host,
         and interrupted after the worker's ``cancel_grace_ms``; with ``terminate`` a prefork
         process running it is ended now. False if the job had already finished."""
-        cancelled, running_task = self.registry.run(self.plans.cancel_op(queue, job_id, terminate, reason))
+        cancelled, running_task, _ = self.registry.run(self.plans.cancel_op(queue, job_id, terminate, reason))
         if running_task is not None:
             self.app.control.revoke(running_task, terminate=True, signal="SIGTERM")
         return cancelled
@@ -303,13 +315,7 @@ class JobScheduler:
     def remove_job(self, queue: str, job_id: str) -> bool:
         """Delete a job that is not running: a waiting or delayed one is cancelled first (emits
         ``cancelled``), then the record and its logs go. An active job is left alone (False)."""
-        self.queues.cached_config(queue)
-        job = self.registry.get_job(queue, job_id)
-        if job is None:
-            raise JobNotFoundError(queue, job_id)
-        if job.state in (JobState.WAITING, JobState.DELAYED):
-            self.registry.cancel(queue, job_id)
-        return self.registry.remove(queue, job_id)
+        return self.registry.run(self.plans.remove_op(queue, job_id))
 
     def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
         """Change the priority of a waiting or delayed job (1 highest .. 10 lowest)."""

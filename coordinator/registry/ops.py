@@ -457,6 +457,16 @@ class RegistryOps:
         reply = yield cmd("xread", {self.queue_keys(queue).events: after_id}, count=count, block=block_ms)
         return reply[0][1] if reply else []
 
+    def read_queues_events(self, positions: dict[str, str], block_ms: int, count: int = 500
+                           ) -> Op[list[tuple[str, str, dict[str, str]]]]:
+        """Events of several queues after each one's id, in one read waiting up to ``block_ms``
+        for the first: (queue, event id, fields) in stream order per queue."""
+        stream_queue = {self.queue_keys(queue).events: queue for queue in positions}
+        reply = yield cmd("xread", {stream: positions[queue] for stream, queue in stream_queue.items()},
+                          count=count, block=block_ms)
+        return [(stream_queue[stream], entry_id, fields) for stream, entries in reply or []
+                for entry_id, fields in entries]
+
     def hash_fields(self, key: str, fields: list[str]) -> Op[list[str | None]]:
         """HMGET of one record's fields (metrics windows, heartbeats)."""
         return (yield cmd("hmget", key, fields))
