@@ -1,6 +1,6 @@
-"""Workload parts for groups, named limiters and dedup, switched on where the coordinator has them
-(`coordinator.Dedup`, `coord.set_limiter`, `coord.set_group_config`): each run says which parts
-ran and which were left out, and why.
+"""Workload parts for dedup, and for groups and named limiters where the coordinator has them
+(`coord.set_limiter`, `coord.set_group_config`): each run says which parts ran and which were
+left out, and why.
 
 Every run holding a limiter or a group names it in its data (``hold``), so its processor writes
 it to the history and the checker can count how many held it at once (`checker.check_limits`).
@@ -13,6 +13,7 @@ from typing import Any
 
 import coordinator
 from bench.soak.workload import Workload
+from coordinator import Dedup
 
 LIMITER = "api:soak"
 LIMITER_MAX = 2
@@ -39,11 +40,8 @@ def plug_features(workload: Workload) -> list[str]:
         notes.append(f"groups {', '.join(GROUPS)} (concurrency {GROUP_CONCURRENCY}): on")
     else:
         notes.append("groups: off (coord.set_group_config / GroupConfig are not in this build)")
-    if getattr(coordinator, "Dedup", None) is not None:
-        workload.plug("dedup", 6, _dedup)
-        notes.append(f"dedup (until_finished, ttl, debounce; {DEDUP_KEYS} keys each): on")
-    else:
-        notes.append("dedup and debounce: off (coordinator.Dedup is not in this build)")
+    workload.plug("dedup", 6, _dedup)
+    notes.append(f"dedup (until_finished, ttl, debounce; {DEDUP_KEYS} keys each): on")
     return notes
 
 
@@ -67,10 +65,9 @@ def _grouped(workload: Workload) -> int:
 
 
 def _dedup(workload: Workload) -> int:
-    dedup_class: Any = coordinator.Dedup  # type: ignore[attr-defined]
     mode = workload.rng.choice(["until_finished", "ttl", "debounce"])
     key = f"{mode}-{workload.rng.randrange(DEDUP_KEYS)}"
     ttl = {} if mode == "until_finished" else {"ttl_ms": workload.rng.randint(300, 1500)}
     workload.enqueue(workload.main, {"do": "ok", "ms": workload.ms()}, "completed", "dedup",
-                     dedup=dedup_class(key=key, mode=mode, **ttl))
+                     dedup=Dedup(key=key, mode=mode, **ttl))
     return 1
