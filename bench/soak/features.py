@@ -19,7 +19,7 @@ LIMITER = "api:soak"
 LIMITER_MAX = 2
 GROUPS = ("tenant-1", "tenant-2")
 GROUP_CONCURRENCY = 1
-DEDUP_KEYS = 3
+DEDUP_KEYS = 2
 
 
 def plug_features(workload: Workload) -> list[str]:
@@ -40,7 +40,7 @@ def plug_features(workload: Workload) -> list[str]:
         notes.append(f"groups {', '.join(GROUPS)} (concurrency {GROUP_CONCURRENCY}): on")
     else:
         notes.append("groups: off (coord.set_group_config / GroupConfig are not in this build)")
-    workload.plug("dedup", 6, _dedup)
+    workload.plug("dedup", 10, _dedup)
     notes.append(f"dedup (until_finished, ttl, debounce; {DEDUP_KEYS} keys each): on")
     return notes
 
