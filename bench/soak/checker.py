@@ -306,7 +306,8 @@ def check_dedup(history: History, truth: Truth, verdict: Verdict) -> None:
         for call in calls[1:]:
             if call["id"] == standing["id"]:
                 continue
-            mode, ttl_s = call["dedup"].get("mode", "until_finished"), (call["dedup"].get("ttl_ms") or 0) / 1000
+            mode = call["dedup"].get("mode", "until_finished")
+            ttl_s = (standing["dedup"].get("ttl_ms") or 0) / 1000  # the window the standing job's call opened
             if mode == "until_finished":
                 finished = (truth.jobs.get(standing["id"]) or JobTruth("", "")).finished_at
                 if finished is None or finished > call["t1"]:

@@ -60,7 +60,7 @@ def clean() -> tuple[Lines, Truth]:
         call("enqueue", 3, {"d2": "completed"}, id="d2", dedup={"key": "u7", "mode": "until_finished"}),
         *run("d2", "xd2", 3.2, 3.3),
         call("enqueue", 1, {"t1": "completed"}, id="t1", dedup={"key": "w", "mode": "ttl", "ttl_ms": 1000}),
-        call("enqueue", 2.5, {"t2": "completed"}, id="t2", dedup={"key": "w", "mode": "ttl", "ttl_ms": 1000}),
+        call("enqueue", 2.5, {"t2": "completed"}, id="t2", dedup={"key": "w", "mode": "ttl", "ttl_ms": 5000}),
         *run("t1", "xt1", 1.2, 1.3), *run("t2", "xt2", 2.7, 2.8),
         call("enqueue", 1, {"b1": "completed"}, id="b1", dedup={"key": "v", "mode": "debounce", "ttl_ms": 500}),
         call("enqueue", 1.3, {"b1": "completed"}, id="b1", dedup={"key": "v", "mode": "debounce", "ttl_ms": 500}),
