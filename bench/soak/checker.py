@@ -384,11 +384,11 @@ def check_counts(truth: Truth, verdict: Verdict) -> None:
 
 def check_memory(truth: Truth, verdict: Verdict) -> None:
     """After retention removed the finished jobs: no job left, memory back to the baseline."""
-    if not truth.memory_baseline:
-        return
     if truth.leftover_jobs:
         verdict.add("memory", "redis", f"{len(truth.leftover_jobs)} jobs left after retention ran, e.g. "
                     f"{truth.leftover_jobs[:5]}")
+    if not truth.memory_baseline:
+        return
     allowed = truth.memory_baseline + max(MEMORY_SLACK_BYTES, truth.memory_baseline // 4)
     if truth.memory_final > allowed:
         verdict.add("memory", "redis", f"{truth.memory_final} B after retention, baseline "

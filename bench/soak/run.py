@@ -131,8 +131,8 @@ def _run(options: Options, coord: JobQueueCoordinator, server: RedisServer, hist
                 known[job_id] = line.get("q") or workload.main
     truth = read_truth(coord, queues, known)
     truth.leftover_jobs = trim_all(coord, queues)
-    (workdir / "truth.json").write_text(json.dumps(dataclasses.asdict(truth), default=str))
     truth.memory_baseline, truth.memory_final = baseline, memory_without_streams(coord, server.client(), queues)
+    (workdir / "truth.json").write_text(json.dumps(dataclasses.asdict(truth), default=str))
     verdict = check(read_history(history_path), truth)
     notes = features + [f"fault injector: {error}" for error in injector.errors]
     return Result(verdict, capacity, rate, len(truth.jobs), history_path, notes, unavailable,
