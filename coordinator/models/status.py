@@ -60,6 +60,9 @@ class QueueStatus(BaseModel):
     health: QueueHealth
     workers: int
     """Live workers consuming this queue, on any host."""
+    deduplicated: int = 0
+    """Enqueues since the queue began that added nothing because their dedup key was held (they
+    returned the job that stands; docs/deduplication.md)."""
 
 
 class WorkerState(str, Enum):

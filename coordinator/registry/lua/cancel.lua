@@ -11,6 +11,7 @@
   ARGV[1] job id  ARGV[2] now (ms)  ARGV[3] "1" to allow an active job  ARGV[4] events max length
   ARGV[5] reason (kept as the job's reason)
 
+  A cancelled job frees the dedup record it holds (dedupRelease in _lib.lua).
   Events: cancelled.
   A job waiting for its children may be cancelled too; a cancelled job with waiters hands its
   outcome (``cancelled``) to them like a failure.
@@ -30,6 +31,7 @@ redis.call("ZREM", KEYS[9], jobId)
 redis.call("DEL", KEYS[8])
 local token = redis.call("HINCRBY", jobKey, "token", 1)
 redis.call("HSET", jobKey, "state", "cancelled", "finished", ARGV[2], "reason", ARGV[5])
+dedupRelease(jobKey, jobId)
 redis.call("ZADD", KEYS[6], ARGV[2], jobId)
 emitJob(KEYS[7], ARGV[4], "cancelled", jobKey, jobId, "from", state, "reason", ARGV[5])
 return doneReply(handOff(KEYS[10], KEYS[11], jobId, token, "cancelled", ARGV[5], ARGV[2]))
