@@ -186,6 +186,12 @@ class JobQueueCoordinator(BuiltFromSettings):
         return MappingProxyType(self._processors)
 
     @property
+    def job_runner(self) -> JobRunner:
+        """The runner this coordinator's workers hand each dispatch to (claim script, processor,
+        finish script); `coordinator.testing.run_jobs` runs jobs in the calling process through it."""
+        return self._runner
+
+    @property
     def adopted_app(self) -> bool:
         """True when the coordinator was built on an existing Celery app (``app=``)."""
         return self._adopted_app

@@ -12,10 +12,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   VIRTUAL_ENV=.venv-lowest .venv/bin/uv pip install -q --resolution lowest-direct -e ".[dev]"
   touch "$stamp"
 fi
-VIRTUAL_ENV=.venv-lowest .venv/bin/uv pip list 2>/dev/null | grep -iE '^(celery|kombu|redis|hiredis|pydantic|flower|click|celery-redbeat|croniter|prometheus.client|rich|pillow|psutil|pytest|pytest-timeout|pyyaml|grimp|ruff|mypy) ' || true
+VIRTUAL_ENV=.venv-lowest .venv/bin/uv pip list 2>/dev/null | grep -iE '^(celery|kombu|redis|hiredis|pydantic|flower|click|celery-redbeat|croniter|prometheus.client|rich|pillow|psutil|pytest|pytest-timeout|pytest-xdist|pyyaml|grimp|ruff|mypy) ' || true
 # Lint (tests/test_lint.py) is left to the main run: its findings depend on the tools' and the
 # libraries' versions (type stubs), not on whether the code works with them.
-exec .venv-lowest/bin/python -m pytest -q \
+processes="${JQC_TEST_PROCESSES:-4}"  # as in scripts/test.sh (pytest-xdist at its lowest version too)
+parallel=()
+[ "$processes" = 0 ] || parallel=(-n "$processes" --dist loadgroup)
+exec .venv-lowest/bin/python -m pytest -q "${parallel[@]}" \
   tests/test_exports.py tests/test_settings.py tests/test_jobs.py tests/test_recurring_ticks.py \
   tests/test_error_paths.py tests/test_exporter.py tests/test_compose.py tests/test_testing_plugin.py \
   tests/test_flower.py tests/test_architecture.py tests/test_dashboard_http.py tests/test_cli.py::test_status_table_and_json \

@@ -20,7 +20,7 @@ from tests.support.env import (
 )
 
 pytest_plugins = ["coordinator.testing", "pytester", "tests.support.tls", "tests.support.beats",
-                  "tests.support.adopted"]
+                  "tests.support.adopted", "tests.support.report"]
 
 
 @pytest.fixture(scope="session")

@@ -447,6 +447,12 @@ class RegistryOps:
         replies = yield Batch([cmd("zcard", qk.index(state)) for state in STATE_INDEXES])
         return QueueCounts(**dict(zip(STATE_INDEXES, replies)))
 
+    def has_backlog(self, queue: str) -> Op[bool]:
+        """Messages wait in the queue's broker lists and the queue is not paused (one round trip)."""
+        qk = self.queue_keys(queue)
+        paused, *lengths = yield Batch([cmd("hget", qk.meta, "paused"), *(cmd("llen", key) for key in qk.broker_lists)])
+        return paused != "1" and sum(lengths) > 0
+
     def last_event_id(self, queue: str) -> Op[str]:
         entries = yield cmd("xrevrange", self.queue_keys(queue).events, count=1)
         return entries[0][0] if entries else "0-0"

@@ -288,6 +288,14 @@ class Registry:
         """Jobs per state: one ZCARD each, in one round trip."""
         return self.run(self.ops.counts(queue))
 
+    def job_state_token(self, queue: str, job_id: str) -> tuple[str | None, str | None]:
+        """The job's state and dispatch token (None, None for a job that does not exist)."""
+        return self.run(self.ops.job_state_token(queue, job_id))
+
+    def has_backlog(self, queue: str) -> bool:
+        """Messages wait in the queue's broker lists and the queue is not paused."""
+        return self.run(self.ops.has_backlog(queue))
+
     def last_event_id(self, queue: str) -> str:
         return self.run(self.ops.last_event_id(queue))
 

@@ -260,12 +260,23 @@ def maintenance_step(parts: WorkerParts) -> type[bootsteps.StartStopStep]:
         def __init__(self, parent: Any, **kwargs: Any) -> None:
             super().__init__(parent, **kwargs)
             self.maintenance: Maintenance | None = None
+            self.started = False
 
         def start(self, parent: Any) -> None:
             consumed = parent.app.amqp.queues.consume_from or {}
             queues = [q for q in (parts.registry.keys.queue_of(name) for name in consumed) if q]
             if not queues:
                 return
+            if self.started and parts.settings.broker_is_redis:
+                # The consumer restarts its steps after it lost the broker connection: the message
+                # its BRPOP had answered then (not yet in the unacked hash) is nowhere, as when a
+                # worker is SIGKILLed between the two (docs/guarantees.md).
+                for queue in queues:
+                    recovered = parts.registry.recover_lost(queue)
+                    if recovered:
+                        log.warning("broker connection lost: %d job(s) of queue %s dispatched again",
+                                    len(recovered), queue)
+            self.started = True
             self.maintenance = Maintenance(parts, queues, parent.hostname, parent)
             self.maintenance.start()
 

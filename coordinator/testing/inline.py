@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 from coordinator.errors import InvalidArgumentError
 from coordinator.models import Job, JobState
-from coordinator.runtime.task import Processor
+from coordinator.runtime.task import JobRunner, Processor
 
 if TYPE_CHECKING:
     from coordinator.facade import JobQueueCoordinator
+    from coordinator.registry.registry import Registry
 
 FINAL_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
 
@@ -35,6 +36,7 @@ def run_jobs(coord: JobQueueCoordinator, queue: str, limit: int | None = None, *
         raise InvalidArgumentError(f"processor: no processor given or registered for queue {queue!r}")
     coord.get_queue(queue)  # QueueNotFoundError for an unknown queue
     worker_id = f"run_jobs@{socket.gethostname()}"
+    runner = coord.job_runner  # the runner (and so the registry) the coordinator hands its workers
     finished: list[Job] = []
     tried: set[str] = set()
     while limit is None or len(finished) < limit:
@@ -42,7 +44,7 @@ def run_jobs(coord: JobQueueCoordinator, queue: str, limit: int | None = None, *
         if job_id is None:
             break
         tried.add(job_id)
-        job = _run_to_end(coord, handler, queue, job_id, worker_id)
+        job = _run_to_end(coord, runner, handler, queue, job_id, worker_id)
         if job is not None:
             finished.append(job)
     return finished
@@ -56,20 +58,20 @@ def _next_waiting(coord: JobQueueCoordinator, queue: str, skip: set[str]) -> str
     return min(waiting, key=lambda job: job.options.priority).id  # min() keeps the oldest of equals
 
 
-def _run_to_end(coord: JobQueueCoordinator, handler: Processor, queue: str, job_id: str,
+def _run_to_end(coord: JobQueueCoordinator, runner: JobRunner, handler: Processor, queue: str, job_id: str,
                 worker_id: str) -> Job | None:
     """Attempts of one job until it is final; None if it was not ours to run (held or gone)."""
-    registry = coord._registry  # the same registry and runner the facade hands its workers
+    registry = runner.registry
     while True:
-        state, token = _state_and_token(coord, queue, job_id)
+        state, token = registry.job_state_token(queue, job_id)
         if state != JobState.WAITING.value or token is None:
             return None
         claimed = coord.get_job(queue, job_id)
         before = registry.last_event_id(queue)
-        coord._runner.execute(handler, queue, job_id, int(token), worker_id)
+        runner.execute(handler, queue, job_id, int(token), worker_id)
         after = coord.get_job(queue, job_id)
         if after is None and claimed is not None:  # removed on finish: its event says how it ended
-            return claimed.model_copy(update={"state": _final_event(coord, queue, job_id, before)})
+            return claimed.model_copy(update={"state": _final_event(registry, queue, job_id, before)})
         if after is None:
             return None
         if after.state is JobState.DELAYED and claimed is not None and after.attempts_made > claimed.attempts_made:
@@ -78,16 +80,10 @@ def _run_to_end(coord: JobQueueCoordinator, handler: Processor, queue: str, job_
         return after if after.state in FINAL_STATES else None
 
 
-def _final_event(coord: JobQueueCoordinator, queue: str, job_id: str, after_id: str) -> JobState:
+def _final_event(registry: Registry, queue: str, job_id: str, after_id: str) -> JobState:
     """The final state a removed job reached, from its events since ``after_id``."""
     outcome = JobState.COMPLETED
-    for _, fields in coord._registry.read_events(queue, after_id, block_ms=None, count=10_000):
+    for _, fields in registry.read_events(queue, after_id, block_ms=None, count=10_000):
         if fields.get("job_id") == job_id and fields.get("event") in {s.value for s in FINAL_STATES}:
             outcome = JobState(fields["event"])
     return outcome
-
-
-def _state_and_token(coord: JobQueueCoordinator, queue: str, job_id: str) -> tuple[str | None, str | None]:
-    registry = coord._registry
-    state, token = registry.client.hmget(registry.queue_keys(queue).job(job_id), "state", "token")
-    return state, token

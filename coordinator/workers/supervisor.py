@@ -103,22 +103,11 @@ class Supervisor:
         processed = int(heartbeat.get("processed") or 0)
         marked_at, marked = managed.progress_mark
         idle = heartbeat.get("state") == "running" and not int(heartbeat.get("active") or 0)
-        waiting = int(heartbeat.get("held") or 0) > 0 or self._backlog(managed.spec.queue)
+        waiting = int(heartbeat.get("held") or 0) > 0 or self.manager.registry.has_backlog(managed.spec.queue)
         if not idle or processed != marked or not waiting:
             managed.progress_mark = (now, processed)
             return False
         return now - max(marked_at, managed.running_since) > self.stuck_after_s
-
-    def _backlog(self, queue: str) -> bool:
-        """Messages wait in the queue's broker lists and the queue is not paused."""
-        registry = self.manager.registry
-        qk = registry.queue_keys(queue)
-        pipe = registry.client.pipeline(transaction=False)
-        pipe.hget(qk.meta, "paused")
-        for key in qk.broker_lists:
-            pipe.llen(key)
-        paused, *lengths = pipe.execute()
-        return paused != "1" and sum(lengths) > 0
 
     @staticmethod
     def _hung(managed: ManagedProcess, heartbeat: dict[str, str]) -> bool:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.report import Report
-
-REPORT = Report()
+from tests.support.report import RELIABILITY, RowWriter
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -20,9 +18,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def report() -> Report:
-    return REPORT
-
-
-def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
-    REPORT.print(terminalreporter, "reliability report")
+def report(request: pytest.FixtureRequest) -> RowWriter:
+    return RELIABILITY.writer(request.node)

@@ -156,3 +156,27 @@ def _try(call, raised: list[Exception] | None = None):
         if raised is not None:
             raised.append(exc)
         return None
+
+
+def test_a_message_lost_with_the_broker_connection_is_dispatched_again(report) -> None:
+    """The in-flight message of a live worker's consumer (BRPOP answered, not yet unacked) is gone
+    when its connection drops; here it is taken out of the broker list by hand, then every
+    connection of the worker is killed: the consumer reconnects and re-dispatches the job."""
+    with RedisServer() as server, coordinator_on(server) as coord:
+        coord.create_queue("q")
+        job = coord.enqueue_job("q", {"n": 1})
+        admin = server.client()
+        keys = coord.keys.for_queue("q")
+        assert sum(admin.delete(key) for key in keys.broker_lists) == 1  # the message is nowhere now
+        worker = coord.register_worker("q", processors.echo, pool="solo")
+        assert coord.get_job("q", job.id).state is JobState.WAITING
+        killed = admin.client_kill_filter(_type="normal", skipme=True)  # the worker's and ours: all reconnect
+        assert killed > 0
+        started = time.monotonic()
+        done = coord.wait_for_job("q", job.id, timeout=WAIT_S)
+        assert done.state is JobState.COMPLETED and done.attempts_made == 1
+        assert coord.get_worker(worker.id).pid == worker.pid  # the same live worker, not a restart
+        lost, duplicated = lost_and_duplicated(coord, "q", [job.id])
+        assert (lost, duplicated) == (0, 0)
+    report.add("in-flight message lost with the broker connection", 1, lost, duplicated,
+               time.monotonic() - started, note=f"{killed} connections killed; job dispatched again")

@@ -7,9 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.cluster import RedisClusterGroup
-from tests.support.report import Report
-
-REPORT = Report()
+from tests.support.report import SCALEOUT, RowWriter
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -26,9 +24,5 @@ def cluster():
 
 
 @pytest.fixture
-def scaleout_report() -> Report:
-    return REPORT
-
-
-def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
-    REPORT.print(terminalreporter, "scale-out report")
+def scaleout_report(request: pytest.FixtureRequest) -> RowWriter:
+    return SCALEOUT.writer(request.node)

@@ -146,7 +146,14 @@ def test_outbox_claim_and_release_on_the_cluster(client: RedisCluster) -> None:
 
 
 def test_no_script_builds_a_key_name() -> None:
-    """Every command's key is KEYS[...] or a local taken from KEYS: nothing concatenated into a key."""
+    """Every command's key is KEYS[...] or a local taken from KEYS: nothing concatenated into a key.
+
+    Deduplication has the two exceptions: the job that stands for a key is known only once its
+    record is read, so its hash is named from the job key prefix (``standingKey``), and a job
+    names the record it holds in its "dedup" field (``record``). Both carry the queue's hash tag
+    (checked below), so they live on the queue's slot; tests/scaleout/test_cluster_dedup.py runs
+    them on a real cluster.
+    """
     import re
 
     from coordinator.registry.scripts import SCRIPT_NAMES, script_source
@@ -157,10 +164,13 @@ def test_no_script_builds_a_key_name() -> None:
     for name in SCRIPT_NAMES:
         source = script_source(name)
         allowed = {"jobKey", "lockKey", "eventsKey", "parkedKey", "metaKey",  # parameters of _lib.lua
-                   "dependentsKey", "flowboxKey", "indexKey", "cancelledKey", "metricsKey", "waitingKey"}
+                   "dependentsKey", "flowboxKey", "indexKey", "cancelledKey", "metricsKey", "waitingKey",
+                   "standingKey", "record",  # deduplication's two, see the docstring
+                   "d.record"}  # an enqueue's dedup record: KEYS[...] in dedupEntries
         for names, values in key_locals.findall(source):
             for var, value in zip((n.strip() for n in names.split(",")), values.split(",")):
-                if var.endswith("Key") and not value.strip().startswith("KEYS["):
+                if var.endswith("Key") and not value.strip().startswith("KEYS[") \
+                        and not value.strip().startswith("q.jobKeyPrefix .. "):
                     raise AssertionError(f"{name}.lua: {var} = {value.strip()} is not taken from KEYS")
         queue_table = re.search(r"local q = \{(.*?)\}\n", source, re.S)  # moveToWaiting's keys
         if queue_table:
@@ -171,3 +181,8 @@ def test_no_script_builds_a_key_name() -> None:
             first = first.strip()
             assert from_keys.match(first) or first in allowed or re.fullmatch(r"q\.(waiting|meta|parked|events)", first), \
                 f"{name}.lua: {command} on {first}"
+    from coordinator.keys import QueueKeys
+
+    queue_keys = QueueKeys("jqc", "photos")
+    for built in (queue_keys.job_key_prefix + "some-id", queue_keys.dedup("user-7")):
+        assert built.startswith(queue_keys.base + ":"), built  # the queue's hash tag, so its slot
