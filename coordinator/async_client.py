@@ -50,6 +50,7 @@ class AsyncJobQueueCoordinator(BuiltFromSettings):
     def _init(self, settings: Settings, app: Celery | None) -> None:
         self.settings = settings
         ops = RegistryOps(settings.prefix, settings.events_max_len, outbox=not settings.broker_is_redis)
+        ops.lease_ms = settings.lock_duration_ms
         # a blocking read (XREAD BLOCK of wait_for_job and events) must not hit the read timeout
         self._redis = connect_async(settings, extra_read_s=WAIT_BLOCK_MS / 1000)
         self._registry = AsyncRegistry(self._redis, ops)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from coordinator.groups import GroupOps
 from coordinator.heartbeats import HeartbeatOps, HeartbeatStore
 from coordinator.metrics import METRICS_WINDOW_MIN, series, window_fields, window_metrics
 from coordinator.models import (
@@ -90,8 +91,11 @@ class QueueReads:
         metrics = yield from self.metrics_op(name)
         workers = (yield from self.heartbeats.live_by_queue()).get(name, 0)
         paused = meta.get("paused") == "1"
+        config = QueueConfig.model_validate_json(meta["config"])
+        groups, group_count, cap, capped = yield from GroupOps(self.ops).status_op(name, config)
         return QueueStatus(name=name, paused=paused, counts=counts,
-                           health=queue_health(counts, metrics, workers, paused=paused), workers=workers)
+                           health=queue_health(counts, metrics, workers, paused=paused), workers=workers,
+                           groups=groups, group_count=group_count, concurrency=cap, capped=capped)
 
     def metrics_op(self, name: str, window_min: int = METRICS_WINDOW_MIN) -> Op[QueueMetrics]:
         fields = window_fields(window_min)

@@ -8,18 +8,23 @@
   KEYS[5]      events        stream
   KEYS[6..15]  broker lists  kombu lists of priority levels 0..9
   KEYS[16..]   job keys      one per job, in ARGV order
+  then the 11 group records (QueueKeys.group_keys)
 
   ARGV[1] now (ms)  ARGV[2] task name  ARGV[3] celery queue  ARGV[4] queue name
-  ARGV[5] events max length
-  then 12 per job: id, name, data, opts, priority, due (ms, 0 = now), timeout (s or ""),
+  ARGV[5] events max length  ARGV[6] lease (ms) of a group's concurrency slot
+  then 14 per job: id, name, data, opts, priority, due (ms, 0 = now), timeout (s or ""),
                    trace id, max retries (not stored: opts has them), schedule key,
-                   created (ms, 0 = now), start deadline (ms, 0 = none)
+                   created (ms, 0 = now), start deadline (ms, 0 = none), group (""), limits
+                   (comma-separated names, "")
   Job hash fields written: name data opts priority state attempts token created, and timeout,
-  trace, schedule, expires when set (`stalled` appears with the first stall).
+  trace, schedule, expires, group, limits when set (`stalled` appears with the first stall).
+  A grouped waiting job waits in its group (_groups.lua); the round-robin then releases what
+  the window allows.
 
   Events: waiting or delayed, per job added.
-  Returns: -1 if the queue does not exist; else a list with 1 for each job added and 0 for each
-  job whose id existed already (nothing is written for those).
+  Returns: -1 if the queue does not exist; {-2, group} if the jobs would take a group past its
+  max_size (nothing written); else a list with 1 for each job added and 0 for each job whose
+  id existed already (nothing is written for those).
 ]]
 if redis.call("EXISTS", KEYS[1]) == 0 then return -1 end
 local now = tonumber(ARGV[1])
@@ -27,10 +32,27 @@ local maxLen = ARGV[5]
 local paused = redis.call("HGET", KEYS[1], "paused") == "1"
 local brokerKeys = sliceKeys(6, 10)
 local added = {}
-local per = 12
-local count = (#ARGV - 5) / per
+local per, base = 14, 6
+local count = (#ARGV - base) / per
+local g = groupKeys(16 + count)
+-- groups: refuse the whole call (nothing written) when a group would pass its max_size
+local adding, grouped = {}, false
 for i = 0, count - 1 do
-  local a = 5 + i * per
+  local group = ARGV[base + i * per + 13]
+  if group ~= "" and redis.call("EXISTS", KEYS[16 + i]) == 0 then
+    adding[group] = (adding[group] or 0) + 1
+    grouped = true
+  end
+end
+for group, n in pairs(adding) do
+  local raw = redis.call("HGET", g.configs, group)
+  local maxSize = raw and cjson.decode(raw).max_size
+  if type(maxSize) == "number" and tonumber(redis.call("HGET", g.counts, group) or "0") + n > maxSize then
+    return {-2, group}
+  end
+end
+for i = 0, count - 1 do
+  local a = base + i * per
   local jobId, jobKey = ARGV[a + 1], KEYS[16 + i]
   if redis.call("EXISTS", jobKey) == 1 then
     added[i + 1] = 0
@@ -51,12 +73,18 @@ for i = 0, count - 1 do
     if ARGV[a + 8] ~= "" then redis.call("HSET", jobKey, "trace", ARGV[a + 8]) end
     if ARGV[a + 10] ~= "" then redis.call("HSET", jobKey, "schedule", ARGV[a + 10]) end
     if ARGV[a + 12] ~= "0" then redis.call("HSET", jobKey, "expires", ARGV[a + 12]) end
+    local group = ARGV[a + 13]
+    if group ~= "" then redis.call("HSET", jobKey, "group", group) end
+    if ARGV[a + 14] ~= "" then redis.call("HSET", jobKey, "limits", ARGV[a + 14]) end
     if state == "delayed" then
       redis.call("ZADD", KEYS[3], due, jobId)
       emitJob(KEYS[5], maxLen, "delayed", jobKey, jobId, "due", due)
     else
       redis.call("ZADD", KEYS[2], waitingScore(KEYS[1], now), jobId)
-      if paused then
+      if group ~= "" then
+        enterGroup(g, jobKey, jobId, group, ARGV[a + 5], now, celeryMessage(ARGV[2], ARGV[3], ARGV[4], jobId, 1,
+          ARGV[a + 5], ARGV[a + 7], ARGV[a + 8], ARGV[a + 2], ARGV[a + 3]))
+      elseif paused then
         redis.call("ZADD", KEYS[4], 0, jobId)
       else
         dispatch(brokerKeys, ARGV[2], ARGV[3], ARGV[4], jobId, 1, ARGV[a + 5], ARGV[a + 7], ARGV[a + 8],
@@ -67,4 +95,5 @@ for i = 0, count - 1 do
     added[i + 1] = 1
   end
 end
+if grouped then releaseGroups(g, KEYS[1], now, tonumber(ARGV[6]), brokerKeys) end
 return added
