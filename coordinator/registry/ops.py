@@ -272,7 +272,8 @@ class RegistryOps:
             args += [name, f"{queue}\0{job_id}", (maxima or {}).get(name, 0)]
         return keys, args
 
-    def lease_keys(self, queue: str, job_id: str, group: str | None, limits: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    def lease_keys(self, queue: str, job_id: str, group: str | None,
+                   limits: Iterable[str]) -> tuple[tuple[str, str], ...]:
         """(lease set, member) of every lease a running job may hold: the queue's slot, its
         group's, its named limiters'. Renewing or dropping one it does not hold changes nothing."""
         qk = self.queue_keys(queue)

@@ -170,7 +170,8 @@ local function releaseGroups(g, metaKey, now, leaseMs, brokerKeys)
       local message = redis.call("HGET", g.messages, jobId)
       if message then
         redis.call("HDEL", g.messages, jobId)
-        redis.call("LPUSH", brokerKeys[tonumber(string.sub(message, 1, 1)) + 1], string.sub(message, 2))
+        local level = tonumber(string.sub(message, 1, 1)) + 1
+        redis.call("LPUSH", brokerKeys[level], string.sub(message, 2))
         redis.call("ZADD", g.window, now, jobId)
         if conf and number(conf.concurrency) then
           redis.call("ZADD", g.slots, now + leaseMs, group .. NUL .. jobId)

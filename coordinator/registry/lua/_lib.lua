@@ -127,7 +127,8 @@ end
 
 local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, token, priority, timeout, traceId,
                         jobName, data)
-  redis.call("LPUSH", brokerKeys[tonumber(priority)], celeryMessage(taskName, celeryQueue, queueName, jobId, token,
+  local level = tonumber(priority)
+  redis.call("LPUSH", brokerKeys[level], celeryMessage(taskName, celeryQueue, queueName, jobId, token,
     priority, timeout, traceId, jobName, data))
 end
 

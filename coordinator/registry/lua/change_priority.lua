@@ -18,8 +18,7 @@ if state ~= "waiting" and state ~= "delayed" then return 0 end
 redis.call("HSET", jobKey, "priority", ARGV[2])
 local g = groupKeys(15)
 if state == "waiting" and leaveGroup(g, jobKey, jobId) then
-  local q = {task = ARGV[4], celeryQueue = ARGV[5], queue = ARGV[6]}
-  groupRouter(g, q)(jobKey, jobId, ARGV[3])
+  groupRouter(g, {task = ARGV[4], celeryQueue = ARGV[5], queue = ARGV[6]})(jobKey, jobId, ARGV[3])
 elseif state == "waiting" and not redis.call("ZSCORE", KEYS[2], jobId) then
   local paused = redis.call("HGET", KEYS[3], "paused") == "1"
   makeWaiting(jobKey, KEYS[2], paused, ARGV[3], sliceKeys(5, 10), ARGV[4], ARGV[5], ARGV[6], jobId)

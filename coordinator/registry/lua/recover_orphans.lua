@@ -15,7 +15,6 @@
   Events: stalled (reason "unstarted"), per job re-dispatched.
   Returns: the ids of the jobs re-dispatched.
 ]]
-local cappedKey, groupMessagesKey = KEYS[#KEYS - 1], KEYS[#KEYS]
 local paused = redis.call("HGET", KEYS[2], "paused") == "1"
 local brokerKeys = sliceKeys(4, 10)
 local moved = {}
@@ -24,7 +23,7 @@ for i = 6, #ARGV, 2 do
   local jobKey = KEYS[14 + (i - 6) / 2]
   local cur = redis.call("HMGET", jobKey, "state", "token")
   if cur[1] == "waiting" and cur[2] == token and not redis.call("ZSCORE", KEYS[1], jobId)
-      and not redis.call("ZSCORE", cappedKey, jobId) and redis.call("HEXISTS", groupMessagesKey, jobId) == 0 then
+      and not redis.call("ZSCORE", KEYS[#KEYS - 1], jobId) and redis.call("HEXISTS", KEYS[#KEYS], jobId) == 0 then
     makeWaiting(jobKey, KEYS[1], paused, tonumber(ARGV[1]), brokerKeys, ARGV[2], ARGV[3], ARGV[4], jobId)
     emit(KEYS[3], ARGV[5], "stalled", jobId, "reason", "unstarted")
     table.insert(moved, jobId)
