@@ -21,10 +21,12 @@ from coordinator.broker import OutboxRelay
 from coordinator.celery_config import build_app
 from coordinator.connection import connect, connect_async
 from coordinator.events import EventCursor
+from coordinator.groups import GroupOps
 from coordinator.heartbeats import HeartbeatOps
 from coordinator.models import (
     BulkJob,
     Event,
+    GroupConfig,
     Job,
     JobOptions,
     JobState,
@@ -56,6 +58,7 @@ class AsyncJobQueueCoordinator(BuiltFromSettings):
         self._registry = AsyncRegistry(self._redis, ops)
         self._reads = QueueReads(ops, HeartbeatOps(ops.keys), settings)
         self._plans = JobPlans(ops, self._reads, settings, self._default_job_name)
+        self._groups = GroupOps(ops)
         self._given_app = app
         self._app: Celery | None = None
         self._relay: OutboxRelay | None = None
@@ -116,6 +119,26 @@ class AsyncJobQueueCoordinator(BuiltFromSettings):
         while await self._run(self._registry.sweeps.release_parked(name, limiter)) and limiter is None:
             pass
         await self._after_dispatch(name)
+
+    # ----------------------------------------------------------------------------- groups, limiters
+
+    async def set_group_config(self, queue: str, group: str, config: GroupConfig) -> None:
+        """Set the limits of one group of a queue (see `JobQueueCoordinator.set_group_config`)."""
+        await self._run(self._groups.set_config_op(queue, group, config))
+        await self._after_dispatch(queue)
+
+    async def pause_group(self, queue: str, group: str) -> None:
+        """Release none of the group's jobs until `resume_group`."""
+        await self._run(self._groups.set_paused_op(queue, group, True))
+
+    async def resume_group(self, queue: str, group: str) -> None:
+        """Serve a paused group again."""
+        await self._run(self._groups.set_paused_op(queue, group, False))
+        await self._after_dispatch(queue)
+
+    async def set_limiter(self, name: str, max_concurrent: int) -> None:
+        """Create or change a named limiter shared by every queue of the prefix."""
+        await self._run(self._groups.set_limiter_op(name, max_concurrent))
 
     # ----------------------------------------------------------------------------- jobs
 

@@ -9,7 +9,7 @@ round-robin and the caps work: docs/fairness.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import Any
 
 from coordinator.clock import now_ms
 from coordinator.errors import InvalidArgumentError
@@ -82,16 +82,10 @@ class GroupOps:
         return [LimiterStatus(name=name, max_concurrent=int(maxima[name]), active=active)
                 for name, active in zip(names, held)]
 
-    def check_limits_op(self, limits: Iterable[str]) -> Op[None]:
-        """InvalidArgumentError naming ``limits`` when a job names a limiter never set."""
-        names = sorted(set(limits))
-        if names:
-            yield from self.ops.limiter_maxima(names)
-
-    def status_op(self, queue: str, config: QueueConfig,
-                  shown: int = GROUPS_SHOWN) -> Op[tuple[list[GroupStatus], int, LimiterStatus | None, int]]:
-        """(the ``shown`` groups with the most waiting jobs, how many groups have waiting jobs,
-        the queue's cap and its occupancy, jobs parked over a cap)."""
+    def status_op(self, queue: str, config: QueueConfig, shown: int = GROUPS_SHOWN) -> Op[dict[str, Any]]:
+        """The `QueueStatus` fields of groups and caps: the ``shown`` groups with the most waiting
+        jobs, how many groups and grouped jobs wait, the queue's cap and its occupancy, jobs
+        parked over a cap."""
         qk = self.ops.queue_keys(queue)
         now = now_ms()
         counts, paused, active, slots, capped = yield Batch([
@@ -115,7 +109,8 @@ class GroupOps:
         cap = None
         if config.concurrency is not None:
             cap = LimiterStatus(name="queue", max_concurrent=config.concurrency, active=slots)
-        return groups, len(counts), cap, capped
+        return {"groups": groups, "group_count": len(counts), "grouped_waiting": sum(map(int, counts.values())),
+                "concurrency": cap, "capped": capped}
 
 
 class GroupManager:

@@ -92,10 +92,9 @@ class QueueReads:
         workers = (yield from self.heartbeats.live_by_queue()).get(name, 0)
         paused = meta.get("paused") == "1"
         config = QueueConfig.model_validate_json(meta["config"])
-        groups, group_count, cap, capped = yield from GroupOps(self.ops).status_op(name, config)
+        groups = yield from GroupOps(self.ops).status_op(name, config)
         return QueueStatus(name=name, paused=paused, counts=counts,
-                           health=queue_health(counts, metrics, workers, paused=paused), workers=workers,
-                           groups=groups, group_count=group_count, concurrency=cap, capped=capped)
+                           health=queue_health(counts, metrics, workers, paused=paused), workers=workers, **groups)
 
     def metrics_op(self, name: str, window_min: int = METRICS_WINDOW_MIN) -> Op[QueueMetrics]:
         fields = window_fields(window_min)

@@ -4,6 +4,8 @@ returned after a SIGKILL, named limiters shared by queues, group rate limits."""
 
 from __future__ import annotations
 
+import json
+
 import pydantic
 import pytest
 import redis
@@ -220,3 +222,56 @@ def test_group_concurrency_and_rate_limit(coord: JobQueueCoordinator, prefix: st
     starts = sorted(int(job.processed_on.timestamp() * 1000) for job in finals[len(serial):])
     # 2 per fixed window of 1 s: the 5th job is released two windows after the 1st's
     assert starts[4] - starts[0] >= 1000, starts
+
+
+def test_cli_lists_groups_pauses_and_resumes_them_and_shows_limiters(coord: JobQueueCoordinator, prefix: str) -> None:
+    from click.testing import CliRunner
+
+    from coordinator.cli import _command_names, main
+    from tests.support.env import REDIS_URL
+
+    assert {"groups list", "groups pause", "groups resume", "limiters"} <= set(_command_names())
+    env = {"REDIS_URL": REDIS_URL, "JQC_PREFIX": prefix, "JQC_APP": ""}
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(main, list(args), env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    coord.create_queue("cli", concurrency=4)
+    coord.pause_queue("cli")
+    coord.set_limiter("api:stripe", max_concurrent=5)
+    coord.enqueue_bulk("cli", [{"data": i, "options": JobOptions(group="tenant-42")} for i in range(3)])
+    assert "paused" in run("groups", "pause", "cli", "tenant-42")
+    table = run("groups", "list", "cli")
+    assert "tenant-42" in table and "paused" in table and "queue cap: 0 of 4 active" in table
+    shown = json.loads(run("groups", "list", "cli", "--json"))
+    assert shown["groups"][0] == {"name": "tenant-42", "waiting": 3, "active": 0, "paused": True,
+                                  "oldest_waiting_s": shown["groups"][0]["oldest_waiting_s"]}
+    assert shown["group_count"] == 1 and shown["concurrency"]["max_concurrent"] == 4
+    run("groups", "resume", "cli", "tenant-42")
+    assert not coord.get_queue_status("cli").groups[0].paused
+    assert "api:stripe  0 of 5 active" in run("limiters")
+
+
+@pytest.mark.asyncio
+async def test_the_async_client_enqueues_grouped_and_limited_jobs(coord: JobQueueCoordinator, prefix: str) -> None:
+    from coordinator import AsyncJobQueueCoordinator
+    from tests.support.env import REDIS_URL
+
+    coord.create_queue("aio")
+    async with AsyncJobQueueCoordinator(REDIS_URL, prefix=prefix) as acoord:
+        await acoord.set_limiter("api", max_concurrent=1)
+        await acoord.pause_group("aio", "t1")
+        job = await acoord.enqueue_job("aio", {"n": 1}, group="t1", limits=["api"])
+        assert job.options.group == "t1" and job.options.limits == ("api",)
+        with pytest.raises(InvalidArgumentError, match="limits"):
+            await acoord.enqueue_job("aio", {}, limits=["unknown"])
+        await acoord.set_group_config("aio", "t1", GroupConfig(max_size=1))
+        with pytest.raises(GroupFullError):
+            await acoord.enqueue_job("aio", {"n": 2}, group="t1")
+        status = await acoord.get_queue_status("aio")
+        assert [(g.name, g.waiting, g.paused) for g in status.groups] == [("t1", 1, True)]
+        await acoord.resume_group("aio", "t1")
+    assert _broker_depth(coord, "aio") == 1

@@ -84,6 +84,8 @@ class QueueStatus(BaseModel):
     """The groups with the most waiting jobs (at most `coordinator.groups.GROUPS_SHOWN`), and paused ones among them."""
     group_count: int = 0
     """Groups with waiting jobs."""
+    grouped_waiting: int = 0
+    """Waiting jobs of every group, not yet released to the broker."""
     concurrency: LimiterStatus | None = None
     """The queue's cap (`QueueConfig.concurrency`) and its occupancy, when it has one."""
     capped: int = 0
