@@ -89,7 +89,7 @@ class GroupOps:
         qk = self.ops.queue_keys(queue)
         now = now_ms()
         counts, paused, active, slots, capped = yield Batch([
-            cmd("hgetall", qk.group_counts), cmd("smembers", qk.group_paused), cmd("hgetall", qk.group_active),
+            cmd("hgetall", qk.group_sizes), cmd("smembers", qk.group_paused), cmd("hgetall", qk.group_active),
             cmd("zcount", qk.slots, f"({now}", "+inf"), cmd("zcard", qk.capped),
         ])
         top = sorted(counts, key=lambda group: (-int(counts[group]), group))[:shown]

@@ -160,6 +160,12 @@ class QueueKeys:
         return f"{self.base}:g:counts"
 
     @property
+    def group_sizes(self) -> str:
+        """Hash: group -> its waiting jobs, in its index or released and not started (what
+        ``max_size`` bounds and `get_queue_status` shows)."""
+        return f"{self.base}:g:sizes"
+
+    @property
     def group_rotation(self) -> str:
         """Sorted set of the groups that may be served, by pass (the round-robin's virtual time;
         a group served one job moves 1/weight on)."""
@@ -195,7 +201,7 @@ class QueueKeys:
         """The group records in the order `lua/_groups.lua` takes them (its ``groupKeys``)."""
         return [self.group_configs, self.group_paused, self.group_waiting, self.group_messages,
                 self.group_counts, self.group_rotation, self.group_held, self.group_window,
-                self.group_slots, self.group_active, self.group_rates]
+                self.group_slots, self.group_active, self.group_rates, self.group_sizes]
 
     @property
     def slots(self) -> str:

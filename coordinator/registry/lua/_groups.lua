@@ -16,11 +16,11 @@
 ]]
 local NUL = "\0"
 
--- The group records from KEYS[from .. from + 10], in the order of QueueKeys.group_keys.
+-- The group records from KEYS[from .. from + 11], in the order of QueueKeys.group_keys.
 local function groupKeys(from)
   return {configs = KEYS[from], paused = KEYS[from + 1], waiting = KEYS[from + 2], messages = KEYS[from + 3],
     counts = KEYS[from + 4], rotation = KEYS[from + 5], held = KEYS[from + 6], window = KEYS[from + 7],
-    slots = KEYS[from + 8], active = KEYS[from + 9], rates = KEYS[from + 10]}
+    slots = KEYS[from + 8], active = KEYS[from + 9], rates = KEYS[from + 10], sizes = KEYS[from + 11]}
 end
 
 local function groupOf(member)
@@ -46,6 +46,7 @@ local function enterGroup(g, jobKey, jobId, group, priority, now, message)
   redis.call("ZADD", g.waiting, 0, member)
   redis.call("HSET", g.messages, jobId, (tonumber(priority) - 1) .. message)
   redis.call("HINCRBY", g.counts, group, 1)
+  redis.call("HINCRBY", g.sizes, group, 1)
   redis.call("HSET", jobKey, "gmember", member)
   joinRotation(g, group)
 end
@@ -101,9 +102,10 @@ local function number(value)
   return nil
 end
 
--- A grouped job starts: its group lease (taken at release) is renewed, or
+-- A grouped job starts (it no longer counts in its group's size): its group lease (taken at release) is renewed, or
 -- taken again if it expired while the message waited in the broker.
 local function groupStarted(g, jobId, group, now, leaseMs)
+  decrementField(g.sizes, group)
   local conf = groupConfig(g, {}, group)
   if conf and number(conf.concurrency) then
     if redis.call("ZADD", g.slots, now + leaseMs, group .. NUL .. jobId) == 1 then

@@ -8,7 +8,7 @@
   KEYS[5]      events        stream
   KEYS[6..15]  broker lists  kombu lists of priority levels 0..9
   KEYS[16..]   job keys      one per job, in ARGV order
-  then the 11 group records (QueueKeys.group_keys)
+  then the 12 group records (QueueKeys.group_keys)
 
   ARGV[1] now (ms)  ARGV[2] task name  ARGV[3] celery queue  ARGV[4] queue name
   ARGV[5] events max length  ARGV[6] lease (ms) of a group's concurrency slot
@@ -47,7 +47,7 @@ end
 for group, n in pairs(adding) do
   local raw = redis.call("HGET", g.configs, group)
   local maxSize = raw and cjson.decode(raw).max_size
-  if type(maxSize) == "number" and tonumber(redis.call("HGET", g.counts, group) or "0") + n > maxSize then
+  if type(maxSize) == "number" and tonumber(redis.call("HGET", g.sizes, group) or "0") + n > maxSize then
     return {-2, group}
   end
 end

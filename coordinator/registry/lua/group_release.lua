@@ -4,7 +4,7 @@
   Run after a grouped job was received, finished or cancelled, by the workers' sweep (rate-limit
   windows that ended, leases that expired), and by resume_group / set_group_config.
 
-  KEYS[1] meta  KEYS[2..11] broker lists  KEYS[12..22] group records (QueueKeys.group_keys)
+  KEYS[1] meta  KEYS[2..11] broker lists  KEYS[12..23] group records (QueueKeys.group_keys)
 
   ARGV[1] now (ms)  ARGV[2] lease (ms)  ARGV[3] a group to (re)join ("")
 

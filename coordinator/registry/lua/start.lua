@@ -3,14 +3,14 @@
 
   KEYS[1] job  KEYS[2] waiting  KEYS[3] active  KEYS[4] parked  KEYS[5] meta  KEYS[6] events
   KEYS[7] lock  KEYS[8] limiter  KEYS[9] cancelled  KEYS[10] dependents  KEYS[11] flow box
-  KEYS[12] capped  KEYS[13..23] group records (QueueKeys.group_keys)
-  KEYS[24..] concurrency caps: the queue's slots (when it has a cap), then named limiters' slots
+  KEYS[12] capped  KEYS[13..24] group records (QueueKeys.group_keys)
+  KEYS[25..] concurrency caps: the queue's slots (when it has a cap), then named limiters' slots
 
   ARGV[1] job id  ARGV[2] token of the message  ARGV[3] now (ms)  ARGV[4] worker id
   ARGV[5] lock TTL (ms)  ARGV[6] events max length  ARGV[7] limiter max (0: none)
   ARGV[8] limiter duration (ms)  ARGV[9] hostname
   ARGV[10] "1" if the caps of the job's named limiters are given (else "0")
-  ARGV[11..] per cap in KEYS[24..]: its name, lease member, max
+  ARGV[11..] per cap in KEYS[25..]: its name, lease member, max
 
   Events: active; cancelled (reason expired); limited (over a concurrency cap, parked).
   Returns: {"active", <job fields...>} to run it;
@@ -27,7 +27,12 @@ local cur = redis.call("HMGET", jobKey, "state", "token", "expires", "group", "l
 if cur[1] ~= "waiting" or cur[2] ~= ARGV[2] then return {"stale"} end
 if cur[5] and ARGV[10] ~= "1" then return {"limits", cur[5]} end
 local jobId, now = ARGV[1], tonumber(ARGV[3])
+local g = groupKeys(13)
 if cur[3] and tonumber(cur[3]) <= now then
+  if cur[4] then
+    redis.call("ZREM", g.window, jobId)
+    decrementField(g.sizes, cur[4])
+  end
   redis.call("ZREM", KEYS[2], jobId)
   expire(jobKey, jobId, KEYS[9], KEYS[6], ARGV[6], now, "waiting", KEYS[10], KEYS[11])
   return {"expired"}
@@ -36,7 +41,6 @@ if redis.call("HGET", KEYS[5], "paused") == "1" then
   redis.call("ZADD", KEYS[4], 0, jobId)
   return {"paused"}
 end
-local g = groupKeys(13)
 if cur[4] then redis.call("ZREM", g.window, jobId) end
 local limitMax = tonumber(ARGV[7])
 local duration = tonumber(ARGV[8])
@@ -50,7 +54,7 @@ if limitMax > 0 then
   end
 end
 -- concurrency caps: over one, the job waits in capped (no attempt spent) for a free slot
-local caps = capsFrom(24, 11)
+local caps = capsFrom(25, 11)
 local full = takeLeases(caps, now, tonumber(ARGV[5]))
 if full then
   redis.call("ZADD", KEYS[12], now, jobId)
