@@ -118,6 +118,7 @@ class AsyncJobQueueCoordinator(BuiltFromSettings):
         limiter = (await self._run(self._plans.config_op(name))).limiter
         while await self._run(self._registry.sweeps.release_parked(name, limiter)) and limiter is None:
             pass
+        await self._run(self._registry.ops.release_groups(name))
         await self._after_dispatch(name)
 
     # ----------------------------------------------------------------------------- groups, limiters

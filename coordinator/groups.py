@@ -25,10 +25,6 @@ GROUPS_SHOWN = 10
 _PRIORITIES = range(1, 11)
 
 
-def _group_of(member: str) -> str:
-    return member.split("\0", 1)[0]
-
-
 class GroupOps:
     """The group and limiter operations, as sans-IO operations over the registry's `RegistryOps`."""
 

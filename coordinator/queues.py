@@ -142,6 +142,7 @@ class QueueManager:
         limiter = self.cached_config(name).limiter
         while self.registry.release_parked(name, limiter) and limiter is None:
             pass
+        self.registry.release_groups(name)
 
     def delete_queue(self, name: str) -> None:
         """Remove the queue with its jobs, events, metrics and keys."""

@@ -276,3 +276,18 @@ async def test_the_async_client_enqueues_grouped_and_limited_jobs(coord: JobQueu
         assert [(g.name, g.waiting, g.paused) for g in status.groups] == [("t1", 1, True)]
         await acoord.resume_group("aio", "t1")
     assert _broker_depth(coord, "aio") == 1
+
+
+def test_cancel_and_reprioritise_a_job_waiting_in_its_group(coord: JobQueueCoordinator) -> None:
+    coord.create_queue("edit", group_window=1)
+    first, second, third = (coord.enqueue_job("edit", i, group="g") for i in range(3))  # first released
+    coord.enqueue_job("edit", "x", group="h")
+    assert coord.cancel_job("edit", second.id)
+    assert coord.update_job_priority("edit", third.id, 1)
+    status = coord.get_queue_status("edit")
+    assert {g.name: g.waiting for g in status.groups} == {"g": 2, "h": 1}
+    qk = coord.keys.for_queue("edit")
+    coord._redis.delete(qk.group_window)
+    assert coord._registry.release_groups("edit") == 1
+    released = "".join(coord._redis.lrange(qk.broker_list(0), 0, -1))  # priority 1: level 0
+    assert third.id in released, "g (first at equal pass) serves its priority-1 job before older ones"

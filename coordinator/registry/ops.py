@@ -264,7 +264,7 @@ class RegistryOps:
     def limiter_caps(self, queue: str, job_id: str, names: Iterable[str],
                      maxima: dict[str, int] | None = None) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV (name, lease member, max) of a job's named limiters; a job's lease
-        member in a limiter is ``<queue>\0<job id>`` (limiters are shared by queues)."""
+        member in a limiter is the queue and the job id joined by a NUL (limiters are shared by queues)."""
         keys: list[str] = []
         args: list[Any] = []
         for name in names:
