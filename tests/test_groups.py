@@ -134,15 +134,15 @@ def test_group_window_keeps_a_burst_out_of_the_broker_and_priorities_hold_inside
     assert any(small.id in message for key in released for message in coord._redis.lrange(key, 0, -1))
 
 
-def test_small_groups_finish_before_the_big_groups_300th_job(coord: JobQueueCoordinator, prefix: str) -> None:
-    coord.create_queue("fair")
+def _finish_order(coord: JobQueueCoordinator, prefix: str, queue: str, big: int) -> tuple[int, int]:
+    """Two workers; ``big`` jobs of group big enqueued, then ten groups of 10: (where the last
+    small job finished, where the big group's 300th did) in the order jobs finished."""
     for _ in range(2):
-        coord.register_worker("fair", gauged, pool="threads", concurrency=2)
+        coord.register_worker(queue, gauged, pool="threads", concurrency=2)
     order = f"{prefix}:test:order"
-    coord.enqueue_bulk("fair", [{"data": {"order": order}, "options": JobOptions(group="big")}
-                                for _ in range(5000)])
-    coord.enqueue_bulk("fair", [{"data": {"order": order}, "options": JobOptions(group=f"small{g}")}
-                                for g in range(10) for _ in range(10)])
+    coord.enqueue_bulk(queue, [{"data": {"order": order}, "options": JobOptions(group="big")} for _ in range(big)])
+    coord.enqueue_bulk(queue, [{"data": {"order": order}, "options": JobOptions(group=f"small{g}")}
+                               for g in range(10) for _ in range(10)])
 
     def finished() -> list[str]:
         return coord._redis.lrange(order, 0, -1)
@@ -150,9 +150,21 @@ def test_small_groups_finish_before_the_big_groups_300th_job(coord: JobQueueCoor
     wait_until(lambda: finished().count("big") >= 300 and len(finished()) - finished().count("big") >= 100,
                timeout=240, what="300 big and every small job finished")
     done = finished()
-    big_300th = [i for i, group in enumerate(done) if group == "big"][299]
-    last_small = max(i for i, group in enumerate(done) if group != "big")
+    return max(i for i, group in enumerate(done) if group != "big"), [i for i, g in enumerate(done) if g == "big"][299]
+
+
+def test_small_groups_finish_before_the_big_groups_300th_job(coord: JobQueueCoordinator, prefix: str) -> None:
+    coord.create_queue("fair")
+    last_small, big_300th = _finish_order(coord, prefix, "fair", 5000)
     assert last_small < big_300th, f"last small job finished at {last_small}, the big group's 300th at {big_300th}"
+
+
+def test_without_the_window_the_burst_goes_first(coord: JobQueueCoordinator, prefix: str) -> None:
+    """The control of the test above: a window as large as the burst lets it all into the broker
+    before the small groups arrive, and they wait behind it."""
+    coord.create_queue("unfair", group_window=1000)
+    last_small, big_300th = _finish_order(coord, prefix, "unfair", 1000)
+    assert last_small > big_300th
 
 
 def test_queue_cap_holds_across_two_workers_of_two_processes(coord: JobQueueCoordinator, prefix: str) -> None:
