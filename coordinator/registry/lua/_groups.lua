@@ -138,17 +138,21 @@ local function groupOpen(g, conf, group, now)
 end
 
 -- Release grouped jobs to the broker round-robin while the window has room; returns how many.
-local function releaseGroups(g, metaKey, now, leaseMs, brokerKeys)
+-- With `expire`, first drop what outlived a lease: window entries (lost messages, which the
+-- sweeps recover), group leases, rate-limit holds (an enqueue leaves that to the others).
+local function releaseGroups(g, metaKey, now, leaseMs, brokerKeys, expire)
   local meta = redis.call("HMGET", metaKey, "paused", "group_window")
   if meta[1] == "1" then return 0 end
   local windowMax = tonumber(meta[2] or "32")
-  redis.call("ZREMRANGEBYSCORE", g.window, "-inf", now - leaseMs)  -- lost messages: recovered by the sweeps
-  for _, member in ipairs(redis.call("ZRANGEBYSCORE", g.slots, "-inf", now, "LIMIT", 0, 100)) do
-    freeGroupSlot(g, member)
-  end
-  for _, group in ipairs(redis.call("ZRANGEBYSCORE", g.held, "-inf", now, "LIMIT", 0, 100)) do
-    redis.call("ZREM", g.held, group)
-    if redis.call("HEXISTS", g.counts, group) == 1 then joinRotation(g, group) end
+  if expire then
+    redis.call("ZREMRANGEBYSCORE", g.window, "-inf", now - leaseMs)
+    for _, member in ipairs(redis.call("ZRANGEBYSCORE", g.slots, "-inf", now, "LIMIT", 0, 100)) do
+      freeGroupSlot(g, member)
+    end
+    for _, group in ipairs(redis.call("ZRANGEBYSCORE", g.held, "-inf", now, "LIMIT", 0, 100)) do
+      redis.call("ZREM", g.held, group)
+      if redis.call("HEXISTS", g.counts, group) == 1 then joinRotation(g, group) end
+    end
   end
   local room = windowMax - redis.call("ZCARD", g.window)
   local released, cache = 0, {}

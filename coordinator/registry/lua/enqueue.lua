@@ -95,5 +95,5 @@ for i = 0, count - 1 do
     added[i + 1] = 1
   end
 end
-if grouped then releaseGroups(g, KEYS[1], now, tonumber(ARGV[6]), brokerKeys) end
+if grouped then releaseGroups(g, KEYS[1], now, tonumber(ARGV[6]), brokerKeys, false) end
 return added

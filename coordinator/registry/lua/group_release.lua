@@ -14,4 +14,4 @@
 local g = groupKeys(12)
 local group = ARGV[3]
 if group ~= "" and redis.call("HEXISTS", g.counts, group) == 1 then joinRotation(g, group) end
-return releaseGroups(g, KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), sliceKeys(2, 10))
+return releaseGroups(g, KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), sliceKeys(2, 10), true)
