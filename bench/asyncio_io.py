@@ -24,8 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from bench import arq_side_paths, io_jobs
-from bench.server import DedicatedRedis
+from bench.server import Counters, DedicatedRedis
 from bench.subjects import default_log_dir, tree_cpu
 from coordinator import JobQueueCoordinator
 from coordinator.workers.process import stop as stop_process
@@ -35,11 +37,15 @@ QUEUE = "io"
 
 
 class Finishes:
-    """Polls a finished-jobs count from a thread: when the first and the last job finished."""
+    """Polls a finished-jobs count from a thread: when the first and the last job finished, and
+    the worker's CPU time at both (``pids``: the worker's process, once started)."""
 
     def __init__(self, count: Callable[[], int], target: int, timeout_s: float) -> None:
         self.count, self.target, self.timeout_s = count, target, timeout_s
         self.first = self.last = 0.0
+        self.cpu_first = self.cpu_last = 0.0
+        self.pids: list[int] = []
+        self.polls = 0
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
 
@@ -47,11 +53,14 @@ class Finishes:
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             done = self.count()
+            self.polls += 1
             now = time.monotonic()
             if done and not self.first:
                 self.first = now
+            if self.first and not self.cpu_first and self.pids:  # the worker's pid may come a moment late
+                self.cpu_first = tree_cpu(self.pids)
             if done >= self.target:
-                self.last = now
+                self.last, self.cpu_last = now, tree_cpu(self.pids)
                 return
             time.sleep(0.005)
 
@@ -60,6 +69,17 @@ class Finishes:
         if not self.last:
             raise TimeoutError(f"{self.count()} of {self.target} jobs finished within {self.timeout_s} s")
         return (self.target - 1) / (self.last - self.first)
+
+    def result(self, client: redis.Redis, before: Counters, poll_command: str) -> dict[str, Any]:
+        """jobs/s and the worker's CPU ms per job, both from the first finished job to the last;
+        Redis's CPU ms and round trips per job from ``before`` (taken as the worker started) on."""
+        rate = self.rate()
+        delta = Counters.read(client)
+        redis_cpu_ms = (delta.cpu_s - before.cpu_s) * 1000 / self.target
+        per_job = delta.since(before, {poll_command: self.polls}).per_job(self.target)
+        return {"rate": rate, "cpu_ms_per_job": (self.cpu_last - self.cpu_first) * 1000 / (self.target - 1),
+                "redis_cpu_ms_per_job": redis_cpu_ms, "round_trips_per_job": per_job["round_trips"],
+                "commands_per_job": per_job["commands"]}
 
 
 def _spawn(argv: list[str], log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -76,9 +96,10 @@ def coordinator(server: DedicatedRedis, jobs: int) -> dict[str, Any]:
         metrics, client = coord.keys.for_queue(QUEUE).metrics, server.client()
         # the running total of completed jobs the finish script keeps in the queue's metrics
         finishes = Finishes(lambda: int(client.hget(metrics, "all:c") or 0), jobs, 600)
+        before = Counters.read(client)
         worker = coord.register_worker(QUEUE, io_jobs.io_sleep_async, concurrency=CONCURRENCY, embed_beat=False)
-        rate = finishes.rate()
-        return {"rate": rate, "cpu_ms_per_job": tree_cpu(worker.pid) * 1000 / jobs}
+        finishes.pids.append(worker.pid)
+        return finishes.result(client, before, "hget")
     finally:
         coord.delete_queue(QUEUE)
         coord.shutdown(timeout=30)
@@ -91,12 +112,13 @@ def celery(server: DedicatedRedis, jobs: int, pool: str, concurrency: int) -> di
     for _ in range(jobs):
         task.apply_async()
     finishes = Finishes(lambda: int(counter.get(io_jobs.COUNTER) or 0), jobs, 600)
+    before = Counters.read(counter)
     process = _spawn([sys.executable, "-m", "celery", "-A", "bench.io_jobs:celery_app", "worker", "-P", pool,
                       "-c", str(concurrency), "-l", "WARNING", "--without-gossip", "--without-mingle",
                       "-n", f"bench-io-{pool}@%h"], f"io-celery-{pool}.log")
+    finishes.pids.append(process.pid)
     try:
-        rate = finishes.rate()
-        return {"rate": rate, "cpu_ms_per_job": tree_cpu(process.pid) * 1000 / jobs}
+        return finishes.result(counter, before, "get")
     finally:
         stop_process(process, timeout=30)
         server.client(io_jobs.CELERY_DB).flushdb()  # the dedicated server's Celery database
@@ -112,10 +134,11 @@ def arq(server: DedicatedRedis, jobs: int) -> dict[str, Any] | None:
     subprocess.run([python, "-m", "bench.arq_side", "enqueue", str(jobs)], env=env, check=True,
                    cwd=Path(__file__).parent.parent)
     finishes = Finishes(lambda: int(counter.get(io_jobs.COUNTER) or 0), jobs, 600)
+    before = Counters.read(counter)
     process = _spawn([python, "-m", "arq", "bench.arq_side.WorkerSettings"], "io-arq.log", env)
+    finishes.pids.append(process.pid)
     try:
-        rate = finishes.rate()
-        return {"rate": rate, "cpu_ms_per_job": tree_cpu(process.pid) * 1000 / jobs}
+        return finishes.result(counter, before, "get")
     finally:
         stop_process(process, timeout=30)
         counter.flushdb()  # the dedicated server's arq database
@@ -136,12 +159,14 @@ def main() -> None:
         results["celery threads -c 100"] = celery(server, jobs, "threads", CONCURRENCY)
         results["arq max_jobs 100"] = arq(server, jobs)
     base = results["celery prefork -c 2"]["rate"]
-    print(f"{'subject':<28}{'jobs/s':>10}{'× prefork -c 2':>16}{'CPU ms/job':>12}")
+    print(f"{'subject':<28}{'jobs/s':>10}{'× prefork -c 2':>16}{'CPU ms/job':>12}{'Redis CPU ms/job':>18}"
+          f"{'round trips/job':>17}")
     for name, result in results.items():
         if result is None:
             print(f"{name:<28}{'(no .venv-arq: see bench/arq_side.py)':>38}")
             continue
-        print(f"{name:<28}{result['rate']:>10.0f}{result['rate'] / base:>15.1f}×{result['cpu_ms_per_job']:>12.2f}")
+        print(f"{name:<28}{result['rate']:>10.0f}{result['rate'] / base:>15.1f}×{result['cpu_ms_per_job']:>12.2f}"
+              f"{result['redis_cpu_ms_per_job']:>18.3f}{result['round_trips_per_job']:>17.2f}")
     print(json.dumps({"jobs": jobs, "load_average": os.getloadavg(), "results": results}))
 
 

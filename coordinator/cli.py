@@ -163,12 +163,12 @@ def status(state: _State, as_json: bool) -> None:
 
     table = Table(title=f"queues ({coord.settings.prefix} at {redact_url(coord.settings.url)})")
     for column in ("queue", "state", "waiting", "active", "delayed", "completed", "failed", "cancelled",
-                   "jobs/min", "errors", "avg ms", "workers", "health"):
+                   "deduplicated", "jobs/min", "errors", "avg ms", "workers", "health"):
         table.add_column(column, justify="left" if column in ("queue", "state", "health") else "right")
     for q in queues:
         c, m = q.counts, q.health.metrics
         table.add_row(q.name, "paused" if q.paused else "running", str(c.waiting), str(c.active), str(c.delayed),
-                      str(c.completed), str(c.failed), str(c.cancelled), f"{m.throughput:g}",
+                      str(c.completed), str(c.failed), str(c.cancelled), str(q.deduplicated), f"{m.throughput:g}",
                       f"{m.error_rate:.0%}", f"{m.average_processing_time:.0f}", str(q.workers),
                       q.health.status.value)
     console = _console()

@@ -8,6 +8,8 @@ dropped connection (or a restart with a saved id) resumes without a gap, as long
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import logging
 import threading
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import redis
 
@@ -22,7 +25,8 @@ from coordinator.connection import connect
 from coordinator.errors import InvalidArgumentError, RedisUnavailableError
 from coordinator.models import Event, EventName
 from coordinator.registry import Registry
-from coordinator.registry.calls import Op, Sleep
+from coordinator.registry.aio import AsyncRegistry
+from coordinator.registry.calls import Op, Sleep, execute_sync, run_sync
 from coordinator.registry.ops import RegistryOps
 from coordinator.settings import Settings
 
@@ -162,9 +166,7 @@ class EventListener:
     def on(self, event: EventName | str, handler: EventHandler, queue: str | None = None) -> None:
         """Call ``handler(Event)`` for each ``event`` (or ``"*"``) of ``queue`` (None: all queues)
         that happens from now on."""
-        event = event.value if isinstance(event, EventName) else event
-        if event != ALL_EVENTS and event not in EVENT_NAMES:
-            raise InvalidArgumentError(f"event {event!r}: use one of {', '.join(EVENT_NAMES)} or '*'")
+        event = event_name(event)
         if queue is not None:
             self.registry.queue_meta(queue)  # QueueNotFoundError for a queue never created
         with self._mutex:
@@ -241,24 +243,113 @@ class EventListener:
         if not positions:
             self._stop.wait(BLOCK_MS / 1000)
             return
-        stream_queue = {self.registry.queue_keys(queue).events: queue for queue in positions}
-        streams = {stream: positions[queue] for stream, queue in stream_queue.items()}
-        reply = self._redis().xread(streams, count=500, block=BLOCK_MS)
-        for stream, entries in reply or []:
-            queue = stream_queue[stream]
-            for entry_id, fields in entries:
-                with self._mutex:
-                    if queue not in self._positions:
-                        break  # unsubscribed meanwhile
-                    self._positions[queue] = entry_id
-                    subs = list(self._subs)
-                self._deliver(parse_event(queue, entry_id, fields), subs)
+        entries = run_sync(lambda call: execute_sync(self._redis(), None, call),
+                           self.registry.ops.read_queues_events(positions, BLOCK_MS))
+        for queue, entry_id, fields in entries:
+            with self._mutex:
+                if queue not in self._positions:
+                    continue  # unsubscribed meanwhile
+                self._positions[queue] = entry_id
+                subs = list(self._subs)
+            for sub in matching(subs, event := parse_event(queue, entry_id, fields)):
+                try:
+                    sub.handler(event)
+                except Exception:
+                    log.exception("event handler %r failed on %s %s", sub.handler, event.event, event.id)
 
-    def _deliver(self, event: Event, subs: list[_Subscription]) -> None:
-        for sub in subs:
-            if sub.event not in (ALL_EVENTS, event.event) or sub.queue not in (None, event.queue):
-                continue
+
+def matching(subs: list[_Subscription], event: Event) -> list[_Subscription]:
+    """The subscriptions that receive ``event``."""
+    return [sub for sub in subs if sub.event in (ALL_EVENTS, event.event) and sub.queue in (None, event.queue)]
+
+
+def event_name(event: EventName | str) -> str:
+    """The name `on()` takes; `InvalidArgumentError` for an unknown one."""
+    name = event.value if isinstance(event, EventName) else event
+    if name != ALL_EVENTS and name not in EVENT_NAMES:
+        raise InvalidArgumentError(f"event {name!r}: use one of {', '.join(EVENT_NAMES)} or '*'")
+    return name
+
+
+class AsyncEventListener:
+    """`EventListener` for asyncio: one task of the loop reads every subscribed queue's stream
+    (one blocking XREAD over redis.asyncio) and calls the handlers there; a coroutine handler
+    is awaited. The same subscriptions, positions and queue refresh as the thread's."""
+
+    def __init__(self, registry: AsyncRegistry) -> None:
+        self.registry = registry
+        self._subs: list[_Subscription] = []
+        self._positions: dict[str, str] = {}
+        self._all_queues = False
+        self._next_refresh = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def on(self, event: EventName | str, handler: Callable[[Event], Any], queue: str | None = None) -> None:
+        """Call ``handler(Event)`` (awaited if it returns an awaitable) for each ``event`` (or
+        ``"*"``) of ``queue`` (None: all queues) that happens from now on."""
+        name = event_name(event)
+        ops = self.registry.ops
+        if queue is not None:
+            await self.registry.run(ops.queue_meta(queue))  # QueueNotFoundError for a queue never created
+        queues = [queue] if queue is not None else await self.registry.run(ops.queue_names())
+        for watched in queues:
+            if watched not in self._positions:
+                self._positions[watched] = await self.registry.run(ops.last_event_id(watched))
+        self._all_queues = self._all_queues or queue is None
+        self._subs.append(_Subscription(name, handler, queue))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def off(self, event: EventName | str, handler: Callable[[Event], Any]) -> None:
+        """Stop calling ``handler`` for ``event``; with no handler left, the reading task ends."""
+        name = event.value if isinstance(event, EventName) else event
+        self._subs = [s for s in self._subs if not (s.event == name and s.handler == handler)]
+        if not self._subs:
+            self._positions.clear()
+            self._all_queues = False
+
+    async def close(self) -> None:
+        """Stop the reading task."""
+        self._subs.clear()
+        self._positions.clear()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        failures = 0
+        while self._subs:
             try:
-                sub.handler(event)
+                await self._refresh_queues()
+                await self._read_once()
+                failures = 0
+            except RedisUnavailableError as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("event listener lost Redis (%s); resuming from the last event read", exc)
+                await asyncio.sleep(min(RETRY_MAX_S, RETRY_MIN_S * 2 ** min(failures, 10)))
             except Exception:
-                log.exception("event handler %r failed on %s %s", sub.handler, event.event, event.id)
+                log.exception("event listener failed; retrying")
+                await asyncio.sleep(RETRY_MAX_S)
+
+    async def _refresh_queues(self) -> None:
+        if not self._all_queues or time.monotonic() < self._next_refresh:
+            return
+        self._next_refresh = time.monotonic() + QUEUE_REFRESH_S
+        for name in await self.registry.run(self.registry.ops.queue_names()):
+            self._positions.setdefault(name, "0-0")
+
+    async def _read_once(self) -> None:
+        entries = await self.registry.run(self.registry.ops.read_queues_events(dict(self._positions), BLOCK_MS))
+        for queue, entry_id, fields in entries:
+            if queue not in self._positions:
+                continue  # unsubscribed meanwhile
+            self._positions[queue] = entry_id
+            event = parse_event(queue, entry_id, fields)
+            for sub in matching(list(self._subs), event):
+                try:
+                    returned = sub.handler(event)
+                    if inspect.isawaitable(returned):
+                        await returned
+                except Exception:
+                    log.exception("event handler %r failed on %s %s", sub.handler, event.event, event.id)

@@ -84,6 +84,9 @@ class CoordinatorCollector(Collector):
                                        labels=["queue"])
         completed = CounterMetricFamily(f"{PREFIX}_jobs_completed", "Completed jobs", labels=["queue"])
         failed = CounterMetricFamily(f"{PREFIX}_jobs_failed", "Jobs failed for good", labels=["queue"])
+        deduplicated = CounterMetricFamily(f"{PREFIX}_jobs_deduplicated",
+                                           "Enqueues that returned the job standing for their dedup key",
+                                           labels=["queue"])
         processing = HistogramMetricFamily(f"{PREFIX}_job_processing_seconds",
                                            "Processing time of finished jobs", labels=["queue"])
         live = GaugeMetricFamily(f"{PREFIX}_workers_live", "Workers with a fresh heartbeat consuming the queue",
@@ -98,9 +101,10 @@ class CoordinatorCollector(Collector):
             error_rate.add_metric(name, snap.metrics.error_rate)
             completed.add_metric(name, snap.totals.completed)
             failed.add_metric(name, snap.totals.failed)
+            deduplicated.add_metric(name, snap.totals.deduplicated)
             processing.add_metric(name, _buckets(snap.totals), sum_value=snap.totals.processing_ms / 1000)
             live.add_metric(name, snap.live_workers)
-        yield from (jobs, paused, oldest, throughput, error_rate, completed, failed, processing, live)
+        yield from (jobs, paused, oldest, throughput, error_rate, completed, failed, deduplicated, processing, live)
         yield self._managed_workers()
         yield from self._groups([snap.name for snap in snapshots])
 

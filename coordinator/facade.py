@@ -154,15 +154,18 @@ class JobQueueCoordinator(BuiltFromSettings):
 
         def register(handler: Processor) -> Processor:
             existing = self._processors.get(queue)
-            if existing is not None and existing is not handler:
+            if existing is not None and getattr(existing, "__wrapped__", existing) is not handler:
                 raise InvalidArgumentError(f"processor: queue {queue!r} already has processor {existing.__name__}")
             if existing is None:
-                self._processors[queue] = handler
-                if self._adopted is not None and not inspect.iscoroutinefunction(handler):  # adopted tasks too
+                runs = handler
+                if self._adopted is not None and inspect.iscoroutinefunction(handler):
+                    runs = self._adopted.async_processor(queue, handler)  # adopted tasks refused
+                elif self._adopted is not None:  # adopted tasks too
                     self._adopted.serve(queue, handler)
-                else:
-                    register_processor_task(self.app, self._keys.task_name(queue), self._runner, handler,
+                if self._adopted is None or runs is not handler:
+                    register_processor_task(self.app, self._keys.task_name(queue), self._runner, runs,
                                             self.async_runner)
+                self._processors[queue] = runs
             return handler
 
         return register
@@ -289,10 +292,13 @@ class JobQueueCoordinator(BuiltFromSettings):
         """Add one job to ``queue`` and return it (``waiting``, or ``delayed`` with a delay).
 
         ``options`` and/or ``option_fields`` (`JobOptions` fields: priority, max_retries, backoff,
-        delay, job_id, timeout, remove_on_complete, remove_on_fail, trace_id, group, limits); ``name`` labels the
-        job (default: the queue's processor's name). An existing ``job_id`` returns that job and
-        adds nothing. `InvalidJobDataError` if ``data`` is not plain JSON or too large;
-        `QueueNotFoundError` if the queue was never created. With ``depends_on`` (``(queue, job
+        delay, job_id, timeout, remove_on_complete, remove_on_fail, trace_id, expires, dedup, group,
+        limits: docs/fairness.md); ``name`` labels the job (default: the queue's processor's name).
+        An existing ``job_id`` returns that job and adds nothing; so does a ``dedup`` key another
+        job holds (the returned job, the one that stands, has ``deduplicated`` set;
+        docs/deduplication.md).
+        `InvalidJobDataError` if ``data`` is not plain JSON or too large; `QueueNotFoundError` if
+        the queue was never created. With ``depends_on`` (``(queue, job
         id)`` or ``(queue, job id, policy)`` items) it waits in waiting_children until those jobs
         are done (docs/flows.md)."""
         if depends_on is not None:

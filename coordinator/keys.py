@@ -88,6 +88,16 @@ class QueueKeys:
     def job(self, job_id: str) -> str:
         return f"{self.base}:job:{job_id}"
 
+    # Deduplication (see coordinator/dedup.py): per queue, so a key is scoped to its queue.
+    @property
+    def job_key_prefix(self) -> str:
+        """`job` of an id is this and the id (enqueue.lua reads a standing job through it)."""
+        return self.job("")
+
+    def dedup(self, key: str) -> str:
+        """String: the id of the job that stands for a dedup key (a TTL in mode ``ttl``)."""
+        return f"{self.base}:dedup:{key}"
+
     def lock(self, job_id: str) -> str:
         """String with a TTL, renewed by the worker running the job; gone means stalled."""
         return f"{self.base}:lock:{job_id}"

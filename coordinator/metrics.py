@@ -12,10 +12,13 @@ and since the queue began:
     all:c, all:f, all:t         the same totals (the exporter's ``_total`` counters)
     all:le:<ms>, all:le:inf     processing-time histogram buckets (one count per finished attempt
                                 that ran: completed or failed for good)
+    all:d                       enqueues that added nothing because their dedup key was held
+                                (they returned the job that stands; `coordinator.dedup`)
 
-Scripts write the hash through ``countOutcome`` / ``countDuration`` in ``registry/lua/_lib.lua``;
-Python writes it through `outcome_fields` (a poison message). A failed job always adds to both
-``<minute>:f`` and ``all:f``, so the error rate and ``jqc_jobs_failed_total`` agree.
+Scripts write the hash through ``countOutcome`` / ``countDuration`` / ``countDeduplicated`` in
+``registry/lua/_lib.lua``; Python writes it through `outcome_fields` (a poison message). A failed
+job always adds to both ``<minute>:f`` and ``all:f``, so the error rate and
+``jqc_jobs_failed_total`` agree.
 """
 
 from __future__ import annotations
@@ -36,9 +39,12 @@ COMPLETED = "c"
 FAILED = "f"
 TIME_MS = "t"
 TOTAL = "all"
-#: Fields of the totals since the queue began: completed, failed, ms and the histogram buckets.
+#: Enqueues deduplicated since the queue began (no per-minute field).
+DEDUPLICATED_TOTAL = f"{TOTAL}:d"
+#: Fields of the totals since the queue began: completed, failed, ms, the histogram buckets and
+#: deduplicated enqueues.
 TOTAL_FIELDS = [f"{TOTAL}:{COMPLETED}", f"{TOTAL}:{FAILED}", f"{TOTAL}:{TIME_MS}",
-                *(f"{TOTAL}:le:{b}" for b in PROCESSING_BUCKETS_MS), f"{TOTAL}:le:inf"]
+                *(f"{TOTAL}:le:{b}" for b in PROCESSING_BUCKETS_MS), f"{TOTAL}:le:inf", DEDUPLICATED_TOTAL]
 
 
 def processing_bucket(duration_ms: int) -> str:
@@ -109,6 +115,10 @@ class Totals:
     @property
     def failed(self) -> int:
         return self.values.get(f"{TOTAL}:{FAILED}", 0)
+
+    @property
+    def deduplicated(self) -> int:
+        return self.values.get(DEDUPLICATED_TOTAL, 0)
 
     @property
     def processing_ms(self) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 from coordinator.groups import GroupOps
 from coordinator.heartbeats import HeartbeatOps, HeartbeatStore
-from coordinator.metrics import METRICS_WINDOW_MIN, series, window_fields, window_metrics
+from coordinator.metrics import DEDUPLICATED_TOTAL, METRICS_WINDOW_MIN, series, window_fields, window_metrics
 from coordinator.models import (
     HealthStatus,
     HealthThresholds,
@@ -88,18 +88,23 @@ class QueueReads:
     def status_op(self, name: str) -> Op[QueueStatus]:
         meta = yield from self.ops.queue_meta(name)
         counts = yield from self.ops.counts(name)
-        metrics = yield from self.metrics_op(name)
+        metrics, deduplicated = yield from self._metrics_op(name, METRICS_WINDOW_MIN, [DEDUPLICATED_TOTAL])
         workers = (yield from self.heartbeats.live_by_queue()).get(name, 0)
         paused = meta.get("paused") == "1"
         config = QueueConfig.model_validate_json(meta["config"])
         groups = yield from GroupOps(self.ops).status_op(name, config)
         return QueueStatus(name=name, paused=paused, counts=counts,
-                           health=queue_health(counts, metrics, workers, paused=paused), workers=workers, **groups)
+                           health=queue_health(counts, metrics, workers, paused=paused), workers=workers,
+                           deduplicated=int(deduplicated[0] or 0), **groups)
 
     def metrics_op(self, name: str, window_min: int = METRICS_WINDOW_MIN) -> Op[QueueMetrics]:
+        return (yield from self._metrics_op(name, window_min, []))[0]
+
+    def _metrics_op(self, name: str, window_min: int, extra: list[str]) -> Op[tuple[QueueMetrics, list[str | None]]]:
+        """The window's metrics, and the values of ``extra`` fields of the hash read with them."""
         fields = window_fields(window_min)
-        values = yield from self.ops.hash_fields(self.ops.queue_keys(name).metrics, fields)
-        return window_metrics(fields, values, window_min)[0]
+        values = yield from self.ops.hash_fields(self.ops.queue_keys(name).metrics, fields + extra)
+        return window_metrics(fields, values[: len(fields)], window_min)[0], values[len(fields):]
 
 
 class QueueManager:

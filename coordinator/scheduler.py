@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 
 from coordinator.clock import now_ms
+from coordinator.dedup import dedup_entry
 from coordinator.dispatch import task_id
 from coordinator.errors import JobNotFoundError, WaitTimeoutError
 from coordinator.models import BulkJob, Job, JobOptions, JobState, QueueConfig, ScheduleOptions
@@ -19,6 +20,7 @@ from coordinator.registry import NewJob, Registry
 from coordinator.registry.calls import Op
 from coordinator.registry.codec import to_ms
 from coordinator.registry.ops import RegistryOps
+from coordinator.registry.replies import Added
 from coordinator.settings import Settings
 from coordinator.validation import MAX_LOG_LINE, encode_json
 
@@ -116,34 +118,48 @@ class JobPlans:
 
     def new_job(self, queue: str, data: Any, name: str | None, opts: JobOptions, now: int,
                 schedule_key: str = "", created_ms: int = 0) -> NewJob:
-        """A job ready to be written: id chosen, data encoded (size checked), name defaulted."""
+        """A job ready to be written: id chosen, data encoded (size checked), name defaulted,
+        dedup key resolved (a debounce job is due ttl_ms from now)."""
+        data_json = encode_json(data, "data", self.settings.max_job_size)
+        dedup = dedup_entry(opts.dedup, data) if opts.dedup is not None else None
+        delay_ms = dedup.ttl_ms if dedup is not None and dedup.mode == "debounce" else opts.delay
         return NewJob(
             id=opts.job_id or str(uuid.uuid4()),
             name=name or self._default_name(queue),
-            data_json=encode_json(data, "data", self.settings.max_job_size),
+            data_json=data_json,
             options=opts,
-            due_ms=now + opts.delay if opts.delay else 0,
+            due_ms=now + delay_ms if delay_ms else 0,
             schedule_key=schedule_key,
             created_ms=created_ms,
             # given at enqueue, or made here: 32 hex digits, a valid W3C trace-id
             trace_id=opts.trace_id or uuid.uuid4().hex,
             expires_ms=_deadline_ms(opts.expires, now) if opts.expires is not None else 0,
+            dedup=dedup,
         )
 
-    def snapshots_op(self, queue: str, items: list[Item], new_jobs: list[NewJob], added: list[bool],
+    def snapshots_op(self, queue: str, items: list[Item], new_jobs: list[NewJob], added: list[Added],
                      created_at: datetime) -> Op[list[Job]]:
-        """The `Job` of each item just enqueued; where one existed already, that job as it is."""
+        """The `Job` of each item just enqueued; where one existed already, that job as it is;
+        where its dedup key was held, the job that stands, marked ``deduplicated``."""
+        # the jobs that were there already, read in one round trip
+        there = [(was_added if isinstance(was_added, str) else new.id)
+                 for was_added, new in zip(added, new_jobs) if was_added is not True]
+        existing_jobs = iter((yield from self.ops.get_jobs_by_id(queue, there)))
         jobs = []
         for was_added, (data, _, opts), new in zip(added, items, new_jobs):
-            if not was_added:
-                existing = yield from self.ops.get_job(queue, new.id)
+            standing = was_added if isinstance(was_added, str) else None
+            if was_added is not True:
+                existing = next(existing_jobs)
                 if existing is not None:
+                    existing.deduplicated = standing is not None
                     jobs.append(existing)
                     continue
+            # added now; or (standing) a throttle's job finished and removed since: its outcome is gone
             jobs.append(Job(
-                id=new.id, queue=queue, name=new.name, data=data, options=opts,
-                state=JobState.DELAYED if new.due_ms else JobState.WAITING,
+                id=standing or new.id, queue=queue, name=new.name, data=data, options=opts,
+                state=JobState.COMPLETED if standing else JobState.DELAYED if new.due_ms else JobState.WAITING,
                 created_at=created_at, trace_id=new.trace_id, schedule_key=new.schedule_key or None,
+                deduplicated=standing is not None,
             ))
         return jobs
 
@@ -170,14 +186,26 @@ class JobPlans:
         yield from self.config_op(queue)
         return (yield from self.ops.retry(queue, job_id))
 
-    def cancel_op(self, queue: str, job_id: str, terminate: bool, reason: str) -> Op[tuple[bool, str | None]]:
+    def cancel_op(self, queue: str, job_id: str, terminate: bool, reason: str
+                  ) -> Op[tuple[bool, str | None, str | None]]:
         """Cancel (a running job too); (cancelled, the Celery task id to stop now when the job
-        was running and ``terminate`` asks for it)."""
+        was running and ``terminate`` asks for it, the job's state before)."""
         yield from self.config_op(queue)
         state, token = yield from self.ops.job_state_token(queue, job_id)
         cancelled = yield from self.ops.cancel(queue, job_id, allow_active=True, reason=str(reason)[:MAX_LOG_LINE])
         running = cancelled and terminate and state == JobState.ACTIVE.value
-        return cancelled, task_id(job_id, int(token or 0)) if running else None
+        return cancelled, task_id(job_id, int(token or 0)) if running else None, state
+
+    def remove_op(self, queue: str, job_id: str) -> Op[bool]:
+        """Delete a job that is not running: a waiting or delayed one is cancelled first (emits
+        ``cancelled``), then the record and its logs go. An active job is left alone (False)."""
+        yield from self.config_op(queue)
+        state, _ = yield from self.ops.job_state_token(queue, job_id)
+        if state is None:
+            raise JobNotFoundError(queue, job_id)
+        if state in (JobState.WAITING.value, JobState.DELAYED.value):
+            yield from self.ops.cancel(queue, job_id)
+        return (yield from self.ops.remove(queue, job_id))
 
     def wait_op(self, queue: str, job_id: str, timeout: float) -> Op[Job]:
         """Until the job is completed, failed or cancelled, woken by the queue's events (XREAD
@@ -293,7 +321,7 @@ class JobScheduler:
         A running attempt is asked to stop (``job.is_cancelled()``), within a second on any host,
         and interrupted after the worker's ``cancel_grace_ms``; with ``terminate`` a prefork
         process running it is ended now. False if the job had already finished."""
-        cancelled, running_task = self.registry.run(self.plans.cancel_op(queue, job_id, terminate, reason))
+        cancelled, running_task, _ = self.registry.run(self.plans.cancel_op(queue, job_id, terminate, reason))
         if running_task is not None:
             self.app.control.revoke(running_task, terminate=True, signal="SIGTERM")
         return cancelled
@@ -301,13 +329,7 @@ class JobScheduler:
     def remove_job(self, queue: str, job_id: str) -> bool:
         """Delete a job that is not running: a waiting or delayed one is cancelled first (emits
         ``cancelled``), then the record and its logs go. An active job is left alone (False)."""
-        self.queues.cached_config(queue)
-        job = self.registry.get_job(queue, job_id)
-        if job is None:
-            raise JobNotFoundError(queue, job_id)
-        if job.state in (JobState.WAITING, JobState.DELAYED):
-            self.registry.cancel(queue, job_id)
-        return self.registry.remove(queue, job_id)
+        return self.registry.run(self.plans.remove_op(queue, job_id))
 
     def update_job_priority(self, queue: str, job_id: str, priority: int) -> bool:
         """Change the priority of a waiting or delayed job (1 highest .. 10 lowest)."""

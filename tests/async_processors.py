@@ -7,7 +7,7 @@ import os
 
 import redis.asyncio
 
-from coordinator import Job
+from coordinator import Job, UnrecoverableError
 
 
 async def io_sleep(job: Job) -> dict:
@@ -44,3 +44,21 @@ async def recorded(job: Job) -> str:
         return job.id
     finally:
         await client.aclose()
+
+
+async def part(job: Job) -> int:
+    """A flow child: wait a little, return its number."""
+    await asyncio.sleep(0.01)
+    return int(job.data["i"])
+
+
+async def echo(job: Job) -> dict:
+    """Return the job's name and data."""
+    await asyncio.sleep(0)
+    return {"name": job.name, "data": job.data}
+
+
+async def fatal(job: Job) -> None:
+    """Fail for good (no retry)."""
+    await asyncio.sleep(0)
+    raise UnrecoverableError("cannot process this")

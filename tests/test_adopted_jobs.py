@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -12,9 +11,10 @@ import psutil
 import pytest
 from celery import Celery, signature
 
-from coordinator import ConfigurationError, JobQueueCoordinator, JobState, QueueConfig, RateLimit
-from tests import adopted_app
+from coordinator import ConfigurationError, InvalidArgumentError, JobQueueCoordinator, JobState, QueueConfig, RateLimit
+from tests import adopted_app, async_processors
 from tests.support.adopted import ADOPTED_QUEUE
+from tests.support.celery_events import CeleryEventLog
 from tests.support.env import AMQP_URL, FAST_SWEEPS, REDIS_URL, delete_amqp_queues
 from tests.support.waiting import WAIT_S, wait_until
 
@@ -194,43 +194,8 @@ def test_task_routes_send_a_task_to_a_coordinator_queue_and_its_default_name_is_
         assert coord.enqueue_job("math", [1, 2]).name == "routed.mul"
 
 
-class _EventLog:
-    """Celery's own event Receiver on the adopted app, in a thread."""
-
-    def __init__(self, app: Celery) -> None:
-        self.app = app
-        self.events: list[dict] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with self.app.connection_for_read() as conn:
-            receiver = self.app.events.Receiver(conn, handlers={"*": self.events.append})
-            while not self._stop.is_set():
-                try:
-                    receiver.capture(limit=None, timeout=0.5, wakeup=False)
-                except TimeoutError:
-                    pass
-
-    def __enter__(self) -> _EventLog:
-        self._thread.start()
-        with self.app.events.default_dispatcher() as dispatcher:
-            def ready() -> bool:  # the receiver is subscribed once it hears our own probe
-                dispatcher.send("worker-probe")
-                return any(e["type"] == "worker-probe" for e in self.events)
-            wait_until(ready, 20, 0.2)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def of(self, task_id: str) -> list[dict]:
-        return [e for e in list(self.events) if e.get("uuid") == task_id]
-
-
 def test_celery_events_tell_the_truth(adopted) -> None:
-    with _EventLog(adopted.app) as log:
+    with CeleryEventLog(adopted.app) as log:
         adopted.register_worker(Q)
         bad = adopted_app.explode.apply_async(queue=adopted.celery_queue(Q))
         good = adopted_app.add.apply_async((20, 22), queue=adopted.celery_queue(Q))
@@ -310,3 +275,21 @@ def test_a_chain_of_adopted_tasks_runs_step_after_step_as_jobs(adopted) -> None:
     last = adopted.get_job(Q, result.id)
     assert last.state is JobState.COMPLETED and last.data["args"] == [3, 10]
     assert last.data["celery"]["parent_id"] == first.id
+
+
+def test_an_async_processor_never_serves_adopted_tasks(adopted) -> None:
+    """A Celery task is sync code: an async def processor is refused on a queue the app routes
+    tasks to, and elsewhere a job naming an adopted task (an explicit ``queue=``) fails for good
+    instead of reaching the coroutine."""
+    with pytest.raises(InvalidArgumentError, match=r"processor: queue 'legacy' receives the adopted Celery task"):
+        adopted.processor(Q)(async_processors.echo)
+    assert Q not in adopted.processors
+    adopted.create_queue("aq")
+    adopted.register_worker("aq", async_processors.echo, concurrency=5)
+    plain = adopted.enqueue_job("aq", {"n": 1}, name="resize")
+    sent = adopted_app.add.apply_async((1, 2), queue=adopted.celery_queue("aq"))
+    assert adopted.wait_for_job("aq", plain.id, WAIT_S).result == {"name": "resize", "data": {"n": 1}}
+    failed = adopted.wait_for_job("aq", sent.id, WAIT_S)
+    assert failed.state is JobState.FAILED and failed.attempts_made == 1
+    assert failed.failed_reason == ("UnrecoverableError: job name 'legacy.add': a task of the adopted Celery app, "
+                                    "which the async def processor of queue 'aq' cannot run")

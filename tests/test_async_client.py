@@ -7,7 +7,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import pytest_asyncio
@@ -15,6 +15,10 @@ from pydantic import ValidationError
 
 from coordinator import (
     AsyncJobQueueCoordinator,
+    Event,
+    EventName,
+    FlowJob,
+    InvalidArgumentError,
     InvalidJobDataError,
     JobNotFoundError,
     JobOptions,
@@ -170,3 +174,98 @@ async def test_async_for_over_events_follows_the_queue(coord: JobQueueCoordinato
     with pytest.raises(QueueNotFoundError):
         async for _ in acoord.events("missing"):
             pass
+
+
+@pytest.mark.asyncio
+async def test_remove_recurring_and_health_match_the_sync_client(coord: JobQueueCoordinator,
+                                                                 acoord: AsyncJobQueueCoordinator,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    async with LoopWatch(caplog):
+        await acoord.create_queue(QUEUE)
+        waiting = await acoord.enqueue_job(QUEUE, {"n": 1})
+        assert await acoord.remove_job(QUEUE, waiting.id) is True  # cancelled first, then removed
+        assert coord.get_job(QUEUE, waiting.id) is None
+        with pytest.raises(JobNotFoundError):
+            await acoord.remove_job(QUEUE, waiting.id)
+
+        made = await acoord.schedule_recurring_job(QUEUE, "digest", {"v": 1}, every=60_000, key="digest")
+        assert coord.get_recurring_jobs(QUEUE) == [made] == await acoord.get_recurring_jobs(QUEUE)
+        with pytest.raises(QueueNotFoundError):
+            await acoord.schedule_recurring_job("missing", "digest", {}, every=60_000)
+        assert await acoord.remove_recurring_job(QUEUE, "digest") is True
+        assert coord.get_recurring_jobs(QUEUE) == []
+        assert await acoord.remove_recurring_job(QUEUE, "digest") is False
+
+        health = await acoord.get_health()
+        sync_health = coord.get_health()
+        assert health.status == sync_health.status
+        assert [c.name for c in health.checks] == [c.name for c in sync_health.checks]
+        assert f"queue {QUEUE}" in [c.name for c in health.checks]
+
+
+@pytest.mark.asyncio
+async def test_on_calls_sync_and_coroutine_handlers_on_the_loop(coord: JobQueueCoordinator,
+                                                                acoord: AsyncJobQueueCoordinator,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    await acoord.create_queue(QUEUE)
+    coord.enqueue_job(QUEUE, {"before": True})  # before on(): not delivered
+    seen: list[tuple[str, str, str | None]] = []
+    loop_thread = threading.get_ident()
+
+    async def on_waiting(event: Event) -> None:
+        assert threading.get_ident() == loop_thread
+        seen.append(("async", event.event, event.job_id))
+
+    def on_any(event: Event) -> None:
+        assert threading.get_ident() == loop_thread
+        seen.append(("sync", event.event, event.job_id))
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("a broken handler")
+
+    async with LoopWatch(caplog):
+        with pytest.raises(InvalidArgumentError):
+            await acoord.on("nonsense", on_any)
+        with pytest.raises(QueueNotFoundError):
+            await acoord.on("waiting", on_any, queue="missing")
+        await acoord.on("waiting", broken, queue=QUEUE)
+        await acoord.on(EventName.WAITING, on_waiting, queue=QUEUE)
+        await acoord.on("*", on_any)  # every queue
+        job = coord.enqueue_job(QUEUE, {"n": 1})  # written by the sync client
+        await wait_async(lambda: len(seen) >= 2)
+        assert sorted(seen) == [("async", "waiting", job.id), ("sync", "waiting", job.id)]
+        acoord.off(EventName.WAITING, on_waiting)
+        acoord.off("waiting", broken)
+        await acoord.cancel_job(QUEUE, job.id)
+        await wait_async(lambda: len(seen) >= 3)
+        assert seen[2] == ("sync", "cancelled", job.id)
+    failures = [r.getMessage() for r in caplog.records if r.getMessage().startswith("event handler")]
+    assert len(failures) == 1 and f"{broken!r} failed on waiting" in failures[0]  # the others still ran
+
+
+async def wait_async(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.asyncio
+async def test_cancel_and_retry_carry_through_flows_as_the_sync_client(coord: JobQueueCoordinator,
+                                                                      acoord: AsyncJobQueueCoordinator,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """No worker runs here, so no flow sweep either: what moves the parents is the client's own
+    follow-up (the hand-off a cancel wrote, the cascade below a parent, the re-arm on retry)."""
+    for queue in ("parents", "children"):
+        coord.create_queue(queue)
+    node = coord.add_flow(FlowJob(queue="parents", children=[FlowJob(queue="children", data=i) for i in range(2)]))
+    first, second = (child.job.id for child in node.children)
+    async with LoopWatch(caplog):
+        assert await acoord.cancel_job("children", first)
+        parent = await acoord.get_job("parents", node.job.id)
+        assert parent is not None and parent.state is JobState.FAILED  # policy fail: at once
+        assert parent.failed_reason is not None and first in parent.failed_reason
+        assert await acoord.retry_job("children", first)
+        assert coord.get_job("parents", node.job.id).state is JobState.WAITING_CHILDREN  # re-armed
+        assert await acoord.cancel_job("parents", node.job.id)
+    assert {coord.get_job("children", job_id).state for job_id in (first, second)} == {JobState.CANCELLED}

@@ -8,10 +8,13 @@ import signal
 import time
 
 import psutil
+import pytest
 import redis
 
-from coordinator import Backoff, JobQueueCoordinator, JobState
-from tests import async_processors, processors
+from coordinator import Backoff, FlowJob, JobQueueCoordinator, JobState
+from tests import async_processors, flow_processors, processors
+from tests.support.celery_events import CeleryEventLog
+from tests.support.env import AMQP_URL, FAST_SWEEPS, REDIS_URL, delete_amqp_queues, require_rabbitmq
 from tests.support.jobs import max_overlap, record_data
 from tests.support.waiting import WAIT_S, wait_until
 
@@ -29,6 +32,9 @@ def test_a_thousand_io_bound_jobs_run_as_coroutines_of_one_process(coord: JobQue
     assert {j.id for j in done} == {j.id for j in jobs}
     peak = max_overlap(done)
     assert 10 < peak <= 100, peak  # many at once, never more than the concurrency
+    # the finished-job counts reach the worker's status from the lock keeper's thread, not the loop
+    wait_until(lambda: coord.get_worker(worker.id).processed == 1000)
+    assert coord.get_worker(worker.id).failed == 0
 
 
 def test_sync_and_async_queues_in_one_deployment(any_coord: JobQueueCoordinator) -> None:
@@ -108,7 +114,8 @@ def test_jobs_of_a_sigkilled_async_worker_are_recovered(coord: JobQueueCoordinat
 def test_closing_an_async_worker_lets_its_running_jobs_finish(coord: JobQueueCoordinator, prefix: str) -> None:
     coord.create_queue("q")
     worker = coord.register_worker("q", async_processors.recorded, concurrency=4)
-    jobs = [coord.enqueue_job("q", record_data(prefix, seconds=2)) for _ in range(3)]
+    # one bulk write and 5 s each: all three are running together even on a loaded machine
+    jobs = coord.enqueue_bulk("q", [{"data": record_data(prefix, seconds=5)} for _ in range(3)])
     wait_until(lambda: all(coord.get_job("q", j.id).state is JobState.ACTIVE for j in jobs))
     wait_until(lambda: coord.get_worker(worker.id).active_jobs == 3)  # the heartbeat counts coroutines
     assert coord.get_worker(worker.id).concurrency == 4
@@ -129,3 +136,64 @@ def test_a_paused_async_worker_takes_no_job_until_resumed(coord: JobQueueCoordin
     assert coord.get_job("io", job.id).state is JobState.WAITING
     coord.resume_worker(worker.id)
     assert coord.wait_for_job("io", job.id, timeout=WAIT_S).state is JobState.COMPLETED
+
+
+def test_async_children_hand_their_results_to_the_parent_at_once(prefix: str, redis_client: redis.Redis) -> None:
+    """The hand-off an async finish writes is applied by the worker (off its loop) right away: with
+    the flow sweep pushed out to 10 minutes, nothing else could settle the parent."""
+    coord = JobQueueCoordinator(REDIS_URL, prefix=prefix, **{**FAST_SWEEPS, "stalled_interval_ms": 600_000})
+    try:
+        coord.create_queue("aparts")
+        coord.create_queue("sum")
+        coord.register_worker("aparts", async_processors.part, concurrency=10)
+        coord.register_worker("sum", flow_processors.total, pool="solo")
+        runs_key = f"{prefix}:test:runs"
+        node = coord.add_flow(FlowJob(queue="sum", data={"url": REDIS_URL, "key": runs_key}, children=[
+            FlowJob(queue="aparts", data={"i": i}) for i in range(6)]))
+        parent = coord.wait_for_job("sum", node.job.id, timeout=WAIT_S)
+        assert parent.state is JobState.COMPLETED, parent.failed_reason
+        assert parent.result == {"count": 6, "sum": 15}
+        assert redis_client.lrange(runs_key, 0, -1) == [node.job.id]
+    finally:
+        coord.shutdown(timeout=10)
+
+
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_celery_events_carry_an_async_jobs_real_outcome(broker: str, prefix: str) -> None:
+    """Flower reads Celery's task events: an async job that failed is task-failed, never
+    task-succeeded, whether the loop took its message (Redis) or Celery's consumer handed it
+    over (RabbitMQ)."""
+    broker_url = None
+    if broker == "amqp":
+        require_rabbitmq()
+        broker_url = AMQP_URL
+    coord = JobQueueCoordinator(REDIS_URL, broker_url=broker_url, prefix=prefix, task_events=True, **FAST_SWEEPS)
+    try:
+        coord.create_queue("ok")
+        coord.create_queue("bad")
+        coord.register_worker("ok", async_processors.echo, concurrency=5)
+        coord.register_worker("bad", async_processors.fatal, concurrency=5)
+        with CeleryEventLog(coord.app) as log:
+            good = coord.enqueue_job("ok", {"x": 1}, name="resize")
+            bad = coord.enqueue_job("bad", {"y": 2})
+            assert coord.wait_for_job("ok", good.id, WAIT_S).state is JobState.COMPLETED
+            assert coord.wait_for_job("bad", bad.id, WAIT_S).state is JobState.FAILED
+            good_id, bad_id = f"{good.id}.1", f"{bad.id}.1"
+            wait_until(lambda: "task-succeeded" in [e["type"] for e in log.of(good_id)])
+            wait_until(lambda: "task-failed" in [e["type"] for e in log.of(bad_id)])
+            time.sleep(0.5)  # any late event would have arrived
+        good_events = {e["type"]: e for e in log.of(good_id)}
+        bad_events = {e["type"]: e for e in log.of(bad_id)}
+        assert {"task-received", "task-started", "task-succeeded"} <= set(good_events)
+        assert good_events["task-received"]["name"] == "resize"
+        assert good_events["task-received"]["args"] == '{"x":1}'
+        assert "'name': 'resize'" in good_events["task-succeeded"]["result"]
+        assert {"task-received", "task-started", "task-failed"} <= set(bad_events)
+        assert "task-succeeded" not in bad_events
+        assert "cannot process this" in bad_events["task-failed"]["exception"]
+        assert "UnrecoverableError" in bad_events["task-failed"]["traceback"]
+    finally:
+        queues = coord.get_queue_names()
+        coord.shutdown(timeout=10)
+        if broker_url:
+            delete_amqp_queues(coord, queues)

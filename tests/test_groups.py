@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from coordinator import (
+    Dedup,
     GroupConfig,
     GroupFullError,
     InvalidArgumentError,
@@ -40,6 +41,7 @@ def _broker_depth(coord: JobQueueCoordinator, queue: str) -> int:
     ({"limits": ["api", "api"]}, "limits"),
     ({"limits": "api"}, "limits"),
     ({"limits": [""]}, "limits"),
+    ({"group": "t", "dedup": Dedup(key="k", mode="debounce", ttl_ms=100)}, "group"),
 ])
 def test_bad_group_or_limits_is_refused_and_writes_nothing(coord: JobQueueCoordinator, prefix: str,
                                                             redis_client: redis.Redis, fields: dict,

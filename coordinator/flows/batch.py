@@ -15,6 +15,7 @@ import uuid
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from coordinator.dedup import refuse_in_flow
 from coordinator.errors import FlowError
 from coordinator.flows import records as rec
 from coordinator.flows.models import BatchStatus, FlowJob
@@ -39,6 +40,7 @@ class Batch:
         """Add a job to the batch (counted first, then enqueued)."""
         producer = self._producer
         opts = producer.jobs.resolve_options(queue, options, option_fields)
+        refuse_in_flow(opts, "batch")
         job_id = opts.job_id or str(uuid.uuid4())
         self._add_member(rec.job_ref(queue, job_id))
         job = producer.jobs.enqueue_job(queue, data, opts.model_copy(update={"job_id": job_id}), name=name)
@@ -86,6 +88,7 @@ def open_batch(producer: FlowProducer, batch_id: str, on_complete: FlowJob | Non
             news.append(None)
             continue
         opts = producer.jobs.resolve_options(callback.queue, callback.options, {})
+        refuse_in_flow(opts, "batch callback")
         news.append((callback.queue, producer.jobs.new_job(callback.queue, callback.data, callback.name, opts, now)))
     for item in news:
         refs.append(rec.job_ref(item[0], item[1].id) if item else "")

@@ -21,6 +21,7 @@ from typing import Any
 
 from redis.client import Pipeline
 
+from coordinator.dedup import refuse_in_flow
 from coordinator.errors import DependencyCycleError, DependencyNotFoundError, FlowError, JobNotFoundError
 from coordinator.flows import records as rec
 from coordinator.flows.handoff import HandOff
@@ -94,6 +95,7 @@ class FlowProducer:
     def _plan(self, flow: FlowJob, parent: _Planned | None, depth: int, now: int) -> _Planned:
         check_queue_name(flow.queue)
         opts = self.jobs.resolve_options(flow.queue, flow.options, {})
+        refuse_in_flow(opts, "flow")
         node = _Planned(flow.queue, self.jobs.new_job(flow.queue, flow.data, flow.name, opts, now), flow.data,
                         depth, flow.on_failure, parent)
         node.children = [self._plan(child, node, depth + 1, now) for child in flow.children]
@@ -151,6 +153,7 @@ class FlowProducer:
         if not edges:
             raise FlowError("depends_on: give at least one (queue, job id)")
         opts = self.jobs.resolve_options(queue, options, option_fields)
+        refuse_in_flow(opts, "depends_on")
         new = self.jobs.new_job(queue, data, name, opts, now_ms())
         me = rec.job_ref(queue, new.id)
         refs = [rec.job_ref(q, job_id) for q, job_id, _ in edges]

@@ -74,6 +74,9 @@ class EventName(str, Enum):
     LIMITED = "limited"
     """A job over a concurrency cap (the queue's or a named limiter's) was parked (``data["limit"]``)."""
     WORKER = "worker"
+    DEDUPLICATED = "deduplicated"
+    """On the job that stands for a dedup key: an enqueue with that key added nothing
+    (``data["key"]``, ``data["mode"]``; ``data["due"]``: its new start, for a debounce)."""
 
 
 class WorkerAction(str, Enum):
@@ -117,6 +120,9 @@ class Job(BaseModel):
     celery_task_id: str | None = None
     """The Celery task id of the job's current dispatch (``<id>.<token>``; an adopted task's
     own id): Flower shows the task under it."""
+    deduplicated: bool = False
+    """True on the `Job` an enqueue returned when its dedup key was held: this is the job that
+    stands (an earlier one), and the call added nothing (docs/deduplication.md)."""
 
     _registry: JobWriter | None = PrivateAttr(None)
     _token: int | None = PrivateAttr(None)

@@ -44,6 +44,54 @@ class RateLimit(_Options):
 
 Removal = bool | int
 
+#: Longest dedup key given by the caller (a derived key is 64 hex digits).
+MAX_DEDUP_KEY = 200
+DedupMode = Literal["until_finished", "ttl", "debounce"]
+
+
+class Dedup(_Options):
+    """Deduplication of a job (docs/deduplication.md): while a job holds the key, another enqueue
+    with the same key in the same queue adds nothing and returns the job that stands.
+
+    ``key`` is given, or derived from the values of ``fields`` of the job's data (exactly one).
+    ``mode``: ``until_finished`` (the key stands until the job completes, fails for good or is
+    cancelled; with ``ttl_ms`` it also lapses after that long), ``ttl`` (throttle: the key stands
+    ``ttl_ms`` from the enqueue that took it, whatever becomes of the job), ``debounce`` (the job
+    starts ``ttl_ms`` after the last enqueue with the key: each one before it starts pushes the
+    start back and, with ``keep="last"``, replaces its data).
+    """
+
+    key: str | None = Field(None, min_length=1, max_length=MAX_DEDUP_KEY)
+    fields: list[str] | None = Field(None, min_length=1, max_length=32)
+    mode: DedupMode = "until_finished"
+    ttl_ms: int | None = Field(None, gt=0, description="ms; required for ttl and debounce")
+    keep: Literal["last", "first"] = Field(
+        "last", description="debounce: whose data the standing job runs with, the last enqueue's or the first's")
+
+    @field_validator("key")
+    @classmethod
+    def _printable_key(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or not value.isprintable()):
+            raise ValueError("key: must be printable text, not blank")
+        return value
+
+    @field_validator("fields")
+    @classmethod
+    def _distinct_fields(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (any(not name for name in value) or len(set(value)) != len(value)):
+            raise ValueError("fields: names must be non-empty and distinct")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Dedup:
+        if (self.key is None) == (self.fields is None):
+            raise ValueError("key, fields: give exactly one of key or fields")
+        if self.mode != "until_finished" and self.ttl_ms is None:
+            raise ValueError(f"ttl_ms: required with mode {self.mode!r}")
+        if self.keep != "last" and self.mode != "debounce":
+            raise ValueError("keep: only with mode 'debounce'")
+        return self
+
 
 class JobOptions(_Options):
     """Per-job options; unset fields fall back to the queue's ``default_job_options``."""
@@ -63,6 +111,7 @@ class JobOptions(_Options):
         None, description="start deadline: ms after enqueue, or a timezone-aware time; an attempt "
         "not started by then is cancelled with reason 'expired' and never runs"
     )
+    dedup: Dedup | None = Field(None, description="deduplication key and mode (docs/deduplication.md)")
 
     group: str | None = Field(None, description="the job's group: a queue serves its groups round-robin "
                               "(see docs/fairness.md)")
@@ -113,6 +162,15 @@ class JobOptions(_Options):
         if not isinstance(value, bool) and value < 0:
             raise ValueError("must be True, False or a count >= 0")
         return value
+
+    @model_validator(mode="after")
+    def _debounce_without_delay(self) -> JobOptions:
+        if self.dedup is not None and self.dedup.mode == "debounce" and self.delay:
+            raise ValueError("delay: not with dedup mode 'debounce' (its ttl_ms is the delay)")
+        if self.dedup is not None and self.dedup.mode == "debounce" and self.group is not None:
+            raise ValueError("group: not with dedup mode 'debounce' (a debounce moves a waiting job back "
+                             "to delayed, which a job waiting in its group cannot follow)")
+        return self
 
 
 class ScheduleOptions(JobOptions):

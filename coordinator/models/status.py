@@ -90,6 +90,9 @@ class QueueStatus(BaseModel):
     """The queue's cap (`QueueConfig.concurrency`) and its occupancy, when it has one."""
     capped: int = 0
     """Waiting jobs parked over a concurrency cap (the queue's or a named limiter's)."""
+    deduplicated: int = 0
+    """Enqueues since the queue began that added nothing because their dedup key was held (they
+    returned the job that stands; docs/deduplication.md)."""
 
 
 class WorkerState(str, Enum):

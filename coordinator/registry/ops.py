@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordinator.clock import minute_of, now_ms
+from coordinator.dedup import DedupEntry
 from coordinator.dispatch import parse_delivery_tag
 from coordinator.errors import (
     GroupFullError,
@@ -38,7 +39,7 @@ from coordinator.models import (
 )
 from coordinator.registry.calls import Batch, Command, Op, Script, Sleep, UnlinkMatching, cmd
 from coordinator.registry.codec import job_from_hash
-from coordinator.registry.replies import Reply, interpret_reply
+from coordinator.registry.replies import Added, Reply, enqueue_outcome, interpret_reply
 from coordinator.validation import MAX_LOG_LINE, MAX_LOG_LINES, MAX_PROGRESS_SIZE, encode_json
 
 #: Jobs per script call in `enqueue` (bulk) and in the workers' sweeps.
@@ -66,6 +67,8 @@ class NewJob:
     trace_id: str = ""
     expires_ms: int = 0
     """Start deadline (epoch ms); 0: none."""
+    dedup: DedupEntry | None = None
+    """Its dedup key and mode, resolved (`coordinator.dedup`); None: not deduplicated."""
 
 
 @dataclass(frozen=True)
@@ -188,16 +191,16 @@ class RegistryOps:
 
     # ----------------------------------------------------------------------------- jobs in
 
-    def enqueue_batch(self, queue: str, jobs: list[NewJob]) -> Op[list[bool]]:
-        """Add up to BATCH_SIZE jobs in one script call; True per job added, False where a job
-        with that id existed and nothing was written."""
+    def enqueue_batch(self, queue: str, jobs: list[NewJob]) -> Op[list[Added]]:
+        """Add up to BATCH_SIZE jobs in one script call; per job, `Added` (True: added; False: a
+        job with that id existed; a str: the id of the job that stands for its dedup key)."""
         keys, args = self.enqueue_call(queue, jobs)
         result = yield Script("enqueue", keys, args)
         if not isinstance(result, list):
             interpret_reply("enqueue", result, queue)
         if result and result[0] == Reply.GROUP_FULL:
             raise GroupFullError(queue, result[1])
-        return [flag == Reply.DONE for flag in result]
+        return [enqueue_outcome(flag) for flag in result]
 
     def enqueue_call(self, queue: str, jobs: list[NewJob]) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of one `lua/enqueue.lua` call (also queued in a flow's MULTI)."""
@@ -217,12 +220,25 @@ class RegistryOps:
                 job.trace_id, opts.max_retries, job.schedule_key, job.created_ms, job.expires_ms,
                 opts.group or "", ",".join(opts.limits),
             ]
+        self._dedup_tail(qk, jobs, keys, args)
         keys += qk.group_keys
         return keys, args
 
-    def enqueue(self, queue: str, jobs: list[NewJob]) -> Op[list[bool]]:
+    @staticmethod
+    def _dedup_tail(qk: QueueKeys, jobs: list[NewJob], keys: list[str], args: list[Any]) -> None:
+        """The dedup entries of an `enqueue_call` (see the header of ``lua/enqueue.lua``)."""
+        entries = [(position, job.dedup) for position, job in enumerate(jobs) if job.dedup is not None]
+        if entries:
+            keys.append(qk.metrics)
+            args.append(qk.job_key_prefix)
+            for position, entry in entries:
+                keys.append(qk.dedup(entry.key))
+                args += entry.args(position)
+        args.append(len(entries))
+
+    def enqueue(self, queue: str, jobs: list[NewJob]) -> Op[list[Added]]:
         """`enqueue_batch` for each batch of BATCH_SIZE, in order."""
-        added: list[bool] = []
+        added: list[Added] = []
         for start in range(0, len(jobs), BATCH_SIZE):
             added += yield from self.enqueue_batch(queue, jobs[start : start + BATCH_SIZE])
         return added
@@ -495,6 +511,16 @@ class RegistryOps:
             return None, last_id
         return job_from_hash(queue, job_id, fields, logs), last_id
 
+    def get_jobs_by_id(self, queue: str, job_ids: list[str]) -> Op[list[Job | None]]:
+        """The jobs of the given ids (None where there is none), in one round trip."""
+        if not job_ids:
+            return []
+        qk = self.queue_keys(queue)
+        replies = yield Batch([c for job_id in job_ids
+                               for c in (cmd("hgetall", qk.job(job_id)), cmd("lrange", qk.logs(job_id), 0, -1))])
+        return [job_from_hash(queue, job_id, fields, logs) if fields else None
+                for job_id, fields, logs in zip(job_ids, replies[0::2], replies[1::2])]
+
     def get_jobs(self, queue: str, states: Iterable[JobState | str], start: int = 0, end: int = -1,
                  asc: bool = False) -> Op[list[Job]]:
         """Jobs in the given states, newest first (or oldest first), sliced like a Redis range."""
@@ -508,15 +534,8 @@ class RegistryOps:
             scored.sort(key=lambda pair: pair[1], reverse=not asc)
             ordered = [job_id for job_id, _ in scored]
             ids = ordered[start:] if end == -1 else ordered[start : end + 1]
-        if not ids:
-            return []
-        replies = yield Batch([c for job_id in ids
-                               for c in (cmd("hgetall", qk.job(job_id)), cmd("lrange", qk.logs(job_id), 0, -1))])
-        jobs = []
-        for job_id, fields, logs in zip(ids, replies[0::2], replies[1::2]):
-            if fields:  # removed between the two reads
-                jobs.append(job_from_hash(queue, job_id, fields, logs))
-        return jobs
+        # a job removed between the two reads is left out
+        return [job for job in (yield from self.get_jobs_by_id(queue, ids)) if job is not None]
 
     def counts(self, queue: str) -> Op[QueueCounts]:
         """Jobs per state: one ZCARD each, in one round trip; O(1) whatever the queue's size."""
@@ -533,6 +552,16 @@ class RegistryOps:
         """Events after ``after_id``, waiting up to ``block_ms`` for the first one."""
         reply = yield cmd("xread", {self.queue_keys(queue).events: after_id}, count=count, block=block_ms)
         return reply[0][1] if reply else []
+
+    def read_queues_events(self, positions: dict[str, str], block_ms: int, count: int = 500
+                           ) -> Op[list[tuple[str, str, dict[str, str]]]]:
+        """Events of several queues after each one's id, in one read waiting up to ``block_ms``
+        for the first: (queue, event id, fields) in stream order per queue."""
+        stream_queue = {self.queue_keys(queue).events: queue for queue in positions}
+        reply = yield cmd("xread", {stream: positions[queue] for stream, queue in stream_queue.items()},
+                          count=count, block=block_ms)
+        return [(stream_queue[stream], entry_id, fields) for stream, entries in reply or []
+                for entry_id, fields in entries]
 
     def hash_fields(self, key: str, fields: list[str]) -> Op[list[str | None]]:
         """HMGET of one record's fields (metrics windows, heartbeats)."""

@@ -19,6 +19,7 @@ from coordinator.clock import now_ms
 from coordinator.models import Job, JobState, QueueConfig, QueueCounts, RateLimit, Retention, WorkerAction
 from coordinator.registry.calls import Call, Op, execute_sync, run_sync
 from coordinator.registry.ops import BATCH_SIZE, NewJob, RegistryOps, StartResult
+from coordinator.registry.replies import Added
 from coordinator.registry.scripts import Scripts
 from coordinator.registry.sweep_ops import SweepOps
 
@@ -142,15 +143,15 @@ class Registry:
 
     # ----------------------------------------------------------------------------- jobs in
 
-    def enqueue(self, queue: str, jobs: list[NewJob]) -> list[bool]:
-        """Add jobs (each batch of BATCH_SIZE in one round trip); True per job added, False
-        where a job with that id existed and nothing was written."""
-        added: list[bool] = []
+    def enqueue(self, queue: str, jobs: list[NewJob]) -> list[Added]:
+        """Add jobs (each batch of BATCH_SIZE in one round trip); per job True if added, False
+        where a job with that id existed, the standing job's id where its dedup key was held."""
+        added: list[Added] = []
         for flags in self.enqueue_batches(queue, jobs):
             added.extend(flags)
         return added
 
-    def enqueue_batches(self, queue: str, jobs: list[NewJob]) -> Iterator[list[bool]]:
+    def enqueue_batches(self, queue: str, jobs: list[NewJob]) -> Iterator[list[Added]]:
         """`enqueue`, yielding each batch's flags in order. While the caller handles one batch's
         flags, the next batch already runs in Redis (sent from a helper thread), so the caller's
         Python work overlaps the scripts. A batch that fails raises, and no later batch is sent."""
@@ -168,7 +169,7 @@ class Registry:
         if self.after_dispatch is not None:
             self.after_dispatch(queue)
 
-    def _enqueue_batch(self, queue: str, jobs: list[NewJob]) -> list[bool]:
+    def _enqueue_batch(self, queue: str, jobs: list[NewJob]) -> list[Added]:
         return self.run(self.ops.enqueue_batch(queue, jobs))
 
     # ----------------------------------------------------------------------------- worker side

@@ -47,6 +47,17 @@ SCRIPT_REPLIES: dict[str, Callable[[str, str], CoordinatorError] | None] = {
     "flow_batch_add": _no_batch,
 }
 
+#: What `lua/enqueue.lua` replies per job, as the registry returns it: True added, False a job
+#: with that id existed (nothing written), a str: the id of the job that stands for the job's
+#: dedup key (nothing written; see `coordinator.dedup`).
+Added = bool | str
+
+
+def enqueue_outcome(flag: int | str) -> Added:
+    """One job's entry of the `lua/enqueue.lua` reply list, as `Added`."""
+    return flag if isinstance(flag, str) else flag == Reply.DONE
+
+
 #: Replies of `lua/start.lua`: run it, or why this message does not run the job.
 START_STATUSES = ("active", "missing", "stale", "paused", "limited", "expired", "limits", "capped")
 

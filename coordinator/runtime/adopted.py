@@ -16,10 +16,12 @@ backend, ``on_success`` / ``on_failure`` / ``on_retry``, signals, link callbacks
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -30,7 +32,7 @@ from celery.app.trace import task_has_custom
 from celery.exceptions import Retry
 
 from coordinator.clock import now_ms
-from coordinator.errors import UnrecoverableError
+from coordinator.errors import InvalidArgumentError, UnrecoverableError
 from coordinator.keys import CoordinatorKeys
 from coordinator.models import Job, JobOptions
 from coordinator.registry.codec import to_ms
@@ -143,7 +145,7 @@ class AdoptedTasks:
         """Registers the Celery task that runs a queue's jobs with a handler (`register_processor_task`)."""
         self._processors = processors
         self._original: Callable[..., Any] | None = None
-        self._queue_task: dict[str, str | None] = {}
+        self._queue_tasks: dict[str, list[str]] = {}
         self._scanned_at = -1
         self._amqp = broker_is_amqp
 
@@ -207,14 +209,44 @@ class AdoptedTasks:
 
     def task_for_queue(self, queue: str) -> str | None:
         """The app's task routed to ``queue`` (by ``queue=`` or ``task_routes``), if exactly one is."""
+        names = self.tasks_routed_to(queue)
+        return names[0] if len(names) == 1 else None
+
+    def tasks_routed_to(self, queue: str) -> list[str]:
+        """The app's tasks routed to ``queue`` (by ``queue=`` or ``task_routes``)."""
         if len(self.app.tasks) != self._scanned_at:
-            self._queue_task.clear()
+            self._queue_tasks.clear()
             self._scanned_at = len(self.app.tasks)
-        if queue not in self._queue_task:
+        if queue not in self._queue_tasks:
             celery_queue = self.keys.for_queue(queue).celery_queue
-            names = [name for name in list(self.app.tasks) if self._routed_to(name) == celery_queue]
-            self._queue_task[queue] = names[0] if len(names) == 1 else None
-        return self._queue_task[queue]
+            self._queue_tasks[queue] = [name for name in list(self.app.tasks) if self._routed_to(name) == celery_queue]
+        return self._queue_tasks[queue]
+
+    def async_processor(self, queue: str, handler: Callable[[Job], Awaitable[Any]]) -> Callable[[Job], Awaitable[Any]]:
+        """``handler``, an ``async def`` processor of ``queue``, guarded: the app's Celery tasks
+        are sync code, which an event loop must not run, so a job naming one of them (sent with an
+        explicit ``queue=``) fails for good instead of reaching ``handler``. `check_async_queue`
+        refuses the processor outright where tasks are routed to the queue."""
+        self.check_async_queue(queue)
+
+        @functools.wraps(handler)
+        async def guarded(job: Job) -> Any:
+            if self.task_named(job.name) is not None:
+                raise UnrecoverableError(f"job name {job.name!r}: a task of the adopted Celery app, which the "
+                                         f"async def processor of queue {job.queue!r} cannot run")
+            return await handler(job)
+
+        return guarded
+
+    def check_async_queue(self, queue: str) -> None:
+        """`InvalidArgumentError` when tasks of the adopted app are routed to ``queue``: their jobs
+        would reach an ``async def`` processor instead of running as the Celery tasks they are."""
+        names = self.tasks_routed_to(queue)
+        if names:
+            raise InvalidArgumentError(
+                f"processor: queue {queue!r} receives the adopted Celery task(s) {', '.join(map(repr, names))}, "
+                f"which run as sync code; an async def processor cannot serve them. Give the queue a sync "
+                f"processor, or route those tasks to another queue")
 
     def _routed_to(self, name: str) -> str | None:
         if self._is_own(name):
@@ -246,8 +278,9 @@ class AdoptedTasks:
             return
         for celery_queue in list(self.app.amqp.queues.consume_from or {}):
             queue = self.keys.queue_of(celery_queue)
-            if queue is not None:
-                self.serve(queue, self._processors.get(queue))
+            handler = self._processors.get(queue) if queue is not None else None
+            if queue is not None and not inspect.iscoroutinefunction(handler):  # async ones have their task
+                self.serve(queue, handler)
 
     def task_named(self, name: str) -> Task | None:
         """The adopted app's task of that name, or None (a processor job's label)."""

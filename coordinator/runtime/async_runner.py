@@ -13,9 +13,14 @@ heartbeat, pause, beat and supervision as for any worker) with an event-loop thr
   which holds the next message back.
 
 Each coroutine records its outcome with the same `task.record_op` as a sync job, over
-redis.asyncio. Each job is an `Attempt` registered with the lock keeper, as a sync job is: the
-keeper renews its lock and flags it when its job was cancelled (or recovered as stalled); the
-attempt's cancel callback then cancels the job's coroutine at once (no grace period: a coroutine
+redis.asyncio. Claims and finishes go through `AsyncRegistry.run_batched`: those issued in one turn
+of the loop share one pipeline, so a busy worker pays a round trip per batch, not per job. Nothing
+on the loop waits on a socket: the finished-job counts are written by the lock keeper's thread, and
+a flow hand-off a finish wrote is applied by a thread of its own (`_apply_off_loop`).
+
+Each job is an `Attempt` registered with the lock keeper, as a sync job is: the keeper renews
+its lock and flags it when its job was cancelled (or recovered as stalled); the attempt's cancel
+callback then cancels the job's coroutine at once (no grace period: a coroutine
 stops at its next ``await``), and its outcome is discarded. ``job.is_cancelled()`` works as in a
 sync processor. A job's ``timeout`` is enforced on the loop itself (`within`).
 When the process dies the locks expire and the stalled sweep sends the jobs back to waiting; a
@@ -44,6 +49,7 @@ from coordinator.registry.aio import AsyncRegistry
 from coordinator.registry.calls import step
 from coordinator.runtime.control import Attempt
 from coordinator.runtime.task import JobRunner, completed, discarded, failed, log, log_fields
+from coordinator.runtime.task_events import TaskEvents
 from coordinator.settings import Settings
 
 AsyncProcessor = Callable[[Job], Awaitable[Any]]
@@ -129,17 +135,44 @@ class AsyncRunner:
         self._stopping = False
         self._consumers: list[concurrent.futures.Future[None]] = []
         self._registry = AsyncRegistry(connect_async(settings), runner.registry.ops)
+        self._off_loop = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jqc-async-off-loop")
+        """Runs what the loop must not wait for: flow hand-offs, Celery task events."""
+        self.events = TaskEvents(self._off_loop)
+        self._apply_off_loop(runner.registry.ops)
         self.pid = os.getpid()
         self._thread = threading.Thread(target=self._serve, name="jqc-async-jobs", daemon=True)
         self._thread.start()
         # a warm shutdown lets the running jobs end, as Celery does for its own tasks
         signals.worker_shutdown.connect(self._drain_on_shutdown, weak=False)
+        signals.worker_ready.connect(self._on_worker_ready, weak=False)
+
+    def _apply_off_loop(self, ops: Any) -> None:
+        """A flow hand-off written by a call made on the loop is applied by the off-loop thread
+        (blocking calls, possibly many); elsewhere, at once as before. It is in Redis already:
+        if this process dies first, the flow sweep applies it (`flows.handoff`)."""
+        apply = ops.on_handoff
+        if apply is None:
+            return
+
+        def on_handoff(queue: str, field: str, entry: str) -> None:
+            if threading.current_thread() is self._thread:
+                self._off_loop.submit(apply, queue, field, entry)
+            else:
+                apply(queue, field, entry)
+
+        ops.on_handoff = on_handoff
 
     def _drain_on_shutdown(self, **_: Any) -> None:
         self._stopping = True  # the own consumers take nothing more
         if self._active:
             log.info("waiting for %d running async jobs", self._active)
         self.drain(timeout=None)
+        self._off_loop.submit(self.events.close)
+        self._off_loop.shutdown(wait=True)
+        self.runner.locks.flush_counts()
+
+    def _on_worker_ready(self, sender: Any = None, **_: Any) -> None:
+        self.events.attach(sender)
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -235,7 +268,8 @@ class AsyncRunner:
                            taken: list[tuple[str, str, int]]) -> None:
         """Claim the taken messages' jobs at once, ack the messages, and start the jobs' coroutines."""
         claims = await asyncio.gather(
-            *(self._registry.run(self.runner.claim_op(queue, job_id, token, worker_id)) for _, job_id, token in taken),
+            *(self._registry.run_batched(self.runner.claim_op(queue, job_id, token, worker_id))
+              for _, job_id, token in taken),
             return_exceptions=True,
         )
         try:
@@ -244,6 +278,7 @@ class AsyncRunner:
             _log.warning("could not ack %d taken messages", len(taken), exc_info=True)
         for (_, job_id, token), claimed in zip(taken, claims):
             if isinstance(claimed, tuple):
+                self.events.received(claimed[0], token)  # no Celery request had this message
                 self._loop.create_task(self._start(handler, claimed, token, worker_id))
                 continue
             if isinstance(claimed, BaseException):
@@ -266,7 +301,9 @@ class AsyncRunner:
         key = (job.queue, job.id)
         self._running[key] = attempt
         self.runner.locks.add(attempt)
-        log.info("job started", extra=log_fields(job, started))
+        verbose = log.isEnabledFor(logging.INFO)  # per-job lines cost nothing when nobody reads INFO
+        if verbose:
+            log.info("job started", extra=log_fields(job, started))
         try:
             try:
                 try:
@@ -278,23 +315,28 @@ class AsyncRunner:
                 if not attempt.is_cancelled():
                     raise  # the loop is going down; the lock expires
                 discarded(job, attempt, started)
+                self.events.revoked(job, token)
                 return
             except Exception as exc:
                 if not attempt.claim_outcome() or attempt.is_cancelled():
                     discarded(job, attempt, started)
                     return
                 outcome = failed(job, exc, self.settings.default_max_retries)
+                value = exc
             else:
                 if not attempt.claim_outcome():
                     discarded(job, attempt, started)
                     return
             if writer.pending:
                 await asyncio.gather(*writer.pending, return_exceptions=True)
-            if not await self._registry.run(self.runner.record_op(job, token, outcome, started)):
+            if not await self._registry.run_batched(self.runner.record_op(job, token, outcome, started, verbose)):
                 return
-            self.runner.locks.count(worker_id, failed=outcome.kind != "completed")
+            self.runner.locks.note(worker_id, failed=outcome.kind != "completed")
             if outcome.kind == "completed":
-                await self._registry.run(self.runner.trim_op(job, config))
+                self.events.succeeded(job, token, value, time.monotonic() - started)
+                await self._registry.run_batched(self.runner.trim_op(job, config))
+            else:
+                self.events.failed(job, token, value, outcome.stack, retry=outcome.kind == "retry")
         finally:
             self._running.pop(key, None)
             self.runner.locks.remove(attempt)

@@ -76,13 +76,17 @@ class LockKeeper:
         """Note one finished attempt of ``worker`` (failed or not). Written at once when the last
         write is `COUNT_FLUSH_S` old (so a slow worker's counts never lag, and the supervisor sees
         a restarted worker make progress), else by the thread within `COUNT_FLUSH_S`."""
+        if self.note(worker, failed):
+            self.flush_counts()
+
+    def note(self, worker: str, failed: bool) -> bool:
+        """Note one finished attempt, leaving the write to the keeper's thread (within
+        `COUNT_FLUSH_S`; an event loop must not wait on it); whether a write is due."""
         with self._mutex:
             counts = self._counts.setdefault(worker, [0, 0])
             counts[0] += 1
             counts[1] += failed
-            due = time.monotonic() - self._flushed >= COUNT_FLUSH_S
-        if due:
-            self.flush_counts()
+            return time.monotonic() - self._flushed >= COUNT_FLUSH_S
 
     def _run(self) -> None:
         next_check = time.monotonic() + self._interval_s

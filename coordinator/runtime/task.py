@@ -53,6 +53,7 @@ def register_processor_task(app: Celery, task_name: str, runner: JobRunner, hand
     if inspect.iscoroutinefunction(handler):
         def run(task: Task, queue: str, job_id: str, token: int) -> Any:
             async_runner().submit(handler, queue, job_id, token, task.request.hostname or socket.gethostname())
+            raise Ignore()  # handed over (or not run): the loop sends the outcome's event (`task_events`)
     else:
         def run(task: Task, queue: str, job_id: str, token: int) -> Any:
             return celery_outcome(runner.execute(handler, queue, job_id, token,

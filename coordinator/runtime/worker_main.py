@@ -59,6 +59,8 @@ def run_worker(spec: WorkerSpec, coord: JobQueueCoordinator | None = None) -> No
     handler = coord.processors.get(spec.queue)
     async_processor = is_async(handler)
     if async_processor:
+        if coord.adopted is not None:  # tasks routed here since the processor was registered
+            coord.adopted.check_async_queue(spec.queue)
         coord.async_runner(spec.options.concurrency or spec.settings.worker_concurrency)
         if coord.settings.broker_is_redis:
             signals.worker_ready.connect(partial(_consume_on_loop, coord, spec, handler), weak=False)

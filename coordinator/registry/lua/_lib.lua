@@ -8,8 +8,9 @@
   The message body carries only the queue, job id and dispatch token; the worker reads the job
   itself from the registry when it starts it.
   expire(): ends a job whose start deadline (`expires`) passed before it could start.
-  countOutcome() / countDuration(): the only writers of a queue's metrics hash in Lua; its
-  fields are described (and read) in coordinator/metrics.py.
+  dedupEntries() / dedupCheck() / dedupTake() / dedupRelease(): deduplication keys.
+  countOutcome() / countDuration() / countDeduplicated(): the only writers of a queue's metrics
+  hash in Lua; its fields are described (and read) in coordinator/metrics.py.
 ]]
 local function emit(eventsKey, maxLen, event, jobId, ...)
   redis.call("XADD", eventsKey, "MAXLEN", "~", maxLen, "*", "event", event, "job_id", jobId, ...)
@@ -163,6 +164,11 @@ local function countOutcome(metricsKey, minute, kind)
   redis.call("HINCRBY", metricsKey, "all:" .. kind, 1)
 end
 
+-- An enqueue returned the job that stands for its dedup key instead of adding one.
+local function countDeduplicated(metricsKey)
+  redis.call("HINCRBY", metricsKey, "all:d", 1)
+end
+
 -- The processing time (ms) of a finished attempt, and its histogram bucket field.
 local function countDuration(metricsKey, minute, durationMs, bucketField)
   redis.call("HINCRBY", metricsKey, minute .. ":t", durationMs)
@@ -210,6 +216,88 @@ local function doneReply(handed)
   return 1
 end
 
+--[[
+  Deduplication (the records and their life are described in coordinator/dedup.py).
+  A dedup record is a string <queue base>:dedup:<key> holding the id of the job that stands for
+  the key. enqueue.lua receives the records in KEYS; the job it names is read through the job key
+  prefix it is given (the same cluster slot: every key of a queue shares its hash tag), and a job
+  that holds a record keeps the record's name in its "dedup" field, read back by the scripts
+  that end the job (dedupRelease), which free the record only while it still names that job.
+]]
+local DEDUP_PER = 5  -- ARGV per deduplicated job: position, key label, mode, ttl (ms), keep
+
+-- The dedup entries of one enqueue.lua call, by job position (0-based): ARGV from `argFrom`
+-- (the job key prefix, then DEDUP_PER per entry), KEYS from `keyFrom` (metrics, then one record
+-- per entry). `q` holds the queue keys and the events max length the entries share.
+local function dedupEntries(argFrom, keyFrom, n, q)
+  q.jobKeyPrefix, q.metrics = ARGV[argFrom], KEYS[keyFrom]
+  local entries = {}
+  for j = 0, n - 1 do
+    local a = argFrom + 1 + j * DEDUP_PER
+    entries[tonumber(ARGV[a])] = {record = KEYS[keyFrom + 1 + j], label = ARGV[a + 1], mode = ARGV[a + 2],
+      ttl = tonumber(ARGV[a + 3]), keepFirst = ARGV[a + 4] == "first", q = q}
+  end
+  return entries
+end
+
+-- Debounce: the standing job, not started yet, starts ttl ms from now; with keep "last" it
+-- runs with the new data. A waiting job goes back to delayed: its token is bumped, so the
+-- message already sent for it is stale.
+local function dedupDebounce(d, standingKey, standing, state, now, data)
+  local q, due = d.q, now + d.ttl
+  if not d.keepFirst then redis.call("HSET", standingKey, "data", data) end
+  if state == "waiting" then
+    redis.call("ZREM", q.waiting, standing)
+    redis.call("ZREM", q.parked, standing)
+    redis.call("HINCRBY", standingKey, "token", 1)
+    redis.call("HSET", standingKey, "state", "delayed")
+    emitJob(q.events, q.maxLen, "delayed", standingKey, standing, "due", due)
+  end
+  redis.call("ZADD", q.delayed, due, standing)
+  return due
+end
+
+-- The id of the job that stands for entry `d`'s key, after applying the call to it (debounce),
+-- emitting "deduplicated" and counting it; nil when the key is free for the new job: no record,
+-- or (until_finished, debounce) the job it names is gone or final, or (debounce) has started.
+local function dedupCheck(d, now, data)
+  local standing = redis.call("GET", d.record)
+  if not standing then return nil end
+  local q = d.q
+  local standingKey = q.jobKeyPrefix .. standing
+  local extra = {}
+  if d.mode ~= "ttl" then
+    local cur = redis.call("HMGET", standingKey, "state", "attempts")
+    local state = cur[1]
+    if not state or state == "completed" or state == "failed" or state == "cancelled" then return nil end
+    if d.mode == "debounce" then
+      if (state ~= "waiting" and state ~= "delayed") or cur[2] ~= "0" then return nil end
+      extra = {"due", dedupDebounce(d, standingKey, standing, state, now, data)}
+    end
+  end
+  countDeduplicated(q.metrics)
+  emitJob(q.events, q.maxLen, "deduplicated", standingKey, standing, "key", d.label, "mode", d.mode, unpack(extra))
+  return standing
+end
+
+-- The new job takes the key: until_finished and debounce until it ends (released by
+-- dedupRelease; until_finished with a ttl also lapses then), ttl for ttl ms.
+local function dedupTake(d, jobKey, jobId)
+  if d.ttl > 0 and d.mode ~= "debounce" then
+    redis.call("SET", d.record, jobId, "PX", d.ttl)
+  else
+    redis.call("SET", d.record, jobId)
+  end
+  if d.mode ~= "ttl" then redis.call("HSET", jobKey, "dedup", d.record) end
+end
+
+-- A job ends (completed, failed for good, cancelled, expired): free its dedup record, if it
+-- holds one that still names it. `record`: the job's "dedup" field, when the caller read it.
+local function dedupRelease(jobKey, jobId, record)
+  if record == nil then record = redis.call("HGET", jobKey, "dedup") end
+  if record and redis.call("GET", record) == jobId then redis.call("DEL", record) end
+end
+
 -- A job past its start deadline (its "expires" field, epoch ms) ends cancelled with reason
 -- "expired" instead of starting. The caller has already taken it out of its state index; the
 -- token is bumped so that any message of the job still in the broker is stale. A job with flow
@@ -217,7 +305,9 @@ end
 local function expire(jobKey, jobId, cancelledKey, eventsKey, maxLen, now, from, dependentsKey, flowboxKey)
   local token = redis.call("HINCRBY", jobKey, "token", 1)
   redis.call("HSET", jobKey, "state", "cancelled", "finished", now, "reason", "expired")
+  dedupRelease(jobKey, jobId)
   redis.call("ZADD", cancelledKey, now, jobId)
   emitJob(eventsKey, maxLen, "cancelled", jobKey, jobId, "from", from, "reason", "expired")
   handOff(dependentsKey, flowboxKey, jobId, token, "cancelled", "expired", now)
 end
+

@@ -13,6 +13,7 @@
   ARGV[5] reason (kept as the job's reason)  ARGV[6] the job's group ("" none)
   ARGV[7..] per cap in KEYS[25..]: name, lease member, max
 
+  A cancelled job frees the dedup record it holds (dedupRelease in _lib.lua).
   Events: cancelled.
   A job waiting for its children may be cancelled too; a cancelled job with waiters hands its
   outcome (``cancelled``) to them like a failure.
@@ -40,6 +41,7 @@ if ARGV[6] ~= "" then
 end
 local token = redis.call("HINCRBY", jobKey, "token", 1)
 redis.call("HSET", jobKey, "state", "cancelled", "finished", ARGV[2], "reason", ARGV[5])
+dedupRelease(jobKey, jobId)
 redis.call("ZADD", KEYS[6], ARGV[2], jobId)
 emitJob(KEYS[7], ARGV[4], "cancelled", jobKey, jobId, "from", state, "reason", ARGV[5])
 return doneReply(handOff(KEYS[10], KEYS[11], jobId, token, "cancelled", ARGV[5], ARGV[2]))

@@ -8,6 +8,7 @@
   KEYS[5]      events        stream
   KEYS[6..15]  broker lists  kombu lists of priority levels 0..9
   KEYS[16..]   job keys      one per job, in ARGV order
+  then, when some jobs are deduplicated: the metrics hash, then one dedup record per entry
   then the 12 group records (QueueKeys.group_keys)
 
   ARGV[1] now (ms)  ARGV[2] task name  ARGV[3] celery queue  ARGV[4] queue name
@@ -16,15 +17,24 @@
                    trace id, max retries (not stored: opts has them), schedule key,
                    created (ms, 0 = now), start deadline (ms, 0 = none), group (""), limits
                    (comma-separated names, "")
+  then the dedup entries: when there are none, "0"; else the job key prefix, 5 per entry
+  (position of its job, 0-based; key label; mode: until_finished | ttl | debounce; ttl ms (0:
+  none); keep: last | first), and last their number (see dedupEntries in _lib.lua)
   Job hash fields written: name data opts priority state attempts token created, and timeout,
-  trace, schedule, expires, group, limits when set (`stalled` appears with the first stall).
+  trace, schedule, expires, dedup, group, limits when set (`stalled` appears with the first stall).
   A grouped waiting job waits in its group (_groups.lua); the round-robin then releases what
   the window allows.
 
-  Events: waiting or delayed, per job added.
+  Deduplication: a job whose key another job holds is not written (dedupCheck); a debounce
+  call pushes the standing job's start back (and replaces its data with keep "last"). The
+  standing job's hash is read through the job key prefix, not KEYS: it shares the queue's hash
+  tag, so it is on this node of a Redis Cluster (tests/scaleout/test_cluster_dedup.py).
+  Events: waiting or delayed, per job added; deduplicated (on the standing job) per job not added
+  for its key, and delayed for a waiting job a debounce sends back.
   Returns: -1 if the queue does not exist; {-2, group} if the jobs would take a group past its
-  max_size (nothing written); else a list with 1 for each job added and 0 for each job whose
-  id existed already (nothing is written for those).
+  max_size (nothing written); else a list with 1 for each job added, 0 for each job whose id
+  existed already (nothing is written for those) and, for each job deduplicated, the id of the
+  job that stands (a string).
 ]]
 if redis.call("EXISTS", KEYS[1]) == 0 then return -1 end
 local now = tonumber(ARGV[1])
@@ -33,8 +43,14 @@ local paused = redis.call("HGET", KEYS[1], "paused") == "1"
 local brokerKeys = sliceKeys(6, 10)
 local added = {}
 local per, base = 14, 6
-local count = (#ARGV - base) / per
-local g = groupKeys(16 + count)
+local dedupCount = tonumber(ARGV[#ARGV])
+local count = (#ARGV - base - 1 - (dedupCount > 0 and 1 + DEDUP_PER * dedupCount or 0)) / per
+local dedupAt = {}
+if dedupCount > 0 then
+  dedupAt = dedupEntries(base + 1 + count * per, 16 + count, dedupCount,
+    {waiting = KEYS[2], delayed = KEYS[3], parked = KEYS[4], events = KEYS[5], maxLen = maxLen})
+end
+local g = groupKeys(#KEYS - 11)
 -- groups: refuse the whole call (nothing written) when a group would pass its max_size
 local adding, grouped = {}, false
 for i = 0, count - 1 do
@@ -54,9 +70,14 @@ end
 for i = 0, count - 1 do
   local a = base + i * per
   local jobId, jobKey = ARGV[a + 1], KEYS[16 + i]
+  local d = dedupAt[i]
   if redis.call("EXISTS", jobKey) == 1 then
     added[i + 1] = 0
-  else
+  elseif d then
+    local standing = dedupCheck(d, now, ARGV[a + 3])
+    if standing then added[i + 1] = standing else dedupTake(d, jobKey, jobId) end
+  end
+  if added[i + 1] == nil then
     local due = tonumber(ARGV[a + 6])
     local state = "waiting"
     local createdAt = tonumber(ARGV[a + 11])

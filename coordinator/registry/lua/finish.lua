@@ -19,12 +19,13 @@
   Metrics (KEYS[8], see coordinator/metrics.py): counted for final outcomes (completed, failed),
   not for retried attempts.
 
+  A job that ends (not retried) frees the dedup record it holds (dedupRelease in _lib.lua).
   Events: completed | failed | retrying + delayed.
   Returns: 1 done; {1, field, entry} done, and a flow hand-off was written (field <job id>:<token> of
   the flow box; the entry is its JSON); 0 stale (this attempt no longer owns the job).
 ]]
 local jobKey, jobId, outcome, now = KEYS[1], ARGV[1], ARGV[3], tonumber(ARGV[4])
-local cur = redis.call("HMGET", jobKey, "state", "token")
+local cur = redis.call("HMGET", jobKey, "state", "token", "dedup")
 if cur[1] ~= "active" or cur[2] ~= ARGV[2] then return 0 end
 redis.call("ZREM", KEYS[2], jobId)
 redis.call("DEL", KEYS[7])
@@ -35,6 +36,7 @@ local function count(kind)
   countOutcome(KEYS[8], minute, kind)
   countDuration(KEYS[8], minute, ARGV[11], ARGV[12])
 end
+if outcome ~= "retry" then dedupRelease(jobKey, jobId, cur[3]) end
 if outcome == "completed" then
   count("c")
   emitJob(KEYS[6], ARGV[9], "completed", jobKey, jobId, "duration_ms", ARGV[11])

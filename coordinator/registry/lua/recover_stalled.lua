@@ -9,7 +9,8 @@
   ARGV[1] now (ms)  ARGV[2] max stalled count  ARGV[3] task name  ARGV[4] celery queue
   ARGV[5] queue name  ARGV[6] events max length  ARGV[7] minute bucket  ARGV[8..] candidate ids
 
-  A job failed here with waiters hands its outcome to them (flow box), like finish.lua.
+  A job failed here with waiters hands its outcome to them (flow box), like finish.lua, and
+  frees the dedup record it holds.
 
   Events: stalled, then waiting or failed, per job recovered.
   Returns: the number of jobs recovered.
@@ -32,6 +33,7 @@ for i = 8, #ARGV do
       local reason = "job stalled more than allowable limit"
       local token = redis.call("HINCRBY", jobKey, "token", 1)
       redis.call("HSET", jobKey, "state", "failed", "finished", now, "reason", reason)
+      dedupRelease(jobKey, jobId)
       handOff(KEYS[21 + (i - 8) * 3], KEYS[18], jobId, token, "failed", reason, now)
       redis.call("ZADD", KEYS[3], now, jobId)
       countOutcome(KEYS[7], ARGV[7], "f")
