@@ -51,6 +51,18 @@ class JobPlans:
         self._default_name = default_name
         # queue -> (config it was resolved from, options): the options of a job given no options
         self._plain_options: dict[str, tuple[QueueConfig, JobOptions]] = {}
+        self._known_limiters: dict[str, float] = {}  # limiter name -> when it was seen to exist
+
+    def check_limits_op(self, items: list[Item]) -> Op[None]:
+        """InvalidArgumentError naming ``limits`` if a job names a limiter never set (names seen
+        to exist are trusted for `config_cache_s`); nothing is written before this check."""
+        now = time.monotonic()
+        ttl = self.settings.config_cache_s
+        names = {name for _, _, opts in items for name in opts.limits
+                 if now - self._known_limiters.get(name, -ttl - 1) > ttl}
+        if names:
+            yield from self.ops.limiter_maxima(sorted(names))
+            self._known_limiters.update(dict.fromkeys(names, now))
 
     def config_op(self, queue: str) -> Op[QueueConfig]:
         """The queue's (cached) config; QueueNotFoundError if it was never created."""
@@ -154,6 +166,7 @@ class JobPlans:
 
     def add_op(self, queue: str, items: list[Item]) -> Op[list[Job]]:
         """Enqueue the items batch after batch, then build their snapshots."""
+        yield from self.check_limits_op(items)
         new_jobs = self.new_jobs(queue, items)
         created_at = datetime.fromtimestamp(now_ms() / 1000, tz=timezone.utc)
         added = yield from self.ops.enqueue(queue, new_jobs)
@@ -267,6 +280,7 @@ class JobScheduler:
         return self.plans.new_job(queue, data, name, opts, now, schedule_key, created_ms)
 
     def _add(self, queue: str, items: list[Item], schedule_key: str = "", created_ms: int = 0) -> list[Job]:
+        self.registry.run(self.plans.check_limits_op(items))
         new_jobs = self.plans.new_jobs(queue, items, schedule_key, created_ms)
         created_at = datetime.fromtimestamp((created_ms or now_ms()) / 1000, tz=timezone.utc)
         jobs: list[Job] = []

@@ -132,7 +132,8 @@ class JobRunner:
         finished = getattr(handler, "finished", None)
         locks = self.locks
         started = time.monotonic()
-        attempt = Attempt(queue, job_id, token, timeout_s=job.options.timeout, worker=worker_id)
+        attempt = Attempt(queue, job_id, token, timeout_s=job.options.timeout, worker=worker_id,
+                          leases=registry.ops.lease_keys(queue, job_id, job.options.group, job.options.limits))
         if attempt.timeout_s is not None:
             attempt.on_timeout = lambda: self._timed_out(job, attempt, started)
         job._attempt = attempt
@@ -198,7 +199,8 @@ class JobRunner:
         caller registers the attempt with the lock keeper."""
         config = (yield from self.configs.cached_op(queue))[1]
         claim = yield from self.registry.ops.start(queue, job_id, token, worker_id, socket.gethostname(),
-                                                   self.settings.lock_duration_ms, config.limiter)
+                                                   self.settings.lock_duration_ms, config.limiter,
+                                                   config.concurrency)
         if claim.job is None:
             log.debug("job %s/%s dispatch %s not run: %s", queue, job_id, token, claim.status)
             return None
@@ -210,7 +212,8 @@ class JobRunner:
         """Record the outcome (fenced by the token); False if this attempt no longer owns the job."""
         owned = yield from self.registry.ops.finish(
             job.queue, job.id, token, outcome.kind, payload=outcome.payload, stack=outcome.stack,
-            due_ms=outcome.due_ms, remove=outcome.remove, duration_ms=_ms_since(started))
+            due_ms=outcome.due_ms, remove=outcome.remove, duration_ms=_ms_since(started),
+            group=job.options.group, limits=job.options.limits)
         if outcome.kind == "retry":
             log.warning("job failed, will retry: %s", outcome.payload, extra=log_fields(job, started))
         elif outcome.kind == "failed":
