@@ -1,6 +1,4 @@
-"""Workload parts for dedup, and for groups and named limiters where the coordinator has them
-(`coord.set_limiter`, `coord.set_group_config`): each run says which parts ran and which were
-left out, and why.
+"""Workload parts for groups, named limiters and dedup.
 
 Every run holding a limiter or a group names it in its data (``hold``), so its processor writes
 it to the history and the checker can count how many held it at once (`checker.check_limits`).
@@ -9,11 +7,8 @@ Calls that set a maximum are written with ``limit`` and ``max``.
 
 from __future__ import annotations
 
-from typing import Any
-
-import coordinator
 from bench.soak.workload import Workload
-from coordinator import Dedup
+from coordinator import Dedup, GroupConfig
 
 LIMITER = "api:soak"
 LIMITER_MAX = 2
@@ -23,32 +18,24 @@ DEDUP_KEYS = 2
 
 
 def plug_features(workload: Workload) -> list[str]:
-    """Add the parts this coordinator supports to the mix; returns a note per part (on or off)."""
-    coord, notes = workload.coord, []
-    if hasattr(coord, "set_limiter"):
-        workload.call("set_limiter", lambda: coord.set_limiter(LIMITER, max_concurrent=LIMITER_MAX),
-                      lambda _: {}, limit=LIMITER, max=LIMITER_MAX)
-        workload.plug("limited", 4, _limited)
-        notes.append(f"named limiter {LIMITER} (max {LIMITER_MAX}): on")
-    else:
-        notes.append("named limiters: off (coord.set_limiter is not in this build)")
-    group_config = getattr(coordinator, "GroupConfig", None)
-    if group_config is not None and hasattr(coord, "set_group_config"):
-        for group in GROUPS:
-            _set_group(workload, group_config, group)
-        workload.plug("grouped", 5, _grouped)
-        notes.append(f"groups {', '.join(GROUPS)} (concurrency {GROUP_CONCURRENCY}): on")
-    else:
-        notes.append("groups: off (coord.set_group_config / GroupConfig are not in this build)")
+    """Set the limiter and the groups' configs, add their operations to the mix; returns a note
+    per part for the report."""
+    coord = workload.coord
+    workload.call("set_limiter", lambda: coord.set_limiter(LIMITER, max_concurrent=LIMITER_MAX),
+                  lambda _: {}, limit=LIMITER, max=LIMITER_MAX)
+    workload.plug("limited", 4, _limited)
+    for group in GROUPS:
+        _set_group(workload, group)
+    workload.plug("grouped", 5, _grouped)
     workload.plug("dedup", 10, _dedup)
-    notes.append(f"dedup (until_finished, ttl, debounce; {DEDUP_KEYS} keys each): on")
-    return notes
+    return [f"named limiter {LIMITER} (max {LIMITER_MAX}), groups {', '.join(GROUPS)} (concurrency "
+            f"{GROUP_CONCURRENCY}), dedup (until_finished, ttl, debounce; {DEDUP_KEYS} keys each): on"]
 
 
-def _set_group(workload: Workload, group_config: Any, group: str) -> None:
-    config = group_config(concurrency=GROUP_CONCURRENCY)
-    workload.call("set_group_config", lambda: workload.coord.set_group_config(  # type: ignore[attr-defined]
-        workload.main, group, config), lambda _: {}, limit=f"group:{group}", max=GROUP_CONCURRENCY)
+def _set_group(workload: Workload, group: str) -> None:
+    config = GroupConfig(concurrency=GROUP_CONCURRENCY)
+    workload.call("set_group_config", lambda: workload.coord.set_group_config(workload.main, group, config),
+                  lambda _: {}, limit=f"group:{group}", max=GROUP_CONCURRENCY)
 
 
 def _limited(workload: Workload) -> int:
