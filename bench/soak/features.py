@@ -23,10 +23,10 @@ def plug_features(workload: Workload) -> list[str]:
     coord = workload.coord
     workload.call("set_limiter", lambda: coord.set_limiter(LIMITER, max_concurrent=LIMITER_MAX),
                   lambda _: {}, limit=LIMITER, max=LIMITER_MAX)
-    workload.plug("limited", 4, _limited)
+    workload.plug("limited", 8, _limited)
     for group in GROUPS:
         _set_group(workload, group)
-    workload.plug("grouped", 5, _grouped)
+    workload.plug("grouped", 8, _grouped)
     workload.plug("dedup", 10, _dedup)
     return [f"named limiter {LIMITER} (max {LIMITER_MAX}), groups {', '.join(GROUPS)} (concurrency "
             f"{GROUP_CONCURRENCY}), dedup (until_finished, ttl, debounce; {DEDUP_KEYS} keys each): on"]
@@ -39,7 +39,7 @@ def _set_group(workload: Workload, group: str) -> None:
 
 
 def _limited(workload: Workload) -> int:
-    workload.enqueue(workload.main, {"do": "ok", "ms": workload.rng.randint(100, 400), "hold": [LIMITER]},
+    workload.enqueue(workload.main, {"do": "ok", "ms": workload.rng.randint(300, 800), "hold": [LIMITER]},
                      "completed", "limited", limits=[LIMITER])
     return 1
 
