@@ -266,11 +266,10 @@ def test_retention_trims_the_members_of_a_finished_batch(queues: JobQueueCoordin
     assert coord._registry.trim("mail", Retention(completed_count=0)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="open defect found by the soak: a settle whose reply was lost and "
-                   "repeated by redis-py answers 'already released', so the children's holds are never "
-                   "given back and retention keeps them (fix: release holds idempotently per waiter)")
 def test_a_settle_repeated_after_a_lost_reply_still_lets_retention_trim_the_children(
         queues: JobQueueCoordinator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the soak: redis-py repeats a script whose reply was lost; the repeat answered
+    'already released', so the children's holds were never given back and retention kept them."""
     coord = queues
     flows = coord._flows.handoff.flows
     settle = flows.settle
@@ -284,3 +283,26 @@ def test_a_settle_repeated_after_a_lost_reply_still_lets_retention_trim_the_chil
     run_all(coord, {"a": step, "b": step})
     assert coord.get_job("b", node.job.id).state is JobState.COMPLETED
     assert coord._registry.trim("a", Retention(completed_count=0)) == 1
+
+
+def test_holds_are_taken_and_given_back_once_per_waiter_however_often_a_call_repeats(
+        queues: JobQueueCoordinator) -> None:
+    """A job two dependents wait for: a repeated registration adds no hold, a repeated give-back
+    takes none of the other waiter's, and a job that is gone is not written again."""
+    coord = queues
+    flows = coord._flows.handoff.flows
+    top, blocker = coord.enqueue_job("a", {"node": "top"}), coord.enqueue_job("mail", "not run")
+    first = coord.enqueue_job("b", {"node": 1}, depends_on=[("a", top.id), ("mail", blocker.id)])
+    second = coord.enqueue_job("b", {"node": 2}, depends_on=[("a", top.id), ("mail", blocker.id)])
+    flows.depend("a", [top.id], f"b:{first.id}", "fail")  # the first registration, repeated
+    run_queue(coord, "a", step)
+    top_ref, job_key = f"a:{top.id}", coord.keys.for_queue("a").job(top.id)
+    assert int(coord._redis.hget(job_key, "hold")) == 2
+    for _ in range(2):
+        flows.release_holds([(f"b:{first.id}", top_ref)])
+    assert int(coord._redis.hget(job_key, "hold")) == 1
+    assert coord._registry.trim("a", Retention(completed_count=0)) == 0  # the second still waits
+    flows.release_holds([(f"b:{second.id}", top_ref)])
+    assert coord._registry.trim("a", Retention(completed_count=0)) == 1
+    flows.release_holds([(f"b:{second.id}", top_ref)])
+    assert not coord._redis.exists(job_key)

@@ -78,8 +78,8 @@ class HandOff:
             return False
         if handed:
             self.drain_job(queue, job_id)
-        if left:
-            self.flows.release_holds(sorted(self.flows.children_of([(queue, job_id)])[0]))
+        if left or state != "waiting_children":  # again on a replay: giving holds back is idempotent
+            self.flows.release_holds((waiter, ref) for ref in sorted(self.flows.children_of([(queue, job_id)])[0]))
         return True
 
     def settle_batch(self, batch_id: str, member: str, outcome: str, value: str) -> None:
@@ -89,8 +89,8 @@ class HandOff:
         if reply[0] != "done":
             return
         failed, on_complete, on_success, parent = int(reply[1]), reply[2], reply[3], reply[4]
-        self.flows.release_holds(self.flows.take_batch_members(batch_id))  # retention may trim them now
         ref = rec.batch_ref(batch_id)
+        self.flows.release_holds((ref, member) for member in self.flows.batch_members(batch_id))
         summary = json.dumps({"batch": batch_id, "failed": failed})
         if on_complete:
             self.settle_job(on_complete, ref, "completed", summary, "fail")

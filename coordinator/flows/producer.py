@@ -261,7 +261,7 @@ class FlowProducer:
         level = [(rec.job_ref(queue, job_id), was_waiting_children)]
         while level:
             below = self.flows.children_of([rec.split_job_ref(ref) for ref, _ in level])
-            held = sorted({ref for (_, waited), refs in zip(level, below) if waited for ref in refs})
+            held = sorted({(parent, ref) for (parent, waited), refs in zip(level, below) if waited for ref in refs})
             self.flows.release_holds(held)
             pairs = [(parent, ref) for (parent, _), refs in zip(level, below) for ref in sorted(refs)
                      if not rec.is_batch_ref(ref)]

@@ -7,7 +7,7 @@ waiter's slot through the flow box (`coordinator/flows/handoff.py`), never in on
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from redis.client import Pipeline
@@ -110,14 +110,18 @@ class FlowRegistry:
             args=[waiter_id, ref, now_ms(), self.registry.events_max_len],
         ))
 
-    def release_holds(self, refs: list[str]) -> None:
-        """The waiter of these jobs left waiting_children: retention may trim them again."""
-        pipe = self.client.pipeline(transaction=False)
-        for ref in refs:
+    def release_holds(self, holds: Iterable[tuple[str, str]]) -> None:
+        """Waiters that left waiting_children give back their hold on jobs, as (waiter ref, job
+        ref) pairs: retention may trim the jobs again. Safe to repeat; see `lua/flow_unhold.lua`."""
+        by_queue: dict[str, tuple[list[str], list[str]]] = {}
+        for waiter, ref in holds:
             if not rec.is_batch_ref(ref):
                 queue, job_id = rec.split_job_ref(ref)
-                pipe.hincrby(self.registry.queue_keys(queue).job(job_id), "hold", -1)
-        pipe.execute()
+                keys, waiters = by_queue.setdefault(queue, ([], []))
+                keys.append(self.registry.queue_keys(queue).job(job_id))
+                waiters.append(waiter)
+        for keys, waiters in by_queue.values():  # a call per queue: one slot each on a cluster
+            self.scripts.flow_unhold(keys=keys, args=waiters)
 
     def remove_jobs(self, refs: list[tuple[str, str]]) -> int:
         """Remove jobs (finished or cancelled) with their logs and flow records; one MULTI per
@@ -181,15 +185,9 @@ class FlowRegistry:
             args += item
         return list(self.scripts.flow_batch_settle(keys=[bk.meta, bk.pending, bk.failures], args=args))
 
-    def take_batch_members(self, batch_id: str) -> list[str]:
-        """The members of a done batch, to release their holds: returned to the first caller only
-        (flag ``released`` in its meta), so a replayed hand-off never releases a hold twice."""
-        bk = self.keys.batch(batch_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hsetnx(bk.meta, rec.RELEASED, "1")
-        pipe.smembers(bk.members)
-        first, members = pipe.execute()
-        return sorted(members) if first else []
+    def batch_members(self, batch_id: str) -> list[str]:
+        """The refs of a batch's members."""
+        return sorted(self.client.smembers(self.keys.batch(batch_id).members))
 
     def batch_fields(self, batch_id: str) -> tuple[dict[str, str], int, dict[str, str], list[str]]:
         """A batch's meta hash, pending count (without the seal), failures and members."""

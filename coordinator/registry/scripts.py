@@ -30,6 +30,7 @@ SCRIPT_NAMES = (
     "flow_depend",
     "flow_settle",
     "flow_rearm",
+    "flow_unhold",
     "flow_batch_add",
     "flow_batch_settle",
     "group_release",
@@ -70,6 +71,7 @@ class Scripts:
     flow_depend: Script
     flow_settle: Script
     flow_rearm: Script
+    flow_unhold: Script
     flow_batch_add: Script
     flow_batch_settle: Script
     group_release: Script

@@ -2,7 +2,8 @@
   Register a waiter (a parent, a dependent job, a batch) on existing jobs of one queue. A job
   that has already finished hands its outcome to the waiter at once (flow box field
   ``<job id>:d:<waiter ref>``), so no outcome is missed whenever the job finishes.
-  Each job registered gets ``hold`` + 1: retention keeps it while the waiter waits.
+  Each job registered gets ``hold`` + 1 once per waiter: retention keeps it while the waiter
+  waits (given back by flow_unhold.lua).
 
   KEYS[1] flow box  then per job: job key, dependents key
   ARGV[1] waiter ref  ARGV[2] failure policy  ARGV[3] now (ms)  ARGV[4..] job ids
@@ -21,8 +22,8 @@ for i = 4, #ARGV do
   if not state then
     out[#out + 1] = 0
   else
-    redis.call("HSET", KEYS[k + 1], waiter, policy)
-    redis.call("HINCRBY", KEYS[k], "hold", 1)
+    -- one hold per waiter: a call repeated after a lost reply adds none
+    if redis.call("HSET", KEYS[k + 1], waiter, policy) == 1 then redis.call("HINCRBY", KEYS[k], "hold", 1) end
     local value = nil
     if state == "completed" then value = fields[2] or "null"
     elseif state == "failed" or state == "cancelled" then value = fields[3] or state end
