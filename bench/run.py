@@ -30,12 +30,12 @@ from bench.report import markdown_table, print_table, targets
 from bench.server import Counters, DedicatedRedis
 from bench.memory import measure_memory
 from bench.peers import PEERS, PeerSubject, available
-from bench.subjects import (PAYLOAD, THREADS, CelerySubject, CoordinatorSubject, default_log_dir, tree_cpu,
-                            tree_rss, wait_finished)
+from bench.subjects import (PAYLOAD, THREADS, CelerySubject, CoordinatorSubject, GroupedCoordinatorSubject,
+                            default_log_dir, tree_cpu, tree_rss, wait_finished)
 from bench.status import measure_status
 
 RESULTS_DIR = Path(__file__).parent / "results"
-SUBJECTS = ("coordinator", "celery-defaults", "celery-same", *PEERS)
+SUBJECTS = ("coordinator", "coordinator-grouped", "celery-defaults", "celery-same", *PEERS)
 
 Subject = CoordinatorSubject | CelerySubject | PeerSubject
 
@@ -118,6 +118,8 @@ def run_subject(subject: Subject, server: DedicatedRedis, jobs: int, samples: in
 def make_subject(name: str, server: DedicatedRedis, log_dir: Path) -> Subject:
     if name == "coordinator":
         return CoordinatorSubject(server.url)
+    if name == "coordinator-grouped":
+        return GroupedCoordinatorSubject(server.url)
     if name in PEERS:
         return PeerSubject(name, server.port, log_dir)
     return CelerySubject(name, log_dir)

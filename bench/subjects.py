@@ -146,6 +146,37 @@ class CoordinatorSubject(InProcessPhases):
         self.coord.shutdown(timeout=30)
 
 
+class GroupedCoordinatorSubject(CoordinatorSubject):
+    """The coordinator with every job in one of GROUPS groups (round-robin, docs/fairness.md): the
+    cost of a grouped job against a plain one."""
+
+    name = "coordinator-grouped"
+    GROUPS = 10
+
+    def __init__(self, url: str, **settings: Any) -> None:
+        self.coord = JobQueueCoordinator(url, prefix="bench-grouped", **settings)
+        self.coord.create_queue(QUEUE)
+        self._worker_id = None
+        self.worker_pid = 0
+        self._next = 0
+
+    def _group(self) -> str:
+        self._next += 1
+        return f"tenant-{self._next % self.GROUPS}"
+
+    def enqueue_one(self, data: Any) -> None:
+        self.coord.enqueue_job(QUEUE, data, group=self._group())
+
+    def enqueue_many(self, items: list[Any]) -> None:
+        for start in range(0, len(items), BULK_CHUNK):
+            self.coord.enqueue_bulk(QUEUE, [{"data": d, "options": {"group": self._group()}}
+                                            for d in items[start : start + BULK_CHUNK]])
+
+    def round_trip(self, data: Any) -> None:
+        job = self.coord.enqueue_job(QUEUE, data, group=self._group())
+        self.coord.wait_for_job(QUEUE, job.id, timeout=30)
+
+
 class CelerySubject(InProcessPhases):
     """Raw Celery: ``celery-defaults`` (Celery's own defaults) or ``celery-same`` (the
     coordinator's Celery settings), each with a Redis result backend in a database of its own."""

@@ -24,12 +24,14 @@ from coordinator.connection import connect, connect_async
 from coordinator.events import AsyncEventListener, EventCursor
 from coordinator.flows.handoff import HandOff
 from coordinator.flows.producer import FlowProducer
+from coordinator.groups import GroupOps
 from coordinator.health import HealthChecker
 from coordinator.heartbeats import HeartbeatOps, HeartbeatStore
 from coordinator.models import (
     BulkJob,
     Event,
     EventName,
+    GroupConfig,
     Health,
     HealthThresholds,
     Job,
@@ -86,6 +88,7 @@ class AsyncJobQueueCoordinator(BuiltFromSettings):
     def _init(self, settings: Settings, app: Celery | None) -> None:
         self.settings = settings
         ops = RegistryOps(settings.prefix, settings.events_max_len, outbox=not settings.broker_is_redis)
+        ops.lease_ms = settings.lock_duration_ms
         # a blocking read (XREAD BLOCK of wait_for_job and events) must not hit the read timeout
         self._redis = connect_async(settings, extra_read_s=WAIT_BLOCK_MS / 1000)
         self._registry = AsyncRegistry(self._redis, ops)
@@ -93,6 +96,7 @@ class AsyncJobQueueCoordinator(BuiltFromSettings):
         self._handoffs: set[asyncio.Future[None]] = set()
         self._reads = QueueReads(ops, HeartbeatOps(ops.keys), settings)
         self._plans = JobPlans(ops, self._reads, settings, self._default_job_name)
+        self._groups = GroupOps(ops)
         self._given_app = app
         self._app: Celery | None = None
         self._sync: _SyncParts | None = None
@@ -164,7 +168,28 @@ class AsyncJobQueueCoordinator(BuiltFromSettings):
         limiter = (await self._run(self._plans.config_op(name))).limiter
         while await self._run(self._registry.sweeps.release_parked(name, limiter)) and limiter is None:
             pass
+        await self._run(self._registry.ops.release_groups(name))
         await self._after_dispatch(name)
+
+    # ----------------------------------------------------------------------------- groups, limiters
+
+    async def set_group_config(self, queue: str, group: str, config: GroupConfig) -> None:
+        """Set the limits of one group of a queue (see `JobQueueCoordinator.set_group_config`)."""
+        await self._run(self._groups.set_config_op(queue, group, config))
+        await self._after_dispatch(queue)
+
+    async def pause_group(self, queue: str, group: str) -> None:
+        """Release none of the group's jobs until `resume_group`."""
+        await self._run(self._groups.set_paused_op(queue, group, True))
+
+    async def resume_group(self, queue: str, group: str) -> None:
+        """Serve a paused group again."""
+        await self._run(self._groups.set_paused_op(queue, group, False))
+        await self._after_dispatch(queue)
+
+    async def set_limiter(self, name: str, max_concurrent: int) -> None:
+        """Create or change a named limiter shared by every queue of the prefix."""
+        await self._run(self._groups.set_limiter_op(name, max_concurrent))
 
     # ----------------------------------------------------------------------------- jobs
 

@@ -31,6 +31,7 @@ from coordinator.errors import (
 )
 from coordinator.facade import JobQueueCoordinator
 from coordinator.flows.cli import register as register_flow_commands
+from coordinator.groups_cli import register as register_group_commands
 from coordinator.heartbeats import queue_list
 from coordinator.models import HealthStatus, JobState, WorkerOptions
 from coordinator.settings import redact_url
@@ -512,6 +513,7 @@ def demo(demo_args: tuple[str, ...]) -> None:
 
 
 register_flow_commands(main, pass_state, _echo_json)
+register_group_commands(main, pass_state, _echo_json, _console)
 
 
 def _command_names() -> list[str]:

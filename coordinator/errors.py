@@ -18,6 +18,7 @@
     │   └── DependencyCycleError     depends_on would make a cycle
     ├── UnrecoverableError        raised by a processor: fail the job now, no retry
     ├── JobCancelledError         raised in a processor whose job was cancelled (raise_if_cancelled)
+    ├── GroupFullError            an enqueue would take a group past its max_size (nothing written)
     └── JobTimeoutError           an attempt ran past its job's ``timeout``
 
 Invalid option values raise `pydantic.ValidationError`, which names the field.
@@ -125,3 +126,13 @@ class JobCancelledError(CoordinatorError):
 class JobTimeoutError(CoordinatorError):
     """An attempt ran past its job's ``timeout``: the attempt failed (retried or failed as the
     job's options say), and this is raised in the processor's thread to stop it."""
+
+
+class GroupFullError(CoordinatorError):
+    """An enqueue would put more waiting jobs in a group than its ``max_size`` allows
+    (`GroupConfig`); nothing of the call was written."""
+
+    def __init__(self, queue: str, group: str) -> None:
+        super().__init__(f"group {group!r} of queue {queue!r} is full (its max_size); nothing was enqueued")
+        self.queue = queue
+        self.group = group

@@ -13,6 +13,15 @@ Series (label ``queue`` unless noted):
     jqc_job_processing_seconds              histogram of processing time of finished jobs
     jqc_workers_live                        workers with a fresh heartbeat consuming the queue
     jqc_managed_workers{queue,state}        this process's managed workers by state
+    jqc_group_waiting{queue,group}          waiting jobs of the groups with the most (at most
+                                            GROUPS_SHOWN per queue), the rest summed as group="other"
+    jqc_group_oldest_waiting_seconds{queue,group}  age of the oldest waiting job of those groups
+    jqc_group_paused{queue,group}           1 for a paused group among those shown
+    jqc_queue_groups                        groups with waiting jobs
+    jqc_queue_capped                        waiting jobs parked over a concurrency cap
+    jqc_queue_concurrency_active            slots of the queue's cap held now (queues with a cap)
+    jqc_limiter_active{limiter}             slots of a named limiter held now
+    jqc_limiter_max{limiter}                a named limiter's max_concurrent
 
 Use `serve_metrics` (what ``coordinator metrics --port`` runs) for a stand-alone endpoint, or
 `register_collector` to add the series to an app that already serves ``/metrics``.
@@ -97,6 +106,39 @@ class CoordinatorCollector(Collector):
             live.add_metric(name, snap.live_workers)
         yield from (jobs, paused, oldest, throughput, error_rate, completed, failed, deduplicated, processing, live)
         yield self._managed_workers()
+        yield from self._groups([snap.name for snap in snapshots])
+
+    def _groups(self, queues: list[str]) -> Iterator[Metric]:
+        """Group and cap series; a queue's group labels are bounded: the GROUPS_SHOWN groups with
+        the most waiting jobs, and ``other``."""
+        waiting = GaugeMetricFamily(f"{PREFIX}_group_waiting", "Waiting jobs of a group (top groups, then other)",
+                                    labels=["queue", "group"])
+        oldest = GaugeMetricFamily(f"{PREFIX}_group_oldest_waiting_seconds", "Age of a group's oldest waiting job",
+                                   labels=["queue", "group"])
+        paused = GaugeMetricFamily(f"{PREFIX}_group_paused", "1 for a paused group", labels=["queue", "group"])
+        count = GaugeMetricFamily(f"{PREFIX}_queue_groups", "Groups with waiting jobs", labels=["queue"])
+        capped = GaugeMetricFamily(f"{PREFIX}_queue_capped", "Waiting jobs parked over a concurrency cap",
+                                   labels=["queue"])
+        cap = GaugeMetricFamily(f"{PREFIX}_queue_concurrency_active", "Slots of the queue's cap held now",
+                                labels=["queue"])
+        for queue in queues:
+            status = self.coord.get_queue_status(queue)
+            for group in status.groups:
+                waiting.add_metric([queue, group.name], group.waiting)
+                oldest.add_metric([queue, group.name], group.oldest_waiting_s or 0.0)
+                paused.add_metric([queue, group.name], 1 if group.paused else 0)
+            if status.group_count > len(status.groups):
+                waiting.add_metric([queue, "other"], status.grouped_waiting - sum(g.waiting for g in status.groups))
+            count.add_metric([queue], status.group_count)
+            capped.add_metric([queue], status.capped)
+            if status.concurrency is not None:
+                cap.add_metric([queue], status.concurrency.active)
+        active = GaugeMetricFamily(f"{PREFIX}_limiter_active", "Slots of a named limiter held now", labels=["limiter"])
+        maximum = GaugeMetricFamily(f"{PREFIX}_limiter_max", "A named limiter's max_concurrent", labels=["limiter"])
+        for limiter in self.coord.get_limiters():
+            active.add_metric([limiter.name], limiter.active)
+            maximum.add_metric([limiter.name], limiter.max_concurrent)
+        yield from (waiting, oldest, paused, count, capped, cap, active, maximum)
 
     def _managed_workers(self) -> GaugeMetricFamily:
         managed = GaugeMetricFamily(f"{PREFIX}_managed_workers", "Managed workers of this process by state",

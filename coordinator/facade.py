@@ -38,6 +38,7 @@ from coordinator.flows.canvas import CanvasRun, CanvasWriter
 from coordinator.flows.handoff import HandOff
 from coordinator.flows.models import BatchStatus, FlowJob, FlowNode
 from coordinator.flows.producer import FlowProducer
+from coordinator.groups import GroupManager
 from coordinator.health import HealthChecker, QueueSnapshot
 from coordinator.heartbeats import HeartbeatStore
 from coordinator.keys import CoordinatorKeys
@@ -46,11 +47,13 @@ from coordinator.models import (
     BulkJob,
     Event,
     EventName,
+    GroupConfig,
     Health,
     HealthThresholds,
     Job,
     JobOptions,
     JobState,
+    LimiterStatus,
     MetricsPoint,
     QueueConfig,
     QueueInfo,
@@ -96,7 +99,9 @@ class JobQueueCoordinator(BuiltFromSettings):
         self._registry = Registry(self._redis, settings.prefix, settings.events_max_len,
                                   finish_retry_s=settings.lock_duration_ms / 1000,
                                   outbox=not settings.broker_is_redis)
+        self._registry.ops.lease_ms = settings.lock_duration_ms
         self._heartbeats = HeartbeatStore(self._redis, self._keys)
+        self._groups = GroupManager(self._registry)
         self._adopted_app = app is not None
         self.app = build_app(settings, app)
         """The `celery.Celery` app: the one given, or one built from the settings."""
@@ -257,6 +262,35 @@ class JobQueueCoordinator(BuiltFromSettings):
         self._recurring.remove_queue(name)
         self._queues.delete_queue(name)
 
+    # ----------------------------------------------------------------------------- groups, limiters
+
+    def set_group_config(self, queue: str, group: str, config: GroupConfig) -> None:
+        """Set the limits of one group of a queue (`GroupConfig`: concurrency, limiter, max_size,
+        weight), replacing its last config; the group's waiting jobs follow it at once."""
+        self._groups.set_group_config(queue, group, config)
+
+    def get_group_config(self, queue: str, group: str) -> GroupConfig:
+        """A group's config (the defaults when none was set)."""
+        return self._groups.get_group_config(queue, group)
+
+    def pause_group(self, queue: str, group: str) -> None:
+        """Start none of the group's waiting jobs until `resume_group`; other groups go on. Jobs
+        of the group already handed to the broker (at most the queue's group window) still run."""
+        self._groups.pause_group(queue, group)
+
+    def resume_group(self, queue: str, group: str) -> None:
+        """Serve a paused group again."""
+        self._groups.resume_group(queue, group)
+
+    def set_limiter(self, name: str, max_concurrent: int) -> None:
+        """Create or change a named limiter: at most ``max_concurrent`` jobs that name it in
+        ``limits=[...]`` run at once, whatever their queue, across every host."""
+        self._groups.set_limiter(name, max_concurrent)
+
+    def get_limiters(self) -> list[LimiterStatus]:
+        """Every named limiter with the slots held now."""
+        return self._groups.get_limiters()
+
     # ----------------------------------------------------------------------------- jobs
 
     def enqueue_job(self, queue: str, data: Any, options: JobOptions | None = None, *,
@@ -264,10 +298,11 @@ class JobQueueCoordinator(BuiltFromSettings):
         """Add one job to ``queue`` and return it (``waiting``, or ``delayed`` with a delay).
 
         ``options`` and/or ``option_fields`` (`JobOptions` fields: priority, max_retries, backoff,
-        delay, job_id, timeout, remove_on_complete, remove_on_fail, trace_id, expires, dedup);
-        ``name`` labels the job (default: the queue's processor's name). An existing ``job_id``
-        returns that job and adds nothing; so does a ``dedup`` key another job holds (the returned
-        job, the one that stands, has ``deduplicated`` set; docs/deduplication.md).
+        delay, job_id, timeout, remove_on_complete, remove_on_fail, trace_id, expires, dedup, group,
+        limits: docs/fairness.md); ``name`` labels the job (default: the queue's processor's name).
+        An existing ``job_id`` returns that job and adds nothing; so does a ``dedup`` key another
+        job holds (the returned job, the one that stands, has ``deduplicated`` set;
+        docs/deduplication.md).
         `InvalidJobDataError` if ``data`` is not plain JSON or too large; `QueueNotFoundError` if
         the queue was never created. With ``depends_on`` (``(queue, job
         id)`` or ``(queue, job id, policy)`` items) it waits in waiting_children until those jobs

@@ -138,6 +138,91 @@ class QueueKeys:
         return [self.pending(job_id), self.children(job_id), self.child_values(job_id),
                 self.child_failures(job_id), self.dependents(job_id)]
 
+    # Groups and concurrency caps (see coordinator/groups.py and lua/_groups.lua). A group has no
+    # key of its own: each record below holds every group of the queue, so the scripts take a
+    # fixed set of KEYS whatever the group. Members that name a group join it to the rest with
+    # a NUL byte (group names have no control characters).
+    @property
+    def group_configs(self) -> str:
+        """Hash: group -> `GroupConfig` JSON, of the groups given a config."""
+        return f"{self.base}:g:config"
+
+    @property
+    def group_paused(self) -> str:
+        """Set of the paused groups."""
+        return f"{self.base}:g:paused"
+
+    @property
+    def group_waiting(self) -> str:
+        """Sorted set (all scores 0, ordered by member): ``<group>\0<priority:02>\0<enqueue ms>\0<job id>``
+        of the grouped jobs waiting to be released to the broker."""
+        return f"{self.base}:g:waiting"
+
+    @property
+    def group_messages(self) -> str:
+        """Hash: job id -> the Celery message of a grouped waiting job (its kombu priority level
+        digit first), pushed to the broker as it is when the round-robin releases the job."""
+        return f"{self.base}:g:messages"
+
+    @property
+    def group_counts(self) -> str:
+        """Hash: group -> how many of its jobs wait in `group_waiting`."""
+        return f"{self.base}:g:counts"
+
+    @property
+    def group_sizes(self) -> str:
+        """Hash: group -> its waiting jobs, in its index or released and not started (what
+        ``max_size`` bounds and `get_queue_status` shows)."""
+        return f"{self.base}:g:sizes"
+
+    @property
+    def group_rotation(self) -> str:
+        """Sorted set of the groups that may be served, by pass (the round-robin's virtual time;
+        a group served one job moves 1/weight on)."""
+        return f"{self.base}:g:rotation"
+
+    @property
+    def group_held(self) -> str:
+        """Sorted set of groups out of the rotation until their rate-limit window ends (ms)."""
+        return f"{self.base}:g:held"
+
+    @property
+    def group_window(self) -> str:
+        """Sorted set of grouped jobs released to the broker and not yet received, by release time (ms)."""
+        return f"{self.base}:g:window"
+
+    @property
+    def group_slots(self) -> str:
+        """Sorted set of group concurrency leases ``<group>\0<job id>``, by expiry (ms)."""
+        return f"{self.base}:g:slots"
+
+    @property
+    def group_active(self) -> str:
+        """Hash: group -> how many leases it holds in `group_slots`."""
+        return f"{self.base}:g:active"
+
+    @property
+    def group_rates(self) -> str:
+        """Hash: group -> ``<window start ms>:<jobs released in it>`` (a group's rate limit)."""
+        return f"{self.base}:g:rates"
+
+    @property
+    def group_keys(self) -> list[str]:
+        """The group records in the order `lua/_groups.lua` takes them (its ``groupKeys``)."""
+        return [self.group_configs, self.group_paused, self.group_waiting, self.group_messages,
+                self.group_counts, self.group_rotation, self.group_held, self.group_window,
+                self.group_slots, self.group_active, self.group_rates, self.group_sizes]
+
+    @property
+    def slots(self) -> str:
+        """Sorted set of the queue's concurrency leases (`QueueConfig.concurrency`): job id -> expiry (ms)."""
+        return f"{self.base}:slots"
+
+    @property
+    def capped(self) -> str:
+        """Sorted set of waiting jobs parked over a concurrency cap, in arrival order."""
+        return f"{self.base}:capped"
+
     @property
     def pattern(self) -> str:
         """SCAN pattern of every key of this queue except the broker lists."""
@@ -208,6 +293,16 @@ class CoordinatorKeys:
 
     def worker_paused(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}:paused"
+
+    @property
+    def limiters(self) -> str:
+        """Hash: named limiter -> its max_concurrent (`set_limiter`)."""
+        return f"{self.prefix}:limiters"
+
+    def limiter_slots(self, name: str) -> str:
+        """Sorted set of a named limiter's leases: job lease member -> expiry (ms). Any queue's
+        jobs take them, so it lives in a slot of its own (one Redis node; see docs/fairness.md)."""
+        return f"{self.prefix}:{{lim:{name}}}:slots"
 
     def batch(self, batch_id: str) -> BatchKeys:
         return BatchKeys(self.prefix, batch_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from coordinator.groups import GroupOps
 from coordinator.heartbeats import HeartbeatOps, HeartbeatStore
 from coordinator.metrics import DEDUPLICATED_TOTAL, METRICS_WINDOW_MIN, series, window_fields, window_metrics
 from coordinator.models import (
@@ -90,9 +91,11 @@ class QueueReads:
         metrics, deduplicated = yield from self._metrics_op(name, METRICS_WINDOW_MIN, [DEDUPLICATED_TOTAL])
         workers = (yield from self.heartbeats.live_by_queue()).get(name, 0)
         paused = meta.get("paused") == "1"
+        config = QueueConfig.model_validate_json(meta["config"])
+        groups = yield from GroupOps(self.ops).status_op(name, config)
         return QueueStatus(name=name, paused=paused, counts=counts,
                            health=queue_health(counts, metrics, workers, paused=paused), workers=workers,
-                           deduplicated=int(deduplicated[0] or 0))
+                           deduplicated=int(deduplicated[0] or 0), **groups)
 
     def metrics_op(self, name: str, window_min: int = METRICS_WINDOW_MIN) -> Op[QueueMetrics]:
         return (yield from self._metrics_op(name, window_min, []))[0]
@@ -144,6 +147,7 @@ class QueueManager:
         limiter = self.cached_config(name).limiter
         while self.registry.release_parked(name, limiter) and limiter is None:
             pass
+        self.registry.release_groups(name)
 
     def delete_queue(self, name: str) -> None:
         """Remove the queue with its jobs, events, metrics and keys."""

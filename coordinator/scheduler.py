@@ -27,7 +27,8 @@ from coordinator.validation import MAX_LOG_LINE, encode_json
 #: Keys of an `enqueue_bulk` item that the fast path takes without building a `BulkJob`.
 _PLAIN_BULK_KEYS = frozenset({"data", "name"})
 _FINAL_STATES = {JobState.COMPLETED.value, JobState.FAILED.value, JobState.CANCELLED.value}
-#: Longest single XREAD BLOCK of `wait_for_job`; the job is read again after each.
+#: Longest single XREAD BLOCK of `wait_for_job` (and at most half the socket timeout, so the
+#: socket never times out first); the job is read again after each.
 WAIT_BLOCK_MS = 1000
 #: One job to write: its data, name (None: the processor's) and resolved options.
 Item = tuple[Any, "str | None", JobOptions]
@@ -50,6 +51,18 @@ class JobPlans:
         self._default_name = default_name
         # queue -> (config it was resolved from, options): the options of a job given no options
         self._plain_options: dict[str, tuple[QueueConfig, JobOptions]] = {}
+        self._known_limiters: dict[str, float] = {}  # limiter name -> when it was seen to exist
+
+    def check_limits_op(self, items: list[Item]) -> Op[None]:
+        """InvalidArgumentError naming ``limits`` if a job names a limiter never set (names seen
+        to exist are trusted for `config_cache_s`); nothing is written before this check."""
+        now = time.monotonic()
+        ttl = self.settings.config_cache_s
+        names = {name for _, _, opts in items for name in opts.limits
+                 if now - self._known_limiters.get(name, -ttl - 1) > ttl}
+        if names:
+            yield from self.ops.limiter_maxima(sorted(names))
+            self._known_limiters.update(dict.fromkeys(names, now))
 
     def config_op(self, queue: str) -> Op[QueueConfig]:
         """The queue's (cached) config; QueueNotFoundError if it was never created."""
@@ -153,6 +166,7 @@ class JobPlans:
 
     def add_op(self, queue: str, items: list[Item]) -> Op[list[Job]]:
         """Enqueue the items batch after batch, then build their snapshots."""
+        yield from self.check_limits_op(items)
         new_jobs = self.new_jobs(queue, items)
         created_at = datetime.fromtimestamp(now_ms() / 1000, tz=timezone.utc)
         added = yield from self.ops.enqueue(queue, new_jobs)
@@ -209,7 +223,8 @@ class JobPlans:
                 left_ms = int((deadline - time.monotonic()) * 1000)
                 if left_ms <= 0:
                     raise WaitTimeoutError(f"job {job_id!r} of queue {queue!r} not finished after {timeout} s")
-                events = yield from self.ops.read_events(queue, last_id, block_ms=min(left_ms, WAIT_BLOCK_MS))
+                block_ms = max(1, min(left_ms, WAIT_BLOCK_MS, int(self.settings.socket_timeout_s * 500)))
+                events = yield from self.ops.read_events(queue, last_id, block_ms=block_ms)
                 if not events:
                     break  # re-read the job now and then, in case the stream was trimmed
                 last_id = events[-1][0]
@@ -265,6 +280,7 @@ class JobScheduler:
         return self.plans.new_job(queue, data, name, opts, now, schedule_key, created_ms)
 
     def _add(self, queue: str, items: list[Item], schedule_key: str = "", created_ms: int = 0) -> list[Job]:
+        self.registry.run(self.plans.check_limits_op(items))
         new_jobs = self.plans.new_jobs(queue, items, schedule_key, created_ms)
         created_at = datetime.fromtimestamp((created_ms or now_ms()) / 1000, tz=timezone.utc)
         jobs: list[Job] = []

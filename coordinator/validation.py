@@ -38,6 +38,22 @@ def check_queue_name(name: str) -> str:
     return name
 
 
+#: Longest group or limiter name (`JobOptions.group`, `JobOptions.limits`, `set_limiter`).
+MAX_GROUP_NAME = 128
+#: Named limiters one job may take at most.
+MAX_JOB_LIMITS = 16
+
+
+def check_group_name(name: str, field: str = "group") -> str:
+    """A group or limiter name: 1-128 characters, none of them a control character (the group
+    keys join names with a NUL byte, and names show in logs and metrics labels)."""
+    if not isinstance(name, str) or not name or len(name) > MAX_GROUP_NAME:
+        raise InvalidNameError(f"{field} {name!r}: give 1-{MAX_GROUP_NAME} characters")
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        raise InvalidNameError(f"{field} {name!r}: control characters are not allowed")
+    return name
+
+
 def check_job_id(job_id: str | None) -> str | None:
     """A job id (or schedule key): letters, digits, ``. _ : @ -``, 1-200 characters."""
     if job_id is not None and (not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id)):

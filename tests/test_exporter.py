@@ -122,3 +122,27 @@ def test_poison_messages_count_as_failed_jobs_in_every_series(coord: JobQueueCoo
     assert found[("jqc_queue_error_rate", q)] == 1.0
     assert found[("jqc_jobs_completed_total", q)] == 0
     assert sum(point.failed for point in coord.get_metrics("poisoned", minutes=2)) == 2
+
+
+def test_group_series_keep_label_cardinality_bounded(coord: JobQueueCoordinator) -> None:
+    """Twelve groups: the ten with the most waiting jobs get a label each, the rest one "other"."""
+    from coordinator.groups import GROUPS_SHOWN
+
+    coord.create_queue("tenants", concurrency=5)
+    coord.pause_queue("tenants")
+    coord.set_limiter("api", max_concurrent=3)
+    coord.enqueue_bulk("tenants", [{"data": i, "options": {"group": f"t{g:02d}"}}
+                                   for g in range(GROUPS_SHOWN + 2) for i in range(g + 1)])
+    coord.pause_group("tenants", "t11")
+    registry = CollectorRegistry()
+    register_collector(coord, registry)
+    found = samples(generate_latest(registry).decode())
+    groups = {dict(labels)["group"]: value for (name, labels), value in found.items() if name == "jqc_group_waiting"}
+    assert len(groups) == GROUPS_SHOWN + 1
+    assert groups["t11"] == 12 and groups["t02"] == 3 and "t01" not in groups
+    assert groups["other"] == 1 + 2  # t00 and t01
+    assert found[("jqc_group_paused", (("group", "t11"), ("queue", "tenants")))] == 1
+    assert found[("jqc_queue_groups", (("queue", "tenants"),))] == GROUPS_SHOWN + 2
+    assert found[("jqc_queue_concurrency_active", (("queue", "tenants"),))] == 0
+    assert found[("jqc_limiter_max", (("limiter", "api"),))] == 3
+    assert found[("jqc_limiter_active", (("limiter", "api"),))] == 0

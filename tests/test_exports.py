@@ -27,7 +27,7 @@ def test_all_is_complete_and_sorted() -> None:
 
 def test_every_error_is_a_coordinator_error() -> None:
     classes = [value for value in vars(errors).values() if inspect.isclass(value) and issubclass(value, Exception)]
-    assert len(classes) == 18
+    assert len(classes) == 19
     assert all(issubclass(cls, coordinator.CoordinatorError) for cls in classes)
 
 

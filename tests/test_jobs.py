@@ -176,6 +176,18 @@ def test_wait_for_job_times_out(coord, queue) -> None:
         coord.wait_for_job(queue, "missing", timeout=0.3)
 
 
+def test_wait_for_job_blocks_shorter_than_the_socket_timeout(prefix) -> None:
+    """Found while testing the soak's findings: with socket_timeout_s=1 each XREAD BLOCK of 1 s
+    raced the socket's own timeout and wait_for_job raised RedisUnavailableError."""
+    from tests.support.env import REDIS_URL
+
+    with JobQueueCoordinator(REDIS_URL, prefix=prefix, socket_timeout_s=1) as short:
+        short.create_queue("q")
+        job = short.enqueue_job("q", 1)
+        with pytest.raises(WaitTimeoutError):
+            short.wait_for_job("q", job.id, timeout=4)
+
+
 def test_queue_defaults_apply_and_explicit_options_win(coord) -> None:
     coord.create_queue("q", default_job_options=JobOptions(priority=3, max_retries=7))
     job = coord.enqueue_job("q", 1)

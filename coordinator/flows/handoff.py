@@ -89,6 +89,7 @@ class HandOff:
         if reply[0] != "done":
             return
         failed, on_complete, on_success, parent = int(reply[1]), reply[2], reply[3], reply[4]
+        self.flows.release_holds(self.flows.take_batch_members(batch_id))  # retention may trim them now
         ref = rec.batch_ref(batch_id)
         summary = json.dumps({"batch": batch_id, "failed": failed})
         if on_complete:

@@ -11,7 +11,8 @@ Hand-off entry (a JSON object in the queue's ``flowbox`` hash, field ``<job id>:
 of waiter ref, policy, waiter ref, policy, ...
 
 Batch meta hash: ``total``, ``succeeded``, ``failed``, ``sealed`` ("1"), ``done`` ("1"),
-``on_complete`` / ``on_success`` (job refs), ``parent`` (batch id), ``created`` (ms).
+``on_complete`` / ``on_success`` (job refs), ``parent`` (batch id), ``created`` (ms), ``released``
+("1" once the holds of its members were given back, after it was done).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ ENTRY_JOB, ENTRY_OUTCOME, ENTRY_VALUE, ENTRY_TIME, ENTRY_WAITERS = "c", "o", "v"
 # batch meta fields
 TOTAL, SUCCEEDED, FAILED, SEALED, DONE = "total", "succeeded", "failed", "sealed", "done"
 ON_COMPLETE, ON_SUCCESS, PARENT, CREATED = "on_complete", "on_success", "parent", "created"
+RELEASED = "released"
 
 #: A hand-off whose waiter does not exist yet (a flow being added bottom-up) is kept this long.
 HANDOFF_KEEP_MS = 600_000

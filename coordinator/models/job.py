@@ -68,6 +68,11 @@ class EventName(str, Enum):
     """On a waiting job: a dependency failed or was cancelled (``child``, ``reason``, ``policy``)."""
     PAUSED = "paused"
     RESUMED = "resumed"
+    GROUP_PAUSED = "group_paused"
+    """A group of the queue was paused (``data["group"]``); ``group_resumed`` when resumed."""
+    GROUP_RESUMED = "group_resumed"
+    LIMITED = "limited"
+    """A job over a concurrency cap (the queue's or a named limiter's) was parked (``data["limit"]``)."""
     WORKER = "worker"
     DEDUPLICATED = "deduplicated"
     """On the job that stands for a dedup key: an enqueue with that key added nothing

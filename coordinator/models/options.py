@@ -7,7 +7,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from coordinator.validation import check_cron, check_job_id, check_queue_name, check_trace_id, check_zone
+from coordinator.validation import (
+    MAX_JOB_LIMITS,
+    check_cron,
+    check_group_name,
+    check_job_id,
+    check_queue_name,
+    check_trace_id,
+    check_zone,
+)
 
 
 class _Options(BaseModel):
@@ -105,8 +113,32 @@ class JobOptions(_Options):
     )
     dedup: Dedup | None = Field(None, description="deduplication key and mode (docs/deduplication.md)")
 
+    group: str | None = Field(None, description="the job's group: a queue serves its groups round-robin "
+                              "(see docs/fairness.md)")
+    limits: tuple[str, ...] = Field((), description="named limiters (set_limiter) the job holds a slot of "
+                                    "while it runs")
+
     _check_job_id = field_validator("job_id")(check_job_id)
     _check_trace_id = field_validator("trace_id")(check_trace_id)
+
+    @field_validator("group")
+    @classmethod
+    def _check_group(cls, value: str | None) -> str | None:
+        return None if value is None else check_group_name(value, "group")
+
+    @field_validator("limits", mode="before")
+    @classmethod
+    def _check_limits(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("limits: give a list of limiter names, not one string")
+        names = tuple(value)
+        if len(names) > MAX_JOB_LIMITS:
+            raise ValueError(f"limits: at most {MAX_JOB_LIMITS} limiters per job")
+        if len(set(names)) != len(names):
+            raise ValueError("limits: a limiter is named twice")
+        for name in names:
+            check_group_name(name, "limits")
+        return names
 
     @field_validator("expires", mode="before")
     @classmethod
@@ -135,6 +167,9 @@ class JobOptions(_Options):
     def _debounce_without_delay(self) -> JobOptions:
         if self.dedup is not None and self.dedup.mode == "debounce" and self.delay:
             raise ValueError("delay: not with dedup mode 'debounce' (its ttl_ms is the delay)")
+        if self.dedup is not None and self.dedup.mode == "debounce" and self.group is not None:
+            raise ValueError("group: not with dedup mode 'debounce' (a debounce moves a waiting job back "
+                             "to delayed, which a job waiting in its group cannot follow)")
         return self
 
 
@@ -217,6 +252,19 @@ class Retention(_Options):
     failed_age_s: int | None = Field(7 * 24 * 3600, ge=1)
 
 
+class GroupConfig(_Options):
+    """Limits of one group of a queue (`set_group_config`); see docs/fairness.md."""
+
+    concurrency: int | None = Field(None, ge=1, description="at most this many of the group's jobs "
+                                    "dispatched or running at once, across every host")
+    limiter: RateLimit | None = Field(None, description="at most max of the group's jobs released per "
+                                      "fixed window of duration ms")
+    max_size: int | None = Field(None, ge=1, description="enqueueing past this many waiting jobs of the "
+                                 "group raises GroupFullError and writes nothing")
+    weight: int = Field(1, ge=1, le=1000, description="share of the round-robin: a group of weight 3 is "
+                        "served three jobs for one of a group of weight 1")
+
+
 class QueueConfig(_Options):
     """A queue's configuration; `create_queue` with the same name and a new config updates it."""
 
@@ -224,6 +272,10 @@ class QueueConfig(_Options):
     default_job_options: JobOptions = JobOptions()
     limiter: RateLimit | None = None
     retention: Retention = Retention()
+    concurrency: int | None = Field(None, ge=1, description="at most this many of the queue's jobs active "
+                                    "at once across every host (None: no cap)")
+    group_window: int = Field(32, ge=1, le=10_000, description="grouped jobs put in the broker and not yet "
+                              "started, at most: the round-robin decides the order of everything behind it")
 
     _check_name = field_validator("name")(check_queue_name)
 

@@ -53,6 +53,26 @@ class QueueHealth(BaseModel):
     metrics: QueueMetrics = QueueMetrics()
 
 
+class GroupStatus(BaseModel):
+    """One group of a queue: its waiting jobs (not yet released to the broker), the leases it
+    holds (with a concurrency limit), whether it is paused, and how long its oldest job has waited."""
+
+    name: str
+    waiting: int
+    active: int = 0
+    paused: bool = False
+    oldest_waiting_s: float | None = None
+
+
+class LimiterStatus(BaseModel):
+    """A concurrency cap (a named limiter, or a queue's ``concurrency``): its maximum and the
+    leases held now."""
+
+    name: str
+    max_concurrent: int
+    active: int
+
+
 class QueueStatus(BaseModel):
     name: str
     paused: bool
@@ -60,6 +80,16 @@ class QueueStatus(BaseModel):
     health: QueueHealth
     workers: int
     """Live workers consuming this queue, on any host."""
+    groups: list[GroupStatus] = []
+    """The groups with the most waiting jobs (at most `coordinator.groups.GROUPS_SHOWN`), and paused ones among them."""
+    group_count: int = 0
+    """Groups with waiting jobs."""
+    grouped_waiting: int = 0
+    """Waiting jobs of every group, not yet released to the broker."""
+    concurrency: LimiterStatus | None = None
+    """The queue's cap (`QueueConfig.concurrency`) and its occupancy, when it has one."""
+    capped: int = 0
+    """Waiting jobs parked over a concurrency cap (the queue's or a named limiter's)."""
     deduplicated: int = 0
     """Enqueues since the queue began that added nothing because their dedup key was held (they
     returned the job that stands; docs/deduplication.md)."""

@@ -181,6 +181,16 @@ class FlowRegistry:
             args += item
         return list(self.scripts.flow_batch_settle(keys=[bk.meta, bk.pending, bk.failures], args=args))
 
+    def take_batch_members(self, batch_id: str) -> list[str]:
+        """The members of a done batch, to release their holds: returned to the first caller only
+        (flag ``released`` in its meta), so a replayed hand-off never releases a hold twice."""
+        bk = self.keys.batch(batch_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hsetnx(bk.meta, rec.RELEASED, "1")
+        pipe.smembers(bk.members)
+        first, members = pipe.execute()
+        return sorted(members) if first else []
+
     def batch_fields(self, batch_id: str) -> tuple[dict[str, str], int, dict[str, str], list[str]]:
         """A batch's meta hash, pending count (without the seal), failures and members."""
         bk = self.keys.batch(batch_id)

@@ -17,7 +17,13 @@ from typing import Any
 from coordinator.clock import minute_of, now_ms
 from coordinator.dedup import DedupEntry
 from coordinator.dispatch import parse_delivery_tag
-from coordinator.errors import JobNotFoundError, QueueNotFoundError, RedisUnavailableError
+from coordinator.errors import (
+    GroupFullError,
+    InvalidArgumentError,
+    JobNotFoundError,
+    QueueNotFoundError,
+    RedisUnavailableError,
+)
 from coordinator.keys import STATE_INDEXES, CoordinatorKeys, QueueKeys
 from coordinator.metrics import FAILED, outcome_fields, processing_bucket
 from coordinator.models import (
@@ -40,6 +46,10 @@ from coordinator.validation import MAX_LOG_LINE, MAX_LOG_LINES, MAX_PROGRESS_SIZ
 BATCH_SIZE = 500
 #: Pause between two tries of a finish while Redis is away.
 FINISH_RETRY_PAUSE_S = 0.2
+#: Lease of a concurrency slot (ms) until the coordinator's lock duration is set (`RegistryOps.lease_ms`).
+DEFAULT_LEASE_MS = 30_000
+#: The name a queue's own concurrency cap has in events and `capped` replies.
+QUEUE_CAP = "queue"
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,7 @@ class StartResult:
     """What `start` decided for one received message."""
 
     status: str
-    """``active`` (run it), ``missing``, ``stale``, ``paused``, ``limited`` or ``expired``."""
+    """``active`` (run it), ``missing``, ``stale``, ``paused``, ``limited``, ``expired`` or ``capped``."""
     job: Job | None = None
 
 
@@ -79,6 +89,8 @@ class RegistryOps:
         self.events_max_len = events_max_len
         self.finish_retry_s = finish_retry_s
         self.outbox = outbox
+        self.lease_ms = DEFAULT_LEASE_MS
+        """Lease of a concurrency slot (ms): the lock duration, since leases are renewed with locks."""
         #: Called with (queue, flow box field, entry JSON) after a move that wrote a flow
         #: hand-off (`coordinator.flows.handoff`); a blocking call, from either executor.
         self.on_handoff: Callable[[str, str, str], object] | None = None
@@ -132,10 +144,11 @@ class RegistryOps:
         # The queue's own keys in one MULTI (one cluster slot); the prefix-wide set and epoch
         # marker after it, in another slot: a crash in between leaves a working queue that is
         # listed again by the next save.
-        _, created, _ = yield Batch([
+        _, created, _, _ = yield Batch([
             cmd("hset", qk.meta, "config", config.model_dump_json()),
             cmd("hsetnx", qk.meta, "created", now_ms()),
             cmd("hsetnx", qk.meta, "paused", "0"),
+            cmd("hset", qk.meta, "group_window", config.group_window),
         ], transaction=True)
         _, _, epoch = yield Batch([
             cmd("sadd", self.keys.queues, config.name),
@@ -185,13 +198,15 @@ class RegistryOps:
         result = yield Script("enqueue", keys, args)
         if not isinstance(result, list):
             interpret_reply("enqueue", result, queue)
+        if result and result[0] == Reply.GROUP_FULL:
+            raise GroupFullError(queue, result[1])
         return [enqueue_outcome(flag) for flag in result]
 
     def enqueue_call(self, queue: str, jobs: list[NewJob]) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of one `lua/enqueue.lua` call (also queued in a flow's MULTI)."""
         qk = self.queue_keys(queue)
         keys = [qk.meta, qk.index("waiting"), qk.index("delayed"), qk.parked, qk.events, *self.broker_keys(qk)]
-        args: list[Any] = [now_ms(), *self.dispatch_args(queue), self.events_max_len]
+        args: list[Any] = [now_ms(), *self.dispatch_args(queue), self.events_max_len, self.lease_ms]
         encoded: dict[int, str] = {}  # options JSON by object: jobs of one call often share one
         for job in jobs:
             opts = job.options
@@ -203,8 +218,10 @@ class RegistryOps:
                 job.id, job.name, job.data_json, opts_json,
                 opts.priority, job.due_ms, "" if opts.timeout is None else opts.timeout,
                 job.trace_id, opts.max_retries, job.schedule_key, job.created_ms, job.expires_ms,
+                opts.group or "", ",".join(opts.limits),
             ]
         self._dedup_tail(qk, jobs, keys, args)
+        keys += qk.group_keys
         return keys, args
 
     @staticmethod
@@ -229,52 +246,118 @@ class RegistryOps:
     # ----------------------------------------------------------------------------- worker side
 
     def start(self, queue: str, job_id: str, token: int, worker_id: str, hostname: str,
-              lock_ms: int, limiter: RateLimit | None) -> Op[StartResult]:
-        """Claim a received dispatch of a job; see `lua/start.lua` for the outcomes."""
+              lock_ms: int, limiter: RateLimit | None, concurrency: int | None = None) -> Op[StartResult]:
+        """Claim a received dispatch of a job; see `lua/start.lua` for the outcomes. A job that
+        takes named limiters is claimed in a second call that gives their caps."""
         qk = self.queue_keys(queue)
-        reply = yield Script(
-            "start",
-            [qk.job(job_id), qk.index("waiting"), qk.index("active"), qk.parked, qk.meta,
-             qk.events, qk.lock(job_id), qk.limiter, qk.index("cancelled"), qk.dependents(job_id),
-             qk.flowbox],
-            [job_id, token, now_ms(), worker_id, lock_ms, self.events_max_len,
-             limiter.max if limiter else 0, limiter.duration if limiter else 0, hostname],
-        )
+        keys = [qk.job(job_id), qk.index("waiting"), qk.index("active"), qk.parked, qk.meta,
+                qk.events, qk.lock(job_id), qk.limiter, qk.index("cancelled"), qk.dependents(job_id),
+                qk.flowbox, qk.capped, *qk.group_keys]
+        args = [job_id, token, now_ms(), worker_id, lock_ms, self.events_max_len,
+                limiter.max if limiter else 0, limiter.duration if limiter else 0, hostname]
+        cap_keys, cap_args = self.queue_cap(queue, job_id, concurrency)
+        reply = yield Script("start", [*keys, *cap_keys], [*args, "0", *cap_args])
+        if reply[0] == "limits":
+            names = reply[1].split(",")
+            maxima = yield from self.limiter_maxima(names)
+            more_keys, more_args = self.limiter_caps(queue, job_id, names, maxima)
+            reply = yield Script("start", [*keys, *cap_keys, *more_keys], [*args, "1", *cap_args, *more_args])
         if reply[0] != "active":
             return StartResult(reply[0])
         fields = dict(zip(reply[1::2], reply[2::2]))
+        if "group" in fields:  # its message left the group window: the next grouped job may go
+            yield from self.release_groups(queue)
         return StartResult("active", job_from_hash(queue, job_id, fields))
 
-    def renew_locks(self, attempts: Iterable[tuple[str, str, int]], lock_ms: int) -> Op[list[str]]:
-        """Renew the locks of running attempts, given as (queue, job id, token), in one round
-        trip; per attempt "" if it still owns its job, else ``<state>:<reason>`` of the job."""
-        by_queue: dict[str, list[tuple[int, str, int]]] = {}
-        for position, (queue, job_id, token) in enumerate(attempts):
-            by_queue.setdefault(queue, []).append((position, job_id, token))
+    # ------------------------------------------------------------------ concurrency caps, groups
+
+    def queue_cap(self, queue: str, job_id: str, concurrency: int | None) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV (name, lease member, max) of the queue's own cap, if it has one."""
+        if concurrency is None:
+            return [], []
+        return [self.queue_keys(queue).slots], [QUEUE_CAP, job_id, concurrency]
+
+    def limiter_caps(self, queue: str, job_id: str, names: Iterable[str],
+                     maxima: dict[str, int] | None = None) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV (name, lease member, max) of a job's named limiters; a job's lease
+        member in a limiter is the queue and the job id joined by a NUL (limiters are shared by queues)."""
+        keys: list[str] = []
+        args: list[Any] = []
+        for name in names:
+            keys.append(self.keys.limiter_slots(name))
+            args += [name, f"{queue}\0{job_id}", (maxima or {}).get(name, 0)]
+        return keys, args
+
+    def lease_keys(self, queue: str, job_id: str, group: str | None,
+                   limits: Iterable[str]) -> tuple[tuple[str, str], ...]:
+        """(lease set, member) of every lease a running job may hold: the queue's slot, its
+        group's, its named limiters'. Renewing or dropping one it does not hold changes nothing."""
+        qk = self.queue_keys(queue)
+        leases = [(qk.slots, job_id)]
+        if group:
+            leases.append((qk.group_slots, f"{group}\0{job_id}"))
+        leases += [(self.keys.limiter_slots(name), f"{queue}\0{job_id}") for name in limits]
+        return tuple(leases)
+
+    def limiter_maxima(self, names: list[str]) -> Op[dict[str, int]]:
+        """The max_concurrent of named limiters; InvalidArgumentError naming ``limits`` for an unknown one."""
+        values = yield cmd("hmget", self.keys.limiters, names)
+        unknown = [name for name, value in zip(names, values) if value is None]
+        if unknown:
+            raise InvalidArgumentError(f"limits: no limiter named {', '.join(map(repr, unknown))}; "
+                                       "create it with set_limiter()")
+        return {name: int(value) for name, value in zip(names, values)}
+
+    def release_groups(self, queue: str, rejoin: str = "") -> Op[int]:
+        """Release grouped jobs round-robin while the queue's group window has room (see
+        `lua/group_release.lua`); ``rejoin``: a group that may be served again first."""
+        qk = self.queue_keys(queue)
+        return (yield Script("group_release", [qk.meta, *self.broker_keys(qk), *qk.group_keys],
+                             [now_ms(), self.lease_ms, rejoin]))
+
+    def renew_locks(self, attempts: Iterable[tuple[str, str, int, tuple[tuple[str, str], ...]]],
+                    lock_ms: int) -> Op[list[str]]:
+        """Renew the locks of running attempts, given as (queue, job id, token, leases: (lease
+        set, member) pairs, see `lease_keys`), with their leases, in one round trip; per attempt
+        "" if it still owns its job, else ``<state>:<reason>`` of the job."""
+        by_queue: dict[str, list[tuple[int, str, int, tuple[tuple[str, str], ...]]]] = {}
+        for position, (queue, job_id, token, leases) in enumerate(attempts):
+            by_queue.setdefault(queue, []).append((position, job_id, token, leases))
         scripts: list[Command | Script] = []
+        now = now_ms()
         for queue, items in by_queue.items():
             qk = self.queue_keys(queue)
-            keys = [key for _, job_id, _ in items for key in (qk.lock(job_id), qk.job(job_id))]
-            scripts.append(Script("renew", keys, [lock_ms, *(token for _, _, token in items)]))
+            keys: list[str] = []
+            args: list[Any] = [lock_ms, now]
+            for _, job_id, token, leases in items:
+                keys += [qk.lock(job_id), qk.job(job_id), *(key for key, _ in leases)]
+                args += [token, len(leases), *(member for _, member in leases)]
+            scripts.append(Script("renew", keys, args))
         out = [""] * sum(len(items) for items in by_queue.values())
         if not scripts:
             return out
         for items, replies in zip(by_queue.values(), (yield Batch(scripts))):
-            for (position, _, _), reply in zip(items, replies):
+            for (position, _, _, _), reply in zip(items, replies):
                 out[position] = reply
         return out
 
     def finish(self, queue: str, job_id: str, token: int, outcome: str, *, payload: str = "",
-               stack: str = "", due_ms: int = 0, remove: bool = False, duration_ms: int = 0) -> Op[bool]:
+               stack: str = "", due_ms: int = 0, remove: bool = False, duration_ms: int = 0,
+               group: str | None = None, limits: Iterable[str] = ()) -> Op[bool]:
         """End an attempt: ``completed`` (payload = result JSON), ``failed`` or ``retry``
-        (payload = reason). False when this attempt no longer owns the job."""
+        (payload = reason). False when this attempt no longer owns the job. The attempt's
+        leases are dropped; a grouped job's finish releases the next grouped jobs."""
         qk = self.queue_keys(queue)
         now = now_ms()
         keys = [qk.job(job_id), qk.index("active"), qk.index("completed"), qk.index("failed"),
                 qk.index("delayed"), qk.events, qk.lock(job_id), qk.metrics, qk.logs(job_id),
-                qk.dependents(job_id), qk.flowbox]
+                qk.dependents(job_id), qk.flowbox, *qk.group_keys, qk.slots]
         args = [job_id, token, outcome, now, payload, stack, due_ms, "1" if remove else "0",
-                self.events_max_len, minute_of(now), duration_ms, processing_bucket(duration_ms)]
+                self.events_max_len, minute_of(now), duration_ms, processing_bucket(duration_ms),
+                group or "", QUEUE_CAP, job_id, 0]
+        limit_keys, limit_args = self.limiter_caps(queue, job_id, limits)
+        keys += limit_keys
+        args += limit_args
         # A finished attempt outlives a short Redis outage rather than run again; repeating the
         # script is safe, since a second call finds the job no longer owned (fencing by token).
         deadline = time.monotonic() + self.finish_retry_s
@@ -286,6 +369,8 @@ class RegistryOps:
                     raise
                 yield Sleep(FINISH_RETRY_PAUSE_S)
                 continue
+            if group and reply != Reply.REFUSED:
+                yield from self.release_groups(queue)
             if isinstance(reply, list):  # a flow hand-off was written: apply it now
                 self._handed_off(queue, reply)
                 return True
@@ -337,17 +422,25 @@ class RegistryOps:
 
     def cancel(self, queue: str, job_id: str, allow_active: bool = False, reason: str = "cancelled") -> Op[bool]:
         qk = self.queue_keys(queue)
+        group, limits = yield cmd("hmget", qk.job(job_id), "group", "limits")
+        names = limits.split(",") if limits else []
+        limit_keys, limit_args = self.limiter_caps(queue, job_id, names)
         reply = yield Script(
             "cancel",
             [qk.job(job_id), qk.index("waiting"), qk.index("delayed"), qk.parked,
              qk.index("active"), qk.index("cancelled"), qk.events, qk.lock(job_id),
-             qk.index("waiting_children"), qk.dependents(job_id), qk.flowbox],
-            [job_id, now_ms(), "1" if allow_active else "0", self.events_max_len, reason],
+             qk.index("waiting_children"), qk.dependents(job_id), qk.flowbox, qk.capped, *qk.group_keys,
+             qk.slots, *limit_keys],
+            [job_id, now_ms(), "1" if allow_active else "0", self.events_max_len, reason, group or "",
+             QUEUE_CAP, job_id, 0, *limit_args],
         )
         if isinstance(reply, list):
             self._handed_off(queue, reply)
             reply = Reply.DONE
-        return interpret_reply("cancel", reply, queue, job_id)
+        done = interpret_reply("cancel", reply, queue, job_id)
+        if done and group:
+            yield from self.release_groups(queue)
+        return done
 
     def remove(self, queue: str, job_id: str) -> Op[bool]:
         """Delete a finished (completed, failed or cancelled) job with its logs; False if it is
@@ -365,16 +458,19 @@ class RegistryOps:
         reply = yield Script(
             "retry",
             [qk.job(job_id), qk.index("failed"), qk.index("cancelled"), qk.index("waiting"),
-             qk.parked, qk.meta, qk.events, *self.broker_keys(qk)],
+             qk.parked, qk.meta, qk.events, *self.broker_keys(qk), *qk.group_keys],
             [job_id, now_ms(), *self.dispatch_args(queue), self.events_max_len],
         )
-        return interpret_reply("retry", reply, queue, job_id)
+        done = interpret_reply("retry", reply, queue, job_id)
+        if done:
+            yield from self.release_groups(queue)
+        return done
 
     def change_priority(self, queue: str, job_id: str, priority: int) -> Op[bool]:
         qk = self.queue_keys(queue)
         reply = yield Script(
             "change_priority",
-            [qk.job(job_id), qk.parked, qk.meta, qk.events, *self.broker_keys(qk)],
+            [qk.job(job_id), qk.parked, qk.meta, qk.events, *self.broker_keys(qk), *qk.group_keys],
             [job_id, priority, now_ms(), *self.dispatch_args(queue), self.events_max_len],
         )
         return interpret_reply("change_priority", reply, queue, job_id)
@@ -391,7 +487,7 @@ class RegistryOps:
             "promote",
             [qk.index("delayed"), qk.index("waiting"), qk.parked, qk.meta, qk.events,
              *self.broker_keys(qk), qk.index("cancelled"), qk.flowbox,
-             *(key for job_id in job_ids for key in (qk.job(job_id), qk.dependents(job_id)))],
+             *(key for job_id in job_ids for key in (qk.job(job_id), qk.dependents(job_id))), *qk.group_keys],
             [now_ms(), "1" if force else "0", *self.dispatch_args(queue), self.events_max_len, *job_ids],
         ))
 

@@ -175,25 +175,29 @@ class Registry:
     # ----------------------------------------------------------------------------- worker side
 
     def start(self, queue: str, job_id: str, token: int, worker_id: str, hostname: str,
-              lock_ms: int, limiter: RateLimit | None) -> StartResult:
+              lock_ms: int, limiter: RateLimit | None, concurrency: int | None = None) -> StartResult:
         """Claim a received dispatch of a job; see `lua/start.lua` for the outcomes."""
-        claim = self.run(self.ops.start(queue, job_id, token, worker_id, hostname, lock_ms, limiter))
+        claim = self.run(self.ops.start(queue, job_id, token, worker_id, hostname, lock_ms, limiter, concurrency))
         if claim.job is not None:
             claim.job._registry = self
             claim.job._token = token
         return claim
 
-    def renew_locks(self, attempts: Iterable[tuple[str, str, int]], lock_ms: int) -> list[str]:
-        """Renew the locks of running attempts, given as (queue, job id, token), in one round
-        trip; per attempt "" if it still owns its job, else ``<state>:<reason>`` of the job."""
+    def renew_locks(self, attempts: Iterable[tuple[str, str, int, tuple[tuple[str, str], ...]]],
+                    lock_ms: int) -> list[str]:
+        """Renew the locks (and leases) of running attempts, given as (queue, job id, token,
+        leases), in one round trip; per attempt "" if it still owns its job, else
+        ``<state>:<reason>`` of the job."""
         return self.run(self.ops.renew_locks(attempts, lock_ms))
 
     def finish(self, queue: str, job_id: str, token: int, outcome: str, *, payload: str = "",
-               stack: str = "", due_ms: int = 0, remove: bool = False, duration_ms: int = 0) -> bool:
+               stack: str = "", due_ms: int = 0, remove: bool = False, duration_ms: int = 0,
+               group: str | None = None, limits: Iterable[str] = ()) -> bool:
         """End an attempt: ``completed`` (payload = result JSON), ``failed`` or ``retry``
         (payload = reason). False when this attempt no longer owns the job."""
         return self.run(self.ops.finish(queue, job_id, token, outcome, payload=payload, stack=stack,
-                                        due_ms=due_ms, remove=remove, duration_ms=duration_ms))
+                                        due_ms=due_ms, remove=remove, duration_ms=duration_ms,
+                                        group=group, limits=limits))
 
     def update_progress(self, queue: str, job_id: str, token: int | None, progress: Any) -> bool:
         return self.run(self.ops.update_progress(queue, job_id, token, progress))
@@ -239,6 +243,16 @@ class Registry:
     def release_parked(self, queue: str, limiter: RateLimit | None) -> int:
         """Dispatch parked jobs whose hold is over (queue resumed, rate-limit window passed)."""
         return self.run(self.sweeps.release_parked(queue, limiter))
+
+    @_dispatches
+    def release_capped(self, queue: str, concurrency: int | None) -> int:
+        """Dispatch jobs parked over a concurrency cap once their caps have room (`SweepOps`)."""
+        return self.run(self.sweeps.release_capped(queue, concurrency))
+
+    @_dispatches
+    def release_groups(self, queue: str, rejoin: str = "") -> int:
+        """Release grouped jobs round-robin while the queue's group window has room."""
+        return self.run(self.ops.release_groups(queue, rejoin))
 
     @_dispatches
     def recover_stalled(self, queue: str, max_stalled_count: int) -> int:

@@ -16,6 +16,8 @@ from coordinator.errors import CoordinatorError, FlowError, JobNotFoundError, Qu
 
 
 class Reply(IntEnum):
+    GROUP_FULL = -2
+    """`lua/enqueue.lua`: ``{-2, group}``, the call would take a group past its max_size."""
     MISSING = -1
     REFUSED = 0
     DONE = 1
@@ -57,7 +59,7 @@ def enqueue_outcome(flag: int | str) -> Added:
 
 
 #: Replies of `lua/start.lua`: run it, or why this message does not run the job.
-START_STATUSES = ("active", "missing", "stale", "paused", "limited", "expired")
+START_STATUSES = ("active", "missing", "stale", "paused", "limited", "expired", "limits", "capped")
 
 
 def interpret_reply(script: str, reply: int, queue: str, job_id: str = "") -> bool:

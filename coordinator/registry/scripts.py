@@ -1,4 +1,5 @@
-"""Loads the registry's Lua scripts (each with the shared `_lib.lua` in front) once per client."""
+"""Loads the registry's Lua scripts (each with the shared `_lib.lua` and `_groups.lua` in front)
+once per client."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ SCRIPT_NAMES = (
     "flow_rearm",
     "flow_batch_add",
     "flow_batch_settle",
+    "group_release",
+    "release_capped",
 )
 
 
@@ -38,7 +41,7 @@ SCRIPT_NAMES = (
 def script_source(name: str) -> str:
     """The full text sent to Redis: the shared functions, then the script."""
     lua = resources.files("coordinator.registry") / "lua"
-    return (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+    return "\n".join((lua / f"{part}.lua").read_text() for part in ("_lib", "_groups", name))
 
 
 class Scripts:
@@ -69,3 +72,5 @@ class Scripts:
     flow_rearm: Script
     flow_batch_add: Script
     flow_batch_settle: Script
+    group_release: Script
+    release_capped: Script

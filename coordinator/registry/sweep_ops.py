@@ -16,6 +16,8 @@ from coordinator.registry.ops import BATCH_SIZE, RegistryOps
 
 #: Broker list items read per LRANGE in `SweepOps.recover_lost`.
 LIST_CHUNK = 1000
+#: Jobs parked over a concurrency cap that one `SweepOps.release_capped` call looks at.
+CAPPED_BATCH = 100
 
 
 def _message_task_id(raw: str) -> str:
@@ -54,6 +56,27 @@ class SweepOps:
              limiter.duration if limiter else 0, *due],
         ))
 
+    def release_capped(self, queue: str, concurrency: int | None) -> Op[int]:
+        """Dispatch jobs parked over a concurrency cap, oldest first, once each of their caps has
+        a free slot (taken for them); see `lua/release_capped.lua`."""
+        ops = self.ops
+        qk = ops.queue_keys(queue)
+        capped = yield cmd("zrange", qk.capped, 0, CAPPED_BATCH - 1)
+        if not capped:
+            return 0
+        limits = [value.split(",") if value else []
+                  for value in (yield Batch([cmd("hget", qk.job(job_id), "limits") for job_id in capped]))]
+        names = sorted({name for job_limits in limits for name in job_limits})
+        maxima = (yield from ops.limiter_maxima(names)) if names else {}
+        keys = [qk.capped, qk.meta, qk.parked, *ops.broker_keys(qk)]
+        args: list[Any] = [now_ms(), *ops.dispatch_args(queue), ops.lease_ms]
+        for job_id, job_limits in zip(capped, limits):
+            cap_keys, cap_args = ops.queue_cap(queue, job_id, concurrency)
+            limit_keys, limit_args = ops.limiter_caps(queue, job_id, job_limits, maxima)
+            keys += [qk.job(job_id), *cap_keys, *limit_keys]
+            args += [job_id, len(cap_keys) + len(limit_keys), *cap_args, *limit_args]
+        return (yield Script("release_capped", keys, args))
+
     def recover_stalled(self, queue: str, max_stalled_count: int) -> Op[int]:
         """Send active jobs whose lock expired back to waiting (or fail them); see the script."""
         ops = self.ops
@@ -70,6 +93,7 @@ class SweepOps:
                     qk.events, qk.metrics, *ops.broker_keys(qk), qk.flowbox]
             for job_id in batch:
                 keys += [qk.job(job_id), qk.lock(job_id), qk.dependents(job_id)]
+            keys += qk.group_keys
             recovered += yield Script(
                 "recover_stalled", keys,
                 [now_ms(), max_stalled_count, *ops.dispatch_args(queue), ops.events_max_len,
@@ -104,7 +128,8 @@ class SweepOps:
         items = list(candidates.items())
         for start in range(0, len(items), BATCH_SIZE):
             batch = items[start : start + BATCH_SIZE]
-            keys = [qk.parked, qk.meta, qk.events, *ops.broker_keys(qk), *(qk.job(job_id) for _, (job_id, _) in batch)]
+            keys = [qk.parked, qk.meta, qk.events, *ops.broker_keys(qk), *(qk.job(job_id) for _, (job_id, _) in batch),
+                    qk.capped, qk.group_messages]
             args: list[Any] = [now_ms(), *ops.dispatch_args(queue), ops.events_max_len]
             for _, (job_id, token) in batch:
                 args += [job_id, token]
@@ -148,7 +173,8 @@ class SweepOps:
         recovered: list[str] = []
         for start in range(0, len(lost), BATCH_SIZE):
             batch = lost[start : start + BATCH_SIZE]
-            keys = [qk.parked, qk.meta, qk.events, *ops.broker_keys(qk), *(qk.job(job_id) for job_id, _ in batch)]
+            keys = [qk.parked, qk.meta, qk.events, *ops.broker_keys(qk), *(qk.job(job_id) for job_id, _ in batch),
+                    qk.capped, qk.group_messages]
             args: list[Any] = [now_ms(), *ops.dispatch_args(queue), ops.events_max_len]
             for job_id, token in batch:
                 args += [job_id, token]

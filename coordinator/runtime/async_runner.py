@@ -293,7 +293,9 @@ class AsyncRunner:
         started = time.monotonic()
         task = asyncio.current_task()
         assert task is not None
-        attempt = Attempt(job.queue, job.id, token, worker=worker_id)  # the timeout: `within`
+        attempt = Attempt(job.queue, job.id, token, worker=worker_id,  # the timeout: `within`
+                          leases=self.runner.registry.ops.lease_keys(job.queue, job.id, job.options.group,
+                                                                     job.options.limits))
         job._attempt = attempt
         attempt.add_cancel_callback(lambda _: self._cancel_task(attempt, task))
         key = (job.queue, job.id)

@@ -54,6 +54,8 @@ class Attempt:
     on_timeout: Callable[[], object] | None = None
     """Records the attempt as failed with a timeout; called by the keeper once, past ``timeout_s``."""
     worker: str = ""
+    leases: tuple[tuple[str, str], ...] = ()
+    """(lease set, member) of the concurrency slots the attempt may hold, renewed with its lock."""
     thread_id: int = field(default_factory=threading.get_ident)
     started: float = field(default_factory=time.monotonic)
     cancel_reason: str | None = None

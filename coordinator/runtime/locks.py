@@ -108,7 +108,7 @@ class LockKeeper:
     def check(self, running: list[Attempt]) -> None:
         """One round over the attempts running in this process."""
         owners = [a for a in running if a.cancel_reason is None]
-        replies = self._registry.renew_locks([(a.queue, a.job_id, a.token) for a in owners], self._lock_ms)
+        replies = self._registry.renew_locks([(a.queue, a.job_id, a.token, a.leases) for a in owners], self._lock_ms)
         for attempt, reply in zip(owners, replies):
             if reply:
                 state, _, reason = reply.partition(":")

@@ -150,6 +150,8 @@ class Maintenance:
                 continue
             registry.promote_due(queue)
             registry.release_parked(queue, config.limiter)
+            registry.release_capped(queue, config.concurrency)
+            registry.release_groups(queue)
             if stalled:
                 registry.recover_stalled(queue, settings.max_stalled_count)
                 if self.parts.handoff is not None:

@@ -19,10 +19,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery, Task
-from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 
 from coordinator.clock import now_ms
-from coordinator.errors import JobTimeoutError, UnrecoverableError
+from coordinator.errors import JobTimeoutError, RedisUnavailableError, UnrecoverableError
 from coordinator.flows.producer import FlowProducer
 from coordinator.models import Job, QueueConfig
 from coordinator.queues import QueueReads
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("coordinator.job")
 
 Processor = Callable[[Job], Any]
+#: How long a worker repeats a claim while Redis does not answer before it puts the message back.
+CLAIM_PATIENCE_S = 60.0
+CLAIM_RETRY_S = 0.2
 
 
 def is_unrecoverable(exc: BaseException) -> bool:
@@ -121,7 +124,7 @@ class JobRunner:
         A handler with a ``finished(job, outcome, value)`` method (the adopted-task runner) is told
         the outcome once the registry recorded it."""
         registry = self.registry
-        claimed = registry.run(self.claim_op(queue, job_id, token, worker_id))
+        claimed = self.claim(queue, job_id, token, worker_id)
         if claimed is None:
             return None
         job, config = claimed
@@ -129,7 +132,8 @@ class JobRunner:
         finished = getattr(handler, "finished", None)
         locks = self.locks
         started = time.monotonic()
-        attempt = Attempt(queue, job_id, token, timeout_s=job.options.timeout, worker=worker_id)
+        attempt = Attempt(queue, job_id, token, timeout_s=job.options.timeout, worker=worker_id,
+                          leases=registry.ops.lease_keys(queue, job_id, job.options.group, job.options.limits))
         if attempt.timeout_s is not None:
             attempt.on_timeout = lambda: self._timed_out(job, attempt, started)
         job._attempt = attempt
@@ -173,13 +177,30 @@ class JobRunner:
         finally:
             locks.remove(attempt)
 
+    def claim(self, queue: str, job_id: str, token: int, worker_id: str) -> tuple[Job, QueueConfig] | None:
+        """`claim_op`, repeated while Redis does not answer (paused, restarting, a dropped
+        connection): the message is acked whatever the task raises, so a claim given up on would
+        lose the job. After `CLAIM_PATIENCE_S` the message is put back (Celery's ``Reject``). A
+        claim that ran but whose reply was lost answers "stale" when repeated; its job's lock
+        then lapses and the stalled-job sweep sends it back to waiting."""
+        deadline = time.monotonic() + CLAIM_PATIENCE_S
+        while True:
+            try:
+                return self.registry.run(self.claim_op(queue, job_id, token, worker_id))
+            except RedisUnavailableError as exc:
+                if time.monotonic() > deadline:
+                    raise Reject(exc, requeue=True) from exc
+                log.warning("claim of job %s/%s dispatch %s repeated: %s", queue, job_id, token, exc)
+                time.sleep(CLAIM_RETRY_S)
+
     def claim_op(self, queue: str, job_id: str, token: int, worker_id: str) -> Op[tuple[Job, QueueConfig] | None]:
         """Start one dispatch of a job (its lock taken): the job and its queue's config, or None
         for a stale, duplicate, paused, rate-limited or expired message, which does nothing. The
         caller registers the attempt with the lock keeper."""
         config = (yield from self.configs.cached_op(queue))[1]
         claim = yield from self.registry.ops.start(queue, job_id, token, worker_id, socket.gethostname(),
-                                                   self.settings.lock_duration_ms, config.limiter)
+                                                   self.settings.lock_duration_ms, config.limiter,
+                                                   config.concurrency)
         if claim.job is None:
             log.debug("job %s/%s dispatch %s not run: %s", queue, job_id, token, claim.status)
             return None
@@ -191,7 +212,8 @@ class JobRunner:
         """Record the outcome (fenced by the token); False if this attempt no longer owns the job."""
         owned = yield from self.registry.ops.finish(
             job.queue, job.id, token, outcome.kind, payload=outcome.payload, stack=outcome.stack,
-            due_ms=outcome.due_ms, remove=outcome.remove, duration_ms=_ms_since(started))
+            due_ms=outcome.due_ms, remove=outcome.remove, duration_ms=_ms_since(started),
+            group=job.options.group, limits=job.options.limits)
         if outcome.kind == "retry":
             log.warning("job failed, will retry: %s", outcome.payload, extra=log_fields(job, started))
         elif outcome.kind == "failed":

@@ -23,7 +23,7 @@ from typing import Any
 
 from celery import Celery
 
-from coordinator.errors import InvalidArgumentError, WorkerNotFoundError, WorkerStartError
+from coordinator.errors import InvalidArgumentError, RedisUnavailableError, WorkerNotFoundError, WorkerStartError
 from coordinator.heartbeats import PAUSED, RUNNING, HeartbeatStore
 from coordinator.models import AutoscalePolicy, RateLimit, ScalingResult, WorkerOptions, WorkerState, WorkerStatus
 from coordinator.queues import QueueManager
@@ -130,12 +130,18 @@ class WorkerManager:
         return managed
 
     def wait_consuming(self, managed: ManagedProcess) -> bool:
-        """Wait for the first heartbeat of the worker's current process: written once it consumes."""
+        """Wait for the first heartbeat of the worker's current process: written once it consumes.
+        Redis away meanwhile (restarting, loading) is waited out like a slow start, never raised:
+        a supervisor's restart that raised here would leave the worker ``starting`` for ever."""
         node = managed.spec.node_name
         proc = managed.process
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and proc.poll() is None:
-            if self.heartbeats.field(node, "pid") == str(proc.pid):
+            try:
+                pid = self.heartbeats.field(node, "pid")
+            except RedisUnavailableError:
+                pid = None
+            if pid == str(proc.pid):
                 with self.mutex:
                     if managed.state is WorkerState.STARTING and managed.process is proc:
                         managed.state = WorkerState.RUNNING

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import redis
 
 from coordinator import JobState, RedisUnavailableError
+from coordinator.dispatch import delivery_tag
 from tests import processors
 from tests.support.faults import coordinator_on, diagnosis, lost_and_duplicated
 from tests.support.report import scaled
@@ -106,6 +108,44 @@ def test_redis_restart_with_aof_loses_nothing(report) -> None:
         assert (lost, duplicated) == (0, 0)
     report.add("Redis restarted mid-stream, AOF appendfsync always", count, lost, duplicated, recovered,
                note=f"{count - count // 2} enqueues after the restart; {len(raised)} raised and were repeated")
+
+
+def test_a_claim_cut_off_by_a_redis_timeout_loses_no_job(report) -> None:
+    """Found by the soak (bench/soak): a worker whose claim of a prefetched message timed out
+    (Redis paused longer than socket_timeout_s) acked the message without running the job, which
+    then stayed waiting for ever with no message anywhere."""
+    with RedisServer() as server, coordinator_on(server, socket_timeout_s=1) as coord:
+        coord.create_queue("q")
+        worker = coord.register_worker("q", processors.sleepy, pool="threads", concurrency=1)
+        first = coord.enqueue_job("q", {"seconds": 1.5})
+        wait_until(lambda: coord.get_job("q", first.id).state is JobState.ACTIVE, timeout=WAIT_S)
+        held = coord.enqueue_job("q", {"seconds": 0.01})  # prefetched while the first one runs
+        tag = delivery_tag(coord.celery_queue("q"), held.id, 1)
+        wait_until(lambda: server.client().hexists(coord.keys.unacked, tag), timeout=WAIT_S)
+        server.client().client_pause(5000)  # the first job's finish, then the held one's claim, time out
+        started = time.monotonic()
+        time.sleep(5)  # this test's own calls would time out as well meanwhile
+        try:
+            done = wait_until(lambda: _try(lambda: _final(coord, "q", held.id)), timeout=WAIT_S)
+        except AssertionError as exc:
+            state = coord.get_job("q", held.id).state.value
+            raise AssertionError(f"held job {state}; {diagnosis(coord, 'q')}") from exc
+        recovered = time.monotonic() - started
+        log = Path(coord.get_worker(worker.id).log_file).read_text(errors="replace")
+        assert f"{held.id}.1" in log and "socket_timeout_s" in log  # its claim did time out
+        assert done.state is JobState.COMPLETED
+        first_done = wait_until(lambda: _try(lambda: _final(coord, "q", first.id)), timeout=WAIT_S)
+        assert first_done.state is JobState.COMPLETED
+        lost, duplicated = lost_and_duplicated(coord, "q", [first.id, held.id])
+        assert (lost, duplicated) == (0, 0)
+    report.add("Redis paused 5 s while a worker claims a prefetched job, socket_timeout_s=1", 2, lost, duplicated,
+               recovered, note="the claim timed out and was repeated until Redis answered")
+
+
+def _final(coord, queue: str, job_id: str):
+    """The job if it is in a final state, else None."""
+    job = coord.get_job(queue, job_id)
+    return job if job is not None and job.state.is_final else None
 
 
 def _try(call, raised: list[Exception] | None = None):

@@ -105,3 +105,30 @@ def _finished(coord) -> int:
     """Jobs finished since the queue was created (the metrics' running totals)."""
     done, failed = coord._redis.hmget(coord.keys.for_queue("q").metrics, "all:c", "all:f")
     return int(done or 0) + int(failed or 0)
+
+
+def test_a_worker_restarted_while_redis_is_away_is_supervised_again(report) -> None:
+    """Found by the soak (bench/soak): a restart whose wait for the new process's heartbeat met
+    a Redis restart raised, the worker stayed `starting` for ever, and its next death was never
+    noticed (the soak's managed workers all ended up dead, unrestarted)."""
+    with RedisServer("--appendonly", "yes") as server, coordinator_on(server) as coord:
+        coord.create_queue("q")
+        worker = coord.register_worker("q", processors.echo, pool="solo")
+        os.killpg(worker.pid, signal.SIGKILL)
+        wait_until(lambda: coord.get_worker(worker.id).state.value == "starting", timeout=WAIT_S)
+        server.stop()  # the supervisor is waiting for the new process's first heartbeat
+        time.sleep(2)
+        server.start()
+        started = time.monotonic()
+        wait_until(lambda: coord.get_worker(worker.id).state.value == "running", timeout=60)
+        recovered = time.monotonic() - started
+        restarted = coord.get_worker(worker.id)
+        os.killpg(restarted.pid, signal.SIGKILL)  # supervised again: this death is noticed too
+        wait_until(lambda: coord.get_worker(worker.id).pid not in (None, restarted.pid)
+                   and coord.get_worker(worker.id).state.value == "running", timeout=60)
+        job = coord.enqueue_job("q", 1)
+        assert coord.wait_for_job("q", job.id, timeout=WAIT_S).state.value == "completed"
+        lost, duplicated = lost_and_duplicated(coord, "q", [job.id])
+        restarts = coord.get_worker(worker.id).restarts
+    report.add("worker restarted while Redis restarts, then SIGKILLed again", 1, lost, duplicated, recovered,
+               note=f"{restarts} restarts; supervised after the one that met the outage")

@@ -159,12 +159,19 @@ def test_no_script_builds_a_key_name() -> None:
     from coordinator.registry.scripts import SCRIPT_NAMES, script_source
 
     call = re.compile(r'redis\.call\("([A-Z]+)",\s*([^,)]+)')
-    from_keys = re.compile(r"^(KEYS\[[^\]]+\]|brokerKeys\[[^\]]+\]|q\.\w+)$")  # q: a table of KEYS
+    # q: a table of KEYS; g: the group records (groupKeys); cap[1]: a cap's lease set (capsFrom)
+    from_keys = re.compile(r"^(KEYS\[[^\]]+\]|brokerKeys\[[^\]]+\]|q\.\w+|g\.\w+|cap\[1\])$")
     key_locals = re.compile(r"local ([\w, ]+?)\s*=\s*(.+)")
+    groups = script_source("group_release")
+    group_keys = re.search(r"local function groupKeys\(from\)\n  return \{(.*?)\}\nend", groups, re.S)
+    assert group_keys and all(value.strip().startswith("KEYS[")
+                              for value in re.findall(r"= ([^,}]+)", group_keys[1])), "groupKeys takes KEYS"
+    assert re.search(r"caps\[\w+ \+ 1\] = \{KEYS\[", groups), "capsFrom takes lease sets from KEYS"
     for name in SCRIPT_NAMES:
         source = script_source(name)
         allowed = {"jobKey", "lockKey", "eventsKey", "parkedKey", "metaKey",  # parameters of _lib.lua
                    "dependentsKey", "flowboxKey", "indexKey", "cancelledKey", "metricsKey", "waitingKey",
+                   "hashKey",  # decrementField of _groups.lua (given g.counts, g.active)
                    "standingKey", "record",  # deduplication's two, see the docstring
                    "d.record"}  # an enqueue's dedup record: KEYS[...] in dedupEntries
         for names, values in key_locals.findall(source):

@@ -81,8 +81,10 @@ local function argsRepr(data)
   return jsonString(data)
 end
 
-local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, token, priority, timeout, traceId,
-                        jobName, data)
+-- The Celery message of one dispatch of a job (dispatch() pushes it; a grouped job's waits in
+-- its group until the round-robin releases it, see _groups.lua).
+local function celeryMessage(taskName, celeryQueue, queueName, jobId, token, priority, timeout, traceId,
+                             jobName, data)
   local level = tonumber(priority) - 1
   local id = taskId(jobId, token)
   local extra = ""
@@ -121,7 +123,14 @@ local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, tok
       jsonString(celeryQueue) .. '},"priority":' .. level .. ',"delivery_tag":' ..
       jsonString(deliveryTag(celeryQueue, id)) .. '}}'
   end
-  redis.call("LPUSH", brokerKeys[level + 1], message)
+  return message
+end
+
+local function dispatch(brokerKeys, taskName, celeryQueue, queueName, jobId, token, priority, timeout, traceId,
+                        jobName, data)
+  local level = tonumber(priority)
+  redis.call("LPUSH", brokerKeys[level], celeryMessage(taskName, celeryQueue, queueName, jobId, token,
+    priority, timeout, traceId, jobName, data))
 end
 
 -- Make a waiting job reachable: push its message, or park it while the queue is paused.
@@ -173,7 +182,11 @@ end
 local function moveToWaiting(q, jobKey, jobId, now, ...)
   redis.call("ZADD", q.waiting, waitingScore(q.meta, now), jobId)
   redis.call("HSET", jobKey, "state", "waiting")
-  local token = makeWaiting(jobKey, q.parked, q.paused, now, q.brokerKeys, q.task, q.celeryQueue, q.queue, jobId)
+  -- q.toGroup (see _groups.lua): a grouped job waits in its group instead (nil for any other job)
+  local token = q.toGroup and q.toGroup(jobKey, jobId, now)
+  if not token then
+    token = makeWaiting(jobKey, q.parked, q.paused, now, q.brokerKeys, q.task, q.celeryQueue, q.queue, jobId)
+  end
   emitJob(q.events, q.maxLen, "waiting", jobKey, jobId, ...)
   return token
 end

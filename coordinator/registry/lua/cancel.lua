@@ -6,10 +6,12 @@
 
   KEYS[1] job  KEYS[2] waiting  KEYS[3] delayed  KEYS[4] parked  KEYS[5] active
   KEYS[6] cancelled  KEYS[7] events  KEYS[8] lock  KEYS[9] waiting_children  KEYS[10] dependents
-  KEYS[11] flow box
+  KEYS[11] flow box  KEYS[12] capped  KEYS[13..24] group records (QueueKeys.group_keys)
+  KEYS[25..] concurrency caps the job may hold
 
   ARGV[1] job id  ARGV[2] now (ms)  ARGV[3] "1" to allow an active job  ARGV[4] events max length
-  ARGV[5] reason (kept as the job's reason)
+  ARGV[5] reason (kept as the job's reason)  ARGV[6] the job's group ("" none)
+  ARGV[7..] per cap in KEYS[25..]: name, lease member, max
 
   A cancelled job frees the dedup record it holds (dedupRelease in _lib.lua).
   Events: cancelled.
@@ -29,6 +31,14 @@ redis.call("ZREM", KEYS[4], jobId)
 redis.call("ZREM", KEYS[5], jobId)
 redis.call("ZREM", KEYS[9], jobId)
 redis.call("DEL", KEYS[8])
+redis.call("ZREM", KEYS[12], jobId)
+dropLeases(capsFrom(25, 7))
+if ARGV[6] ~= "" then
+  local g = groupKeys(13)
+  leaveGroup(g, jobKey, jobId)
+  if state == "waiting" then decrementField(g.sizes, ARGV[6]) end
+  freeGroupSlot(g, ARGV[6] .. NUL .. jobId)
+end
 local token = redis.call("HINCRBY", jobKey, "token", 1)
 redis.call("HSET", jobKey, "state", "cancelled", "finished", ARGV[2], "reason", ARGV[5])
 dedupRelease(jobKey, jobId)

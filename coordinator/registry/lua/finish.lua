@@ -5,12 +5,16 @@
 
   KEYS[1] job  KEYS[2] active  KEYS[3] completed  KEYS[4] failed  KEYS[5] delayed  KEYS[6] events
   KEYS[7] lock  KEYS[8] metrics  KEYS[9] logs  KEYS[10] dependents  KEYS[11] flow box
+  KEYS[12..23] group records (QueueKeys.group_keys)  KEYS[24..] concurrency caps the attempt holds
 
   ARGV[1] job id  ARGV[2] token  ARGV[3] outcome: completed | failed | retry  ARGV[4] now (ms)
   ARGV[5] result JSON (completed) or reason (failed, retry)  ARGV[6] stack trace (failed, retry)
   ARGV[7] due (ms, retry)  ARGV[8] "1" to remove the job at once (remove_on_complete/fail True)
   ARGV[9] events max length  ARGV[10] minute bucket  ARGV[11] processing time (ms)
   ARGV[12] metrics field of the processing-time histogram bucket (``all:le:<ms>``)
+  ARGV[13] the job's group ("" none)  ARGV[14..] per cap in KEYS[24..]: name, lease member, max
+
+  The attempt's leases (concurrency caps, its group's) are dropped whatever the outcome.
 
   Metrics (KEYS[8], see coordinator/metrics.py): counted for final outcomes (completed, failed),
   not for retried attempts.
@@ -25,6 +29,8 @@ local cur = redis.call("HMGET", jobKey, "state", "token", "dedup")
 if cur[1] ~= "active" or cur[2] ~= ARGV[2] then return 0 end
 redis.call("ZREM", KEYS[2], jobId)
 redis.call("DEL", KEYS[7])
+dropLeases(capsFrom(24, 14))
+if ARGV[13] ~= "" then freeGroupSlot(groupKeys(12), ARGV[13] .. NUL .. jobId) end
 local minute = ARGV[10]
 local function count(kind)
   countOutcome(KEYS[8], minute, kind)

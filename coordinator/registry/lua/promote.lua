@@ -11,11 +11,13 @@
 
   Events: waiting, per job moved; cancelled (reason expired) for a job past its start deadline.
   Returns: the number of jobs moved (expired ones included).
+  then the 12 group records (QueueKeys.group_keys), last: a grouped job goes back to its group.
 ]]
 local now, force = tonumber(ARGV[1]), ARGV[2] == "1"
 local paused = redis.call("HGET", KEYS[4], "paused") == "1"
 local q = {waiting = KEYS[2], meta = KEYS[4], parked = KEYS[3], events = KEYS[5], maxLen = ARGV[6],
   paused = paused, brokerKeys = sliceKeys(6, 10), task = ARGV[3], celeryQueue = ARGV[4], queue = ARGV[5]}
+q.toGroup = groupRouter(groupKeys(#KEYS - 11), q)  -- a grouped job waits in its group
 local moved = 0
 for i = 7, #ARGV do
   local jobId, jobKey = ARGV[i], KEYS[18 + (i - 7) * 2]

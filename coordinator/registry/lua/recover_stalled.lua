@@ -14,11 +14,13 @@
 
   Events: stalled, then waiting or failed, per job recovered.
   Returns: the number of jobs recovered.
+  then the 12 group records (QueueKeys.group_keys), last: a grouped job goes back to its group.
 ]]
 local now, maxStalled = tonumber(ARGV[1]), tonumber(ARGV[2])
 local paused = redis.call("HGET", KEYS[5], "paused") == "1"
 local q = {waiting = KEYS[2], meta = KEYS[5], parked = KEYS[4], events = KEYS[6], maxLen = ARGV[6],
   paused = paused, brokerKeys = sliceKeys(8, 10), task = ARGV[3], celeryQueue = ARGV[4], queue = ARGV[5]}
+q.toGroup = groupRouter(groupKeys(#KEYS - 11), q)  -- a grouped job waits in its group
 local recovered = 0
 for i = 8, #ARGV do
   local jobId = ARGV[i]

@@ -9,6 +9,7 @@
 
   Events: waiting.
   Returns: -1 no such job; 0 its state does not allow it; 1 waiting again.
+  then the 12 group records (QueueKeys.group_keys), last: a grouped job goes back to its group.
 ]]
 local jobKey, jobId = KEYS[1], ARGV[1]
 local state = redis.call("HGET", jobKey, "state")
@@ -21,5 +22,6 @@ redis.call("HDEL", jobKey, "finished", "reason", "result", "processed", "worker"
 local q = {waiting = KEYS[4], meta = KEYS[6], parked = KEYS[5], events = KEYS[7], maxLen = ARGV[6],
   paused = redis.call("HGET", KEYS[6], "paused") == "1", brokerKeys = sliceKeys(8, 10),
   task = ARGV[3], celeryQueue = ARGV[4], queue = ARGV[5]}
+q.toGroup = groupRouter(groupKeys(#KEYS - 11), q)  -- a grouped job waits in its group
 moveToWaiting(q, jobKey, jobId, ARGV[2], "retried", "1")
 return 1
