@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,19 +35,32 @@ def test_shutdown_lets_the_running_job_finish(coord: JobQueueCoordinator) -> Non
 
 
 @pytest.fixture
-def manager(prefix: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A separate managing process running one solo worker with 3 jobs of 2 s queued; its
-    output goes to ``manager.log`` in the test's tmp_path."""
+def start_manager(prefix: str, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Starts a separate managing process (`pool_manager_script.py`) running one solo worker
+    with ``count`` jobs of ``seconds`` queued; its output goes to ``manager.log`` in tmp_path."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(TESTS.parent)]))
-    with open(tmp_path / "manager.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(TESTS / "pool_manager_script.py"), REDIS_URL, prefix, "sig", "3", "2"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-    yield proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(10)
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(count: int = 3, seconds: float = 2, hold: Path | None = None) -> subprocess.Popen[bytes]:
+        args = [REDIS_URL, prefix, "sig", str(count), str(seconds)] + ([str(hold)] if hold else [])
+        with open(tmp_path / "manager.log", "wb") as log:
+            started.append(subprocess.Popen(
+                [sys.executable, str(TESTS / "pool_manager_script.py"), *args],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            ))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture
+def manager(start_manager: Callable[..., subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """The managing process with 3 jobs of 2 s queued."""
+    return start_manager()
 
 
 def _worker(coord: JobQueueCoordinator) -> tuple[str, int]:
@@ -92,3 +105,33 @@ def test_second_sigterm_stops_at_once_and_jobs_go_back_to_waiting(
     assert coord.get_job("sig", active).attempts_made == 2
     assert [e["job_id"] for e in events(coord, "sig", "stalled")] == [active]
     assert coord._registry.counts("sig").completed == 3
+
+
+def test_second_sigterm_while_the_main_thread_holds_a_lock_of_the_signal_path(
+        coord: JobQueueCoordinator, start_manager: Callable[..., subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    """Both signals land while the main thread holds the supervisor's stop-event lock, which
+    stopping the supervisor takes: a handler doing that work in the main thread waited for
+    itself for ever (the CI hang: the second SIGTERM came while the first one's shutdown was
+    inside Event.set). The lock is released once both were taken; then the kill goes on."""
+    hold = tmp_path / "hold"
+    manager = start_manager(count=1, seconds=6, hold=hold)
+    active = _first_active(coord)
+    _, worker_pid = _worker(coord)
+    log = tmp_path / "manager.log"
+    hold.touch()
+    wait_until(lambda: "holding" in log.read_text(), 15, "the main thread to take the lock")
+    manager.send_signal(signal.SIGTERM)
+    wait_until(lambda: "closing managed workers" in log.read_text(), 10, "the warm close to begin")
+    manager.send_signal(signal.SIGTERM)
+    wait_until(lambda: "SIGTERM again" in log.read_text(), 10, "the second signal taken")
+    assert "released" not in log.read_text()  # both signals were taken while the lock was held
+    hold.unlink()
+    assert manager.wait(30) == 128 + signal.SIGTERM
+    assert "released" in log.read_text()
+    assert not process_running(worker_pid)
+    assert coord.get_job("sig", active).state is JobState.ACTIVE  # killed at once, not finished
+
+    coord.register_worker("sig", recorded, pool="solo")
+    assert coord.wait_for_job("sig", active, 30).state is JobState.COMPLETED
+    assert coord.get_job("sig", active).attempts_made == 2
+    assert [e["job_id"] for e in events(coord, "sig", "stalled")] == [active]
