@@ -170,6 +170,9 @@ def test_a_message_lost_with_the_broker_connection_is_dispatched_again(report) -
         assert sum(admin.delete(key) for key in keys.broker_lists) == 1  # the message is nowhere now
         worker = coord.register_worker("q", processors.echo, pool="solo")
         assert coord.get_job("q", job.id).state is JobState.WAITING
+        # the consumer's BRPOP must be on the wire, or the kill cuts no broker connection (a worker
+        # reports consuming a moment before its event loop sends the first BRPOP)
+        wait_until(lambda: any(c["cmd"] == "brpop" for c in admin.client_list()), what="the worker's BRPOP")
         killed = admin.client_kill_filter(_type="normal", skipme=True)  # the worker's and ours: all reconnect
         assert killed > 0
         started = time.monotonic()
