@@ -20,12 +20,16 @@ from coordinator.errors import FlowError
 from coordinator.flows import records as rec
 from coordinator.flows.models import BatchStatus, FlowJob
 from coordinator.models import Job, JobOptions
+from coordinator.patience import while_redis_away
 from coordinator.registry import NewJob
 from coordinator.registry.codec import from_ms
 from coordinator.registry.registry import now_ms
 
 if TYPE_CHECKING:
     from coordinator.flows.producer import FlowProducer
+
+#: How long a batch's seal waits out Redis being away before it raises.
+SEAL_PATIENCE_S = 60.0
 
 
 class Batch:
@@ -71,7 +75,9 @@ class Batch:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.seal()
+        # An unsealed batch never completes and its callbacks wait for ever: the seal waits out
+        # Redis being away (the block itself may have ended on that) before it gives up.
+        while_redis_away(self.seal, SEAL_PATIENCE_S, "seal of batch %s", self.id)
 
 
 def open_batch(producer: FlowProducer, batch_id: str, on_complete: FlowJob | None, on_success: FlowJob | None,

@@ -25,6 +25,7 @@ from coordinator.clock import now_ms
 from coordinator.errors import JobTimeoutError, RedisUnavailableError, UnrecoverableError
 from coordinator.flows.producer import FlowProducer
 from coordinator.models import Job, QueueConfig
+from coordinator.patience import while_redis_away
 from coordinator.queues import QueueReads
 from coordinator.registry import Registry
 from coordinator.registry.calls import Op
@@ -41,7 +42,6 @@ log = logging.getLogger("coordinator.job")
 Processor = Callable[[Job], Any]
 #: How long a worker repeats a claim while Redis does not answer before it puts the message back.
 CLAIM_PATIENCE_S = 60.0
-CLAIM_RETRY_S = 0.2
 
 
 def is_unrecoverable(exc: BaseException) -> bool:
@@ -183,15 +183,11 @@ class JobRunner:
         lose the job. After `CLAIM_PATIENCE_S` the message is put back (Celery's ``Reject``). A
         claim that ran but whose reply was lost answers "stale" when repeated; its job's lock
         then lapses and the stalled-job sweep sends it back to waiting."""
-        deadline = time.monotonic() + CLAIM_PATIENCE_S
-        while True:
-            try:
-                return self.registry.run(self.claim_op(queue, job_id, token, worker_id))
-            except RedisUnavailableError as exc:
-                if time.monotonic() > deadline:
-                    raise Reject(exc, requeue=True) from exc
-                log.warning("claim of job %s/%s dispatch %s repeated: %s", queue, job_id, token, exc)
-                time.sleep(CLAIM_RETRY_S)
+        try:
+            return while_redis_away(lambda: self.registry.run(self.claim_op(queue, job_id, token, worker_id)),
+                                    CLAIM_PATIENCE_S, "claim of job %s/%s dispatch %s", queue, job_id, token)
+        except RedisUnavailableError as exc:
+            raise Reject(exc, requeue=True) from exc
 
     def claim_op(self, queue: str, job_id: str, token: int, worker_id: str) -> Op[tuple[Job, QueueConfig] | None]:
         """Start one dispatch of a job (its lock taken): the job and its queue's config, or None

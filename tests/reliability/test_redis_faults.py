@@ -183,3 +183,32 @@ def test_a_message_lost_with_the_broker_connection_is_dispatched_again(report) -
         assert (lost, duplicated) == (0, 0)
     report.add("in-flight message lost with the broker connection", 1, lost, duplicated,
                time.monotonic() - started, note=f"{killed} connections killed; job dispatched again")
+
+
+def test_a_batch_whose_block_met_a_redis_outage_is_still_sealed(report, caplog: pytest.LogCaptureFixture) -> None:
+    """Found by the soak (bench/soak, seed 7): a batch whose ``with`` block ended while Redis
+    restarted was never sealed, so its on_complete callback waited in waiting_children for ever
+    and kept its members from retention. The seal now waits Redis out."""
+    from coordinator import FlowJob
+    from coordinator.testing import run_jobs
+
+    with RedisServer("--appendonly", "yes", "--appendfsync", "always") as server, coordinator_on(server) as coord:
+        coord.create_queue("q")
+        coord.create_queue("done")
+        batch = coord.batch(on_complete=FlowJob(queue="done", data="all in"))
+        with caplog.at_level("WARNING", logger="coordinator.patience"), batch:
+            member = batch.enqueue_job("q", {"n": 1})
+            server.stop()
+            restart = threading.Timer(1.5, server.start)
+            restart.start()
+            started = time.monotonic()
+        restart.join()
+        assert any("seal of batch" in r.getMessage() for r in caplog.records)  # the seal met the outage
+        status = coord.get_batch(batch.id)
+        assert status.sealed and status.on_complete
+        assert [job.id for job in run_jobs(coord, "q", processor=lambda job: job.data)] == [member.id]
+        callback = run_jobs(coord, "done", processor=lambda job: job.data)
+        assert [f"done:{job.id}" for job in callback] == [status.on_complete]
+        assert callback[0].state is JobState.COMPLETED and coord.get_batch(batch.id).done
+    report.add("batch sealed across a Redis restart", 1, 0, 0, time.monotonic() - started,
+               note="the seal repeated until Redis answered; the callback ran once")
