@@ -29,7 +29,9 @@ def test_killed_worker_is_restarted_with_a_new_pid(coord: JobQueueCoordinator) -
     assert restarted.pid != worker.pid and process_running(restarted.pid)
     assert not process_running(worker.pid)
 
-    actions = [(e["action"], e["worker"]) for e in events(coord, "super", "worker")]
+    # the supervisor marks the worker running, then appends its `restarted` event
+    actions = wait_until(lambda: len(found := [(e["action"], e["worker"]) for e in events(coord, "super", "worker")])
+                         >= 2 and found, 10, "the restarted event")
     assert actions == [("crashed", worker.id), ("restarted", worker.id)]
     crash = events(coord, "super", "worker")[0]
     assert crash["pid"] == str(worker.pid) and crash["exit_code"] == "-9"
